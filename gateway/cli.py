@@ -1,0 +1,87 @@
+"""`python -m gateway [--config FILE]` runs; `python -m gateway validate --config FILE` checks.
+
+Only this module exits the process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from gateway import __version__
+from gateway.config.load import ConfigError, Loaded, load_file
+from gateway.service import Service, ShutdownErrors
+
+log = logging.getLogger("gateway")
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="otel-gateway", description="OpenTelemetry trace gateway")
+    p.add_argument("command", nargs="?", choices=["run", "validate"], default="run")
+    p.add_argument("--config", default="config.yaml", help="Collector-format YAML config (default: config.yaml)")
+    p.add_argument("--version", action="version", version=f"otel-gateway {__version__}")
+    return p
+
+
+def _load(path: str) -> Loaded | None:
+    try:
+        return load_file(path)
+    except ConfigError as exc:
+        print(f"invalid configuration {path}:", file=sys.stderr)
+        for line in exc.errors:
+            print(f"  {line}", file=sys.stderr)
+        return None
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=_LEVELS.get(level.lower(), logging.INFO),
+        format="%(asctime)s\t%(levelname)s\t%(name)s\t%(message)s",
+        stream=sys.stderr,
+    )
+
+
+async def serve(loaded: Loaded) -> int:
+    service = Service(loaded.config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await service.start()
+    except Exception as exc:
+        log.error("gateway failed to start: %s", exc)
+        with contextlib.suppress(ShutdownErrors):
+            await service.shutdown(deadline=5.0)
+        return 1
+    await stop.wait()
+    log.info("shutting down: draining within %.0fs", loaded.config.service.shutdown_timeout)
+    try:
+        await service.shutdown()
+    except ShutdownErrors as exc:
+        log.error("shutdown finished with errors: %s", exc)
+    log.info("gateway stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    loaded = _load(args.config)
+    if loaded is None:
+        return 1
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.command == "validate":
+        print(f"{args.config}: configuration is valid")
+        return 0
+    _setup_logging(loaded.config.service.telemetry.logs.level)
+    return asyncio.run(serve(loaded))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

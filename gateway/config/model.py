@@ -1,0 +1,83 @@
+"""The top-level config: the Collector's sections, and `service`'s pipelines and telemetry."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pipelines.config_types import Duration
+
+SIGNALS = ("traces", "metrics", "logs")
+SECTIONS = ("receivers", "processors", "exporters", "extensions")
+_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(/[^\s/]+)?$")
+
+
+def valid_id(text: str) -> bool:
+    return bool(_ID.match(text))
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    receivers: tuple[str, ...] = ()
+    processors: tuple[str, ...] = ()
+    exporters: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MetricsTelemetry:
+    address: str = "localhost:8888"
+    level: Literal["none", "basic", "normal", "detailed"] = "normal"
+    # The Collector's newer `readers:` form; `pull.exporter.prometheus.{host,port}` is honoured.
+    readers: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class LogsTelemetry:
+    level: Literal["debug", "info", "warn", "error", "DEBUG", "INFO", "WARN", "ERROR"] = "info"
+    encoding: Literal["console", "json"] = "console"
+
+
+@dataclass(frozen=True)
+class TelemetryConfig:
+    metrics: MetricsTelemetry = field(default_factory=MetricsTelemetry)
+    logs: LogsTelemetry = field(default_factory=LogsTelemetry)
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    pipelines: dict[str, PipelineConfig] = field(default_factory=dict)
+    extensions: tuple[str, ...] = ()
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    # Beyond the Collector: worker processes sharing the listening ports.
+    workers: int = 1
+    # Beyond the Collector: how long shutdown may spend draining batches and exporters.
+    shutdown_timeout: Duration = 30.0
+
+    def validate(self) -> list[str]:
+        errors = []
+        if self.workers < 1:
+            errors.append("workers must be at least 1")
+        if self.shutdown_timeout <= 0:
+            errors.append("shutdown_timeout must be positive")
+        return errors
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    receivers: dict[str, Any]
+    processors: dict[str, Any]
+    exporters: dict[str, Any]
+    extensions: dict[str, Any]
+    service: ServiceConfig
+
+    def metrics_address(self) -> str | None:
+        """Where /metrics listens, or None when telemetry metrics are off."""
+        m = self.service.telemetry.metrics
+        if m.level == "none":
+            return None
+        for reader in m.readers:
+            prom = (((reader or {}).get("pull") or {}).get("exporter") or {}).get("prometheus")
+            if prom:
+                return f"{prom.get('host', 'localhost')}:{prom.get('port', 8888)}"
+        return m.address

@@ -1,0 +1,121 @@
+"""The `otlphttp` (alias `otlp_http`) exporter: OTLP over HTTP, protobuf (or JSON) bodies."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import ssl
+import zlib
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import aiohttp
+import zstandard
+
+from gateway.component import Settings
+from gateway.components import Factory
+from gateway.exporters import classify
+from gateway.exporters.helper import Exporter
+from gateway.exporters.otlp_common import OtlpCommon, log_partial_success
+from pipelines import otlp, otlp_json
+from pipelines.batch import Batch
+from pipelines.config_types import Duration
+from pipelines.errors import RetryableError
+
+_SIGNAL_PATHS = {"traces": "/v1/traces", "metrics": "/v1/metrics", "logs": "/v1/logs"}
+
+
+def _zstd(data: bytes) -> bytes:
+    return zstandard.ZstdCompressor().compress(data)
+
+
+_COMPRESSORS: dict[str, Any] = {
+    "gzip": lambda d: gzip.compress(d, compresslevel=1),
+    "deflate": zlib.compress,
+    "zstd": _zstd,
+    "none": None,
+    "": None,
+}
+
+
+@dataclass(frozen=True)
+class Config(OtlpCommon):
+    timeout: Duration = 30.0
+    traces_endpoint: str = ""
+    metrics_endpoint: str = ""
+    logs_endpoint: str = ""
+    encoding: Literal["proto", "json"] = "proto"
+
+    def validate(self) -> list[str]:
+        errors = []
+        if not self.endpoint and not (self.traces_endpoint or self.metrics_endpoint or self.logs_endpoint):
+            errors.append("missing endpoint")
+        for name in ("endpoint", "traces_endpoint", "metrics_endpoint", "logs_endpoint"):
+            url = getattr(self, name)
+            if url and not url.startswith(("http://", "https://")):
+                errors.append(f"{name} {url!r}: want an http:// or https:// URL")
+        if self.compression not in _COMPRESSORS:
+            errors.append(f"compression {self.compression!r} is not supported (want gzip, deflate, zstd or none)")
+        return errors
+
+    def url_for(self, signal: str) -> str:
+        explicit: str = getattr(self, f"{signal}_endpoint")
+        return explicit or self.endpoint.rstrip("/") + _SIGNAL_PATHS[signal]
+
+
+class HttpPusher:
+    def __init__(self, settings: Settings) -> None:
+        self.id = settings.id
+        self.config: Config = settings.config
+        self._session: aiohttp.ClientSession | None = None
+        self._compress = _COMPRESSORS[self.config.compression]
+        headers = dict(self.config.headers)
+        headers["Content-Type"] = "application/json" if self.config.encoding == "json" else "application/x-protobuf"
+        if self._compress is not None:
+            headers["Content-Encoding"] = self.config.compression
+        self._headers = headers
+        self._urls = {s: self.config.url_for(s) for s in _SIGNAL_PATHS}
+
+    async def start(self) -> None:
+        tls = self.config.tls
+        ssl_ctx: ssl.SSLContext | bool = tls.ssl_context() if not tls.insecure else False
+        connector = aiohttp.TCPConnector(ssl=ssl_ctx, limit=0)
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=self.config.timeout or None)
+        )
+
+    def body(self, batch: Batch) -> bytes:
+        data = otlp_json.encode(batch.message()) if self.config.encoding == "json" else batch.data()
+        return self._compress(data) if self._compress is not None else data
+
+    async def push(self, batch: Batch) -> None:
+        if self._session is None:
+            raise RetryableError(f"exporter {self.id} is not started")
+        headers = self._headers
+        if self.config.tenant_header and batch.context.tenant:
+            headers = {**headers, self.config.tenant_header: batch.context.tenant}
+        try:
+            async with self._session.post(self._urls[batch.signal], data=self.body(batch), headers=headers) as resp:
+                payload = await resp.read()
+                if resp.status // 100 != 2:
+                    raise classify.from_http(
+                        resp.status, payload.decode("utf-8", "replace"), resp.headers.get("Retry-After")
+                    )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise RetryableError(f"HTTP request failed: {exc!r}") from None
+        if payload and resp.content_type == "application/x-protobuf":
+            # A backend's odd success body is not our failure.
+            with contextlib.suppress(Exception):
+                log_partial_success(self.id, batch.signal, otlp.SHAPES[batch.signal].response.FromString(payload))
+
+    async def shutdown(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def create(settings: Settings) -> Exporter:
+    return Exporter(settings, HttpPusher(settings))
+
+
+FACTORY = Factory(type="otlphttp", config=Config, create=create)

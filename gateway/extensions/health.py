@@ -1,0 +1,94 @@
+"""The `health_check` extension: 200 with a JSON body while every pipeline runs, 503 otherwise."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from gateway.component import Settings
+from gateway.components import Factory
+from gateway.receivers.otlp import split_endpoint
+from gateway.tls import TLSServerConfig
+
+
+@dataclass(frozen=True)
+class CheckCollectorPipeline:
+    enabled: bool = False
+    interval: str = "5m"
+    exporter_failure_threshold: int = 5
+
+
+@dataclass(frozen=True)
+class Config:
+    endpoint: str = "localhost:13133"
+    path: str = "/"
+    tls: TLSServerConfig | None = None
+    response_body: Any = None
+    check_collector_pipeline: CheckCollectorPipeline = field(default_factory=CheckCollectorPipeline)
+
+    def validate(self) -> list[str]:
+        errors = [] if ":" in self.endpoint else [f"endpoint {self.endpoint!r}: want host:port"]
+        if not self.path.startswith("/"):
+            errors.append("path must start with '/'")
+        return errors
+
+
+class HealthCheck:
+    """Status is set by the service: `ready()` once all pipelines started, `not_ready()` at shutdown."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.config: Config = settings.config
+        self._reuse_port = settings.reuse_port
+        self._ready = False
+        self._since = time.time()
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    def ready(self) -> None:
+        self._ready = True
+        self._since = time.time()
+
+    def not_ready(self) -> None:
+        self._ready = False
+        self._since = time.time()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        status = "Server available" if self._ready else "Server not available"
+        body = {
+            "status": status,
+            "upSince": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._since)),
+            "uptime": f"{time.time() - self._since:.3f}s",
+        }
+        return web.Response(
+            text=json.dumps(body), status=200 if self._ready else 503, content_type="application/json"
+        )
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get(self.config.path, self._handle)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        host, port = split_endpoint(self.config.endpoint)
+        ssl_ctx = self.config.tls.ssl_context() if self.config.tls else None
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_ctx, reuse_port=self._reuse_port or None)
+        await site.start()
+        sockets = getattr(site._server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else port
+        self._runner = runner
+
+    async def shutdown(self) -> None:
+        self.not_ready()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+def create(settings: Settings) -> HealthCheck:
+    return HealthCheck(settings)
+
+
+FACTORY = Factory(type="health_check", config=Config, create=create)

@@ -1,0 +1,30 @@
+"""Runs a pure processor from `pipelines` as a pipeline stage, counting what it drops."""
+
+from __future__ import annotations
+
+from gateway.component import Consumer, Settings
+from pipelines.batch import Batch, Signal
+from pipelines.processor import Processor
+
+
+class ProcessorStage:
+    def __init__(self, settings: Settings, processor: Processor, next_consumer: Consumer, signal: Signal) -> None:
+        self.id = settings.id
+        self.processor = processor
+        self._next = next_consumer
+        self._dropped = settings.telemetry.processor_dropped(signal, settings.id)
+
+    async def start(self) -> None:
+        pass
+
+    async def consume(self, batch: Batch) -> None:
+        before = batch.items
+        out = self.processor.process(batch)
+        after = out.items if out is not None else 0
+        if after < before:
+            self._dropped.inc(before - after)
+        if out is not None and after > 0:
+            await self._next.consume(out)
+
+    async def shutdown(self) -> None:
+        pass

@@ -1,0 +1,114 @@
+"""What both OTLP transports do with a request once it is read: authenticate, decode, validate,
+hand to the pipelines, count. The outcome is a `Result`, which each transport maps to its wire codes
+through the one table below.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from gateway.auth import Authenticator, AuthError
+from gateway.component import Consumer
+from gateway.telemetry import UNITS, Telemetry
+from pipelines import otlp
+from pipelines.batch import Batch, RequestContext, Signal
+from pipelines.errors import PermanentError, RetryableError
+
+log = logging.getLogger("gateway.receiver")
+
+Outcome = Literal[
+    "ok", "invalid", "unauthenticated", "unavailable", "too_large", "unsupported", "not_found", "method_not_allowed"
+]
+
+# outcome -> (gRPC status code name, HTTP status)
+WIRE_CODES: dict[Outcome, tuple[str, int]] = {
+    "ok": ("OK", 200),
+    "invalid": ("INVALID_ARGUMENT", 400),
+    "unauthenticated": ("UNAUTHENTICATED", 401),
+    "unavailable": ("UNAVAILABLE", 503),
+    "too_large": ("RESOURCE_EXHAUSTED", 413),
+    "unsupported": ("UNIMPLEMENTED", 415),
+    "not_found": ("UNIMPLEMENTED", 404),
+    "method_not_allowed": ("UNIMPLEMENTED", 405),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    outcome: Outcome
+    message: str = ""
+    retry_after: float | None = None
+    response: bytes = b""
+
+
+class Ingest:
+    """One receiver's entry to one signal's pipelines, over one transport."""
+
+    def __init__(
+        self,
+        receiver: str,
+        transport: str,
+        signal: Signal,
+        consumer: Consumer,
+        telemetry: Telemetry,
+        authenticator: Authenticator | None,
+        include_metadata: bool,
+    ) -> None:
+        self.receiver = receiver
+        self.transport = transport
+        self.signal: Signal = signal
+        self._consumer = consumer
+        self._telemetry = telemetry
+        self._auth = authenticator
+        self._include_metadata = include_metadata
+        self._accepted = telemetry.receiver_accepted(signal, receiver, transport)
+        self._refused = telemetry.receiver_refused(signal, receiver, transport)
+        self._ok_response = otlp.SHAPES[signal].response().SerializeToString()
+        self._unit = UNITS[signal]
+
+    def fail(self, reason: Outcome, message: str) -> Result:
+        self._telemetry.receiver_failed_request(self.receiver, self.transport, reason).inc()
+        return Result(reason, message)
+
+    def authenticate(self, headers: Mapping[str, str]) -> tuple[str | None, Result | None]:
+        if self._auth is None:
+            return None, None
+        try:
+            return self._auth.authenticate(headers), None
+        except AuthError as exc:
+            return None, self.fail("unauthenticated", str(exc))
+
+    def context(self, tenant: str | None, metadata: Mapping[str, tuple[str, ...]] | None) -> RequestContext:
+        if tenant is None and not (self._include_metadata and metadata):
+            return RequestContext()
+        return RequestContext(tenant, dict(metadata) if self._include_metadata and metadata else {})
+
+    async def push(self, data: bytes | None, msg: Any, context: RequestContext) -> Result:
+        """Validate a decoded request and hand it to the pipelines."""
+        try:
+            if msg is None:
+                assert data is not None
+                msg = otlp.parse(self.signal, data)
+            items = otlp.validate(self.signal, msg)
+        except PermanentError as exc:
+            return self.fail("invalid", str(exc))
+        if items == 0:
+            return Result("ok", response=self._ok_response)
+        batch = Batch(self.signal, data, items, context, msg)
+        try:
+            await self._consumer.consume(batch)
+        except RetryableError as exc:
+            self._refused.inc(items)
+            return Result("unavailable", f"data refused, retry later: {exc}", retry_after=exc.delay)
+        except PermanentError as exc:
+            self._refused.inc(items)
+            return Result("invalid", f"data refused: {exc}")
+        except Exception:
+            self._refused.inc(items)
+            log.exception("pipeline failed on a request to %s", self.receiver)
+            return Result("unavailable", "internal error in the gateway; retry later")
+        self._accepted.inc(items)
+        return Result("ok", response=self._ok_response)

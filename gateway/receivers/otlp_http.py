@@ -1,0 +1,180 @@
+"""OTLP over HTTP: protobuf and JSON bodies, gzip/deflate/zstd request encodings, the Collector's
+status codes. The body limit applies to the bytes read and again after decompression, so a small
+compressed bomb is refused without being inflated past the limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from typing import Any
+
+import zstandard
+from aiohttp import web
+from google.rpc import status_pb2
+
+from gateway.receivers.ingest import WIRE_CODES, Ingest, Outcome, Result
+from gateway.receivers.otlp import HttpConfig, split_endpoint
+from pipelines import otlp, otlp_json
+from pipelines.batch import Signal
+from pipelines.errors import PermanentError
+
+log = logging.getLogger("gateway.receiver.http")
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BadEncoding(Exception):
+    pass
+
+
+def decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    """Inflate `body`, refusing as soon as the output would pass `limit` bytes."""
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        # deflate on the wire is usually zlib-wrapped; some clients send it raw.
+        if encoding == "deflate":
+            wbits = zlib.MAX_WBITS if body[:1] == b"x" else -zlib.MAX_WBITS
+        else:
+            wbits = 16 + zlib.MAX_WBITS
+        d = zlib.decompressobj(wbits)
+        try:
+            out = d.decompress(body, limit + 1)
+        except zlib.error as exc:
+            raise BadEncoding(f"invalid {encoding} body: {exc}") from exc
+        if len(out) > limit:
+            raise BodyTooLarge()
+        if not d.eof:
+            raise BadEncoding(f"truncated {encoding} body")
+        return out
+    if encoding == "zstd":
+        try:
+            reader = zstandard.ZstdDecompressor().stream_reader(body)
+            out = reader.read(limit + 1)
+            while len(out) <= limit:
+                more = reader.read(limit + 1 - len(out))
+                if not more:
+                    break
+                out += more
+        except zstandard.ZstdError as exc:
+            raise BadEncoding(f"invalid zstd body: {exc}") from exc
+        if len(out) > limit:
+            raise BodyTooLarge()
+        return out
+    raise BadEncoding(f"unsupported Content-Encoding {encoding!r} (want gzip, deflate or zstd)")
+
+
+def _status_body(result: Result, content_type: str) -> bytes:
+    code = {"invalid": 3, "unauthenticated": 16, "unavailable": 14, "too_large": 8, "unsupported": 12}.get(
+        result.outcome, 2
+    )
+    status = status_pb2.Status(code=code, message=result.message)
+    if content_type == PROTOBUF:
+        return bytes(status.SerializeToString())
+    return otlp_json.encode(status)
+
+
+class HttpServer:
+    def __init__(self, config: HttpConfig, ingests: dict[Signal, Ingest], reuse_port: bool) -> None:
+        self.config = config
+        self._ingests = ingests
+        self._reuse_port = reuse_port
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    def _respond(self, ingest: Ingest, result: Result, content_type: str) -> web.Response:
+        headers = dict(self.config.response_headers)
+        if result.outcome == "ok":
+            body = result.response
+            if content_type == JSON:
+                body = otlp_json.encode(otlp.SHAPES[ingest.signal].response.FromString(body))
+            return web.Response(body=body, status=200, content_type=content_type, headers=headers)
+        if result.retry_after is not None:
+            headers["Retry-After"] = str(max(1, round(result.retry_after)))
+        status = WIRE_CODES[result.outcome][1]
+        ctype = content_type if content_type in (PROTOBUF, JSON) else JSON
+        return web.Response(body=_status_body(result, ctype), status=status, content_type=ctype, headers=headers)
+
+    def _route(self, ingest: Ingest) -> Any:
+        limit = self.config.max_request_body_size
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            content_type = request.content_type
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            tenant, failure = ingest.authenticate(headers)
+            if failure is not None:
+                return self._respond(ingest, failure, content_type)
+            if content_type not in (PROTOBUF, JSON):
+                result = ingest.fail(
+                    "unsupported", f"unsupported Content-Type {content_type!r} (want {PROTOBUF} or {JSON})"
+                )
+                return self._respond(ingest, result, JSON)
+            try:
+                raw = await request.content.read(limit + 1)
+                if len(raw) > limit or not request.content.at_eof():
+                    raise BodyTooLarge()
+                body = decompress(raw, request.headers.get("Content-Encoding", ""), limit)
+            except BodyTooLarge:
+                result = ingest.fail("too_large", f"request body larger than max_request_body_size ({limit} bytes)")
+                return self._respond(ingest, result, content_type)
+            except BadEncoding as exc:
+                return self._respond(ingest, ingest.fail("invalid", str(exc)), content_type)
+            multi: dict[str, tuple[str, ...]] = {}
+            for k, v in request.headers.items():
+                multi[k.lower()] = (*multi.get(k.lower(), ()), v)
+            context = ingest.context(tenant, multi)
+            if content_type == JSON:
+                try:
+                    msg = otlp_json.decode(ingest.signal, body)
+                except PermanentError as exc:
+                    return self._respond(ingest, ingest.fail("invalid", str(exc)), content_type)
+                result = await ingest.push(None, msg, context)
+            else:
+                result = await ingest.push(body, None, context)
+            return self._respond(ingest, result, content_type)
+
+        return handle
+
+    @web.middleware
+    async def _count_misses(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            response: web.StreamResponse = await handler(request)
+            return response
+        except web.HTTPException as exc:
+            if exc.status in (404, 405):
+                outcome: Outcome = "not_found" if exc.status == 404 else "method_not_allowed"
+                any_ingest = next(iter(self._ingests.values()))
+                any_ingest.fail(outcome, exc.reason)
+            raise
+
+    async def start(self) -> None:
+        app = web.Application(
+            client_max_size=self.config.max_request_body_size + 1, middlewares=[self._count_misses]
+        )
+        for signal, ingest in self._ingests.items():
+            app.router.add_post(self.config.path_for(signal), self._route(ingest))
+        # aiohttp must not inflate bodies itself: `decompress` does, under the size limit.
+        runner = web.AppRunner(app, auto_decompress=False, access_log=None, handle_signals=False)
+        await runner.setup()
+        host, port = split_endpoint(self.config.endpoint)
+        ssl_ctx = self.config.tls.ssl_context() if self.config.tls is not None else None
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_ctx, reuse_port=self._reuse_port or None,
+                           backlog=1024)
+        await site.start()
+        self._runner = runner
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else port
+        log.info("OTLP/HTTP receiver listening on %s", self.config.endpoint)
+
+    async def shutdown(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

@@ -1,0 +1,1 @@
+"""Pure span processing: the batch data model and the processors. Never imports `gateway`."""

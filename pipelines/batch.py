@@ -1,0 +1,96 @@
+"""The unit that flows through a pipeline: one OTLP export request, kept serialized until needed.
+
+Protobuf concatenates repeated fields, so joined serialized requests are one valid request; a
+`Batch` therefore carries bytes and parses them only when a processor must look inside.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pipelines import otlp
+
+Signal = Literal["traces", "metrics", "logs"]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """What travels with the data besides the data: the authenticated tenant and request metadata."""
+
+    tenant: str | None = None
+    metadata: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def get_metadata(self, key: str) -> tuple[str, ...]:
+        return self.metadata.get(key.lower(), ())
+
+    def batch_key(self, metadata_keys: tuple[str, ...]) -> tuple[Any, ...]:
+        """Batches never mix tenants, nor values of the batch processor's `metadata_keys`."""
+        return (self.tenant, *(self.get_metadata(k) for k in metadata_keys))
+
+
+EMPTY_CONTEXT = RequestContext()
+
+
+class Batch:
+    """A request of one signal: serialized bytes and/or a parsed message, its item count and context.
+
+    `message()` gives a parse that may be shared with other pipelines: read it only.
+    `mutable_message()` gives a message this batch owns; after changing it, call `changed()`.
+    """
+
+    __slots__ = ("_data", "_msg", "_owned", "context", "items", "signal")
+
+    def __init__(
+        self,
+        signal: Signal,
+        data: bytes | None,
+        items: int,
+        context: RequestContext = EMPTY_CONTEXT,
+        msg: Any = None,
+        owned: bool = False,
+    ) -> None:
+        if data is None and msg is None:
+            raise ValueError("a batch needs bytes or a message")
+        self.signal: Signal = signal
+        self._data = data
+        self._msg = msg
+        self._owned = owned
+        self.items = items
+        self.context = context
+
+    @classmethod
+    def from_message(cls, signal: Signal, msg: Any, context: RequestContext = EMPTY_CONTEXT) -> Batch:
+        return cls(signal, None, otlp.count_items(signal, msg), context, msg, owned=True)
+
+    def data(self) -> bytes:
+        if self._data is None:
+            self._data = self._msg.SerializeToString()
+        return self._data
+
+    def nbytes(self) -> int:
+        return len(self.data())
+
+    def message(self) -> Any:
+        if self._msg is None:
+            self._msg = otlp.parse(self.signal, self.data())
+        return self._msg
+
+    def mutable_message(self) -> Any:
+        if not self._owned:
+            self._msg = otlp.parse(self.signal, self.data())
+            self._owned = True
+        self._data = None
+        return self._msg
+
+    def changed(self) -> None:
+        """Recount and drop stale bytes after the owned message was modified."""
+        self._data = None
+        self.items = otlp.count_items(self.signal, self._msg)
+
+    def with_context(self, context: RequestContext) -> Batch:
+        return Batch(self.signal, self._data, self.items, context, self._msg, owned=False)
+
+    def __repr__(self) -> str:
+        return f"Batch({self.signal}, items={self.items}, tenant={self.context.tenant!r})"

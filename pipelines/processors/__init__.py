@@ -1,0 +1,1 @@
+"""Processors: pure transformations of batches. Each module has a frozen `Config` and a processor."""

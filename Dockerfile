@@ -43,7 +43,7 @@ EXPOSE 4317 4318 13133 8888
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:13133/', timeout=4)"]
 # Exec form, no shell in between: the gateway is PID 1 and receives SIGTERM itself, then drains
-# (default deadline 30 s, --shutdown-timeout). Give `docker stop -t` / terminationGracePeriodSeconds more.
+# (service.shutdown_timeout, default 30s). Give `docker stop -t` / terminationGracePeriodSeconds more.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["otel-gateway"]
 CMD ["--config", "/etc/gateway/config.yaml"]

@@ -109,6 +109,11 @@ written from values, so ports, probes and the Service cannot disagree with what 
 {{- $_ := set $metrics "address" (printf "%s:%v" $addr .Values.metrics.port) }}
 {{- $_ := set $telemetry "metrics" $metrics }}
 {{- $_ := set $cfg.service "telemetry" $telemetry }}
+{{- /* the drain deadline: one value for the gateway and for terminationGracePeriodSeconds */}}
+{{- if hasKey $cfg.service "shutdown_timeout" }}
+{{- fail "set the drain deadline with shutdownTimeoutSeconds, not config.service.shutdown_timeout: the chart derives terminationGracePeriodSeconds from it" }}
+{{- end }}
+{{- $_ := set $cfg.service "shutdown_timeout" (printf "%ds" (int .Values.shutdownTimeoutSeconds)) }}
 {{- $text := toYaml $cfg }}
 {{- /* A secret's value in the config would land in a ConfigMap: refuse to render. Values shorter
 than 6 characters are not checked: they would match by chance, and are no credentials anyway. */}}
@@ -157,8 +162,6 @@ prometheus.io/path: {{ .Values.metrics.path | quote }}
   args:
     - --config
     - {{ include "otel-gateway.configPath" . }}
-    - --shutdown-timeout
-    - {{ .Values.shutdownTimeoutSeconds | quote }}
     {{- with .Values.extraArgs }}
     {{- toYaml . | nindent 4 }}
     {{- end }}

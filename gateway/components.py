@@ -36,6 +36,9 @@ REGISTRY: dict[Kind, dict[str, str]] = {
         "otlp_http": "gateway.exporters.otlp_http",
         "debug": "gateway.exporters.debug",
         "logging": "gateway.exporters.debug",
+        "honeycomb": "gateway.exporters.honeycomb",
+        "tempo": "gateway.exporters.tempo",
+        "jaeger": "gateway.exporters.jaeger",
     },
     "extensions": {
         "health_check": "gateway.extensions.health",

@@ -12,7 +12,7 @@ import signal
 import sys
 
 from gateway import __version__
-from gateway.config.load import ConfigError, Loaded, load_file
+from gateway.config.load import ConfigError, Loaded, load_files
 from gateway.service import Service, ShutdownErrors
 
 log = logging.getLogger("gateway")
@@ -23,16 +23,17 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="otel-gateway", description="OpenTelemetry trace gateway")
     p.add_argument("command", nargs="?", choices=["run", "validate"], default="run")
-    p.add_argument("--config", default="config.yaml", help="Collector-format YAML config (default: config.yaml)")
+    p.add_argument("--config", action="append", metavar="FILE",
+                   help="Collector-format YAML config (default: config.yaml); repeat to merge files in order")
     p.add_argument("--version", action="version", version=f"otel-gateway {__version__}")
     return p
 
 
-def _load(path: str) -> Loaded | None:
+def _load(paths: list[str]) -> Loaded | None:
     try:
-        return load_file(path)
+        return load_files(paths)
     except ConfigError as exc:
-        print(f"invalid configuration {path}:", file=sys.stderr)
+        print(f"invalid configuration {' + '.join(paths)}:", file=sys.stderr)
         for line in exc.errors:
             print(f"  {line}", file=sys.stderr)
         return None
@@ -71,13 +72,14 @@ async def serve(loaded: Loaded) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    loaded = _load(args.config)
+    paths: list[str] = args.config or ["config.yaml"]
+    loaded = _load(paths)
     if loaded is None:
         return 1
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if args.command == "validate":
-        print(f"{args.config}: configuration is valid")
+        print(f"{' + '.join(paths)}: configuration is valid")
         return 0
     _setup_logging(loaded.config.service.telemetry.logs.level)
     return asyncio.run(serve(loaded))

@@ -4,8 +4,9 @@ pipelines' references. Structure only, no I/O beyond reading the file: every err
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -15,7 +16,7 @@ import yaml
 from gateway import components
 from gateway.config.decode import Errors, decode, join
 from gateway.config.expand import expand
-from gateway.config.model import SECTIONS, SIGNALS, GatewayConfig, ServiceConfig, valid_id
+from gateway.config.model import SECTIONS, SIGNALS, GatewayConfig, PipelineConfig, ServiceConfig, valid_id
 
 _TOP_LEVEL = (*SECTIONS, "service", "connectors")
 
@@ -33,20 +34,47 @@ class Loaded:
 
 
 def load_file(path: str | Path, env: Mapping[str, str] | None = None) -> Loaded:
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise ConfigError([f"cannot read config file {str(path)!r}: {exc.strerror}"]) from exc
-    return load_text(text, env)
+    return load_files([path], env)
 
 
-def load_text(text: str, env: Mapping[str, str] | None = None) -> Loaded:
-    errors = Errors()
-    warnings: list[str] = []
+def load_files(paths: Sequence[str | Path], env: Mapping[str, str] | None = None) -> Loaded:
+    """Several files merge in order, as the Collector's repeated `--config`: mappings merge key by key,
+    any other value (a list included) is replaced by the later file's."""
+    merged: Any = None
+    for path in paths:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError([f"cannot read config file {str(path)!r}: {exc.strerror}"]) from exc
+        merged = _merge(merged, _parse(text, str(path) if len(paths) > 1 else ""))
+    return _load(merged, env)
+
+
+def _merge(base: Any, over: Any) -> Any:
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for key, value in over.items():
+            out[key] = _merge(base.get(key), value) if key in base else value
+        return out
+    return over if over is not None or base is None else base
+
+
+def _parse(text: str, name: str = "") -> Any:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError([f"cannot parse YAML: {exc}"]) from exc
+        where = f" in {name}" if name else ""
+        raise ConfigError([f"cannot parse YAML{where}: {exc}"]) from exc
+    return {} if raw is None else raw
+
+
+def load_text(text: str, env: Mapping[str, str] | None = None) -> Loaded:
+    return _load(_parse(text), env)
+
+
+def _load(raw: Any, env: Mapping[str, str] | None) -> Loaded:
+    errors = Errors()
+    warnings: list[str] = []
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -56,14 +84,20 @@ def load_text(text: str, env: Mapping[str, str] | None = None) -> Loaded:
             errors.add("", f"unknown top-level key {key!r}")
     if raw.get("connectors"):
         errors.add("connectors", "connectors are not supported by this gateway")
+    before = len(errors.lines)
     raw = expand(raw, os.environ if env is None else env, errors)
+    expansion_errors = errors.lines[before:]
 
     sections: dict[str, dict[str, Any]] = {}
     for section in SECTIONS:
         sections[section] = _load_section(cast(components.Kind, section), raw.get(section), errors, warnings)
 
-    service = decode(ServiceConfig, raw.get("service"), "service", errors) or ServiceConfig()
-    _check_service(service, sections, errors)
+    raw_service = raw.get("service")
+    service = _load_service(raw_service, errors)
+    # Pipelines that were written but failed to decode were reported already.
+    declared = isinstance(raw_service, dict) and bool(raw_service.get("pipelines"))
+    _check_service(service, sections, errors, pipelines_declared=declared)
+    _drop_consequences(errors, expansion_errors)
     if errors:
         raise ConfigError(errors.lines)
     config = GatewayConfig(
@@ -74,6 +108,38 @@ def load_text(text: str, env: Mapping[str, str] | None = None) -> Loaded:
         service=service,
     )
     return Loaded(config, tuple(warnings))
+
+
+def _drop_consequences(errors: Errors, expansion_errors: list[str]) -> None:
+    """A value that failed to expand became "": the errors that follow from it in the same component
+    (a bad endpoint, an invalid choice) would only repeat the expansion error, so they are dropped."""
+    tainted = {"::".join(line.partition(": ")[0].split("::")[:2]) for line in expansion_errors}
+    keep = set(expansion_errors)
+    errors.lines = [
+        line for line in errors.lines
+        if line in keep or not any(line.startswith((t + ":", t + "::")) for t in tainted)
+    ]
+
+
+def _load_service(data: Any, errors: Errors) -> ServiceConfig:
+    """Pipelines are decoded one by one, so a typo in one still lets the others' references be checked."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        errors.add("service", f"want a mapping, got {type(data).__name__}")
+        return ServiceConfig()
+    rest = {k: v for k, v in data.items() if k != "pipelines"}
+    service = decode(ServiceConfig, rest, "service", errors) or ServiceConfig()
+    raw_pipes = data.get("pipelines") or {}
+    if not isinstance(raw_pipes, dict):
+        errors.add("service::pipelines", f"want a mapping, got {type(raw_pipes).__name__}")
+        return service
+    pipelines: dict[str, PipelineConfig] = {}
+    for pid, body in raw_pipes.items():
+        pipe = decode(PipelineConfig, body, join("service::pipelines", str(pid)), errors)
+        if pipe is not None:
+            pipelines[str(pid)] = pipe
+    return dataclasses.replace(service, pipelines=pipelines)
 
 
 def _load_section(kind: components.Kind, data: Any, errors: Errors, warnings: list[str]) -> dict[str, Any]:
@@ -104,11 +170,13 @@ def _load_section(kind: components.Kind, data: Any, errors: Errors, warnings: li
     return out
 
 
-def _check_service(service: ServiceConfig, sections: dict[str, dict[str, Any]], errors: Errors) -> None:
+def _check_service(
+    service: ServiceConfig, sections: dict[str, dict[str, Any]], errors: Errors, pipelines_declared: bool = False
+) -> None:
     for ext in service.extensions:
         if ext not in sections["extensions"]:
             errors.add("service::extensions", f"references extension {ext!r} which is not configured")
-    if not service.pipelines:
+    if not service.pipelines and not pipelines_declared:
         errors.add("service::pipelines", "at least one pipeline is required")
     for pid, pipe in service.pipelines.items():
         path = join("service::pipelines", pid)

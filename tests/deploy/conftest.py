@@ -11,7 +11,7 @@ import pytest
 # The helpers module sits beside this file; make it importable whatever pytest's import mode.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from deploy_support import Rendered, find_hadolint, find_helm, gateway_importable, render_chart  # noqa: E402
+from deploy_support import Rendered, find_hadolint, find_helm, gateway_importable, render_chart
 
 
 @pytest.fixture(scope="session")

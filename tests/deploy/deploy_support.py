@@ -67,9 +67,7 @@ class Rendered:
 
 
 def run_helm(helm: Path, args: Sequence[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(helm), *args], capture_output=True, text=True, timeout=120, cwd=cwd, check=False
-    )
+    return subprocess.run([str(helm), *args], capture_output=True, text=True, timeout=120, cwd=cwd, check=False)
 
 
 def render_chart(
@@ -112,18 +110,32 @@ def http_status(url: str, timeout: float = 2.0) -> int | None:
         return None
 
 
-def wait_for(predicate: Callable[[], bool], deadline_s: float, what: str, proc: subprocess.Popen[bytes]) -> None:
-    """Poll `predicate` until true; fail early if the process died, or at the deadline."""
+def wait_for(
+    predicate: Callable[[], bool],
+    deadline_s: float,
+    what: str,
+    proc: subprocess.Popen[bytes],
+    log: Path | None = None,
+) -> None:
+    """Poll `predicate` until true, backing off; fail early if the process died, or at the deadline."""
     end = time.monotonic() + deadline_s
     delay = 0.05
     while time.monotonic() < end:
         if proc.poll() is not None:
-            pytest.fail(f"gateway exited with {proc.returncode} while waiting for {what}")
+            pytest.fail(f"gateway exited with {proc.returncode} while waiting for {what}:\n{read_log(log)}")
         if predicate():
             return
         time.sleep(delay)
         delay = min(delay * 2, 0.5)
-    pytest.fail(f"timed out after {deadline_s}s waiting for {what}")
+    pytest.fail(f"timed out after {deadline_s}s waiting for {what}:\n{read_log(log)}")
+
+
+def repo_env() -> dict[str, str]:
+    """The environment for `python -m gateway` from the repo: the repo importable from any cwd,
+    as it is in this test process (needs_gateway checked it here)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    return env
 
 
 @contextlib.contextmanager
@@ -147,7 +159,9 @@ def stop_gracefully(proc: subprocess.Popen[bytes], timeout_s: float = 45.0) -> i
     return proc.wait(timeout=timeout_s)
 
 
-def read_log(path: Path) -> str:
+def read_log(path: Path | None) -> str:
+    if path is None:
+        return ""
     try:
         return path.read_text(errors="replace")[-4000:]
     except OSError:

@@ -159,7 +159,7 @@ def test_dockerfile_structure() -> None:
     instructions = parse_dockerfile()
     froms = [i.value for i in instructions if i.keyword == "FROM"]
     assert len(froms) >= 2, "multi-stage: build and runtime"
-    args = {i.value.split("=", 1)[0]: i.value.split("=", 1)[1] for i in instructions if i.keyword == "ARG" and "=" in i.value}
+    args = dict(i.value.split("=", 1) for i in instructions if i.keyword == "ARG" and "=" in i.value)
     assert args.get("PYTHON_IMAGE") == "python:3.11-slim"
     # Same base for both stages: the venv built in one runs in the other.
     assert {f.split()[0] for f in froms} == {"${PYTHON_IMAGE}"}
@@ -274,7 +274,7 @@ def test_image_install_steps_in_fresh_venv(tmp_path: Path) -> None:
     metrics_port = int(config["service"]["telemetry"]["metrics"]["address"].rsplit(":", 1)[1])
     log = tmp_path / "gateway.log"
     with gateway_process(argv, cwd=workdir, env=env, log=log) as proc:
-        wait_for(lambda: http_status(f"http://127.0.0.1:{health_port}/") == 200, 60, "health 200", proc)
+        wait_for(lambda: http_status(f"http://127.0.0.1:{health_port}/") == 200, 60, "health 200", proc, log)
         assert http_status(f"http://127.0.0.1:{metrics_port}/metrics") == 200
 
         # The image's HEALTHCHECK command, run by the venv's interpreter against this gateway.

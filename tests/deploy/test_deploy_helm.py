@@ -51,14 +51,16 @@ def config_of(rendered: Rendered) -> tuple[str, dict[str, Any]]:
 def workload(rendered: Rendered) -> dict[str, Any]:
     found = [d for d in rendered.docs if d["kind"] in WORKLOAD_KINDS]
     assert len(found) == 1, [d["kind"] for d in found]
-    return found[0]
+    result: dict[str, Any] = found[0]
+    return result
 
 
 def gateway_container(pod_spec: dict[str, Any]) -> dict[str, Any]:
     containers = pod_spec.get("containers", []) + pod_spec.get("initContainers", [])
     found = [c for c in containers if c["name"] in ("gateway", "otel-gateway")]
     assert len(found) == 1, [c["name"] for c in containers]
-    return found[0]
+    result: dict[str, Any] = found[0]
+    return result
 
 
 def port_of(endpoint: str) -> int:
@@ -150,9 +152,7 @@ def test_service_ports_match_the_config(case: tuple[str, Rendered, str | None]) 
         assert targets[name]["appProtocol"] == ("grpc" if proto == "grpc" else "http")
     assert by_name["metrics"] == port_of(config["service"]["telemetry"]["metrics"]["address"])
     assert "metrics" in targets
-    assert service["spec"]["selector"].items() <= workload(rendered)["spec"]["template"]["metadata"][
-        "labels"
-    ].items()
+    assert service["spec"]["selector"].items() <= workload(rendered)["spec"]["template"]["metadata"]["labels"].items()
 
 
 def test_config_binds_all_interfaces(case: tuple[str, Rendered, str | None]) -> None:
@@ -206,9 +206,7 @@ def test_checksum_annotation_is_the_config_hash(case: tuple[str, Rendered, str |
     assert annotations["checksum/config"] == hashlib.sha256(text.removesuffix("\n").encode()).hexdigest()
     assert annotations["prometheus.io/scrape"] == "true"
     _, config = config_of(rendered)
-    assert annotations["prometheus.io/port"] == str(
-        port_of(config["service"]["telemetry"]["metrics"]["address"])
-    )
+    assert annotations["prometheus.io/port"] == str(port_of(config["service"]["telemetry"]["metrics"]["address"]))
     assert annotations["prometheus.io/path"] == "/metrics"
 
 
@@ -412,8 +410,10 @@ def test_dashboard_configmap_ships_the_json_file(render: Render) -> None:
     ("sets", "message"),
     [
         (["mode=replicaset"], "mode must be one of"),
-        (["secrets.data.HONEYCOMB_API_KEY=abc123secret", "config.exporters.otlp/tempo.headers.key=abc123secret"],
-         "appears in config"),
+        (
+            ["secrets.data.HONEYCOMB_API_KEY=abc123secret", "config.exporters.otlp/tempo.headers.key=abc123secret"],
+            "appears in config",
+        ),
         (["persistence.enabled=true"], "one claim for one replica"),
         (["terminationGracePeriodSeconds=30"], "must exceed"),
         (["config.receivers.otlp.protocols.grpc=null"], "ports.otlp-grpc is enabled"),
@@ -517,7 +517,11 @@ def test_rendered_config_passes_gateway_validate(
     env = {**os.environ, **VALIDATE_ENV}
     proc = subprocess.run(
         [sys.executable, "-m", "gateway", "validate", "--config", str(path)],
-        capture_output=True, text=True, timeout=60, env=env, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
     )
     if proc.returncode != 0:
         missing = planned_components_missing(proc.stderr)

@@ -121,3 +121,117 @@ def test_kestra_sim_reports_export_failure() -> None:
     assert res.returncode != 0
     assert res.report["ok"] is False
     assert res.report["errors"]
+
+
+def _self_signed_ca_and_server_cert(workdir: Path) -> tuple[Path, Path, Path]:
+    """(ca.pem, server.pem, server.key) for 127.0.0.1 / localhost, made with `cryptography`."""
+    import datetime
+    import ipaddress
+
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "peers-test-ca")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_path, cert_path, key_path = workdir / "ca.pem", workdir / "server.pem", workdir / "server.key"
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return ca_path, cert_path, key_path
+
+
+TLS_BEARER_CONFIG = """\
+extensions:
+  health_check:
+    endpoint: "{{health_endpoint}}"
+  bearertokenauth:
+    scheme: Bearer
+    token: peers-test-token
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: "{{grpc_endpoint}}"
+        tls:
+          cert_file: "{{workdir}}/server.pem"
+          key_file: "{{workdir}}/server.key"
+        auth:
+          authenticator: bearertokenauth
+exporters:
+  file/traces:
+    path: "{{workdir}}/traces.json"
+    flush_interval: 100ms
+service:
+  extensions: [health_check, bearertokenauth]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [file/traces]
+"""
+
+
+def test_hatchet_sim_tls_and_authorization_header(tmp_path: Path) -> None:
+    """Hatchet's default (TLS, SERVER_OTEL_INSECURE unset) with a self-signed CA and an
+    Authorization header checked by the collector's bearertokenauth extension."""
+    require_peer("otelcol-ref")
+    require_peer("hatchet-engine-sim")
+    ca, _, _ = _self_signed_ca_and_server_cert(tmp_path)
+    with otelcol(TLS_BEARER_CONFIG, workdir=tmp_path) as col:
+        good = run_hatchet_sim(col.grpc_endpoint, insecure=False, ca_file=ca, auth="Bearer peers-test-token", spans=2)
+        assert good.ok, good.describe()
+        wait_for(
+            lambda: set(good.report["sampled_trace_ids"]) <= trace_ids_in_file(tmp_path / "traces.json"),
+            what="TLS spans",
+        )
+        bad = run_hatchet_sim(
+            col.grpc_endpoint, insecure=False, ca_file=ca, auth="Bearer wrong", spans=2, export_timeout="2s"
+        )
+        assert bad.returncode != 0, bad.describe()
+        assert any("Unauthenticated" in e or "unauthenticated" in e.lower() for e in bad.report["errors"]), (
+            bad.describe()
+        )

@@ -28,6 +28,9 @@ REGISTRY: dict[Kind, dict[str, str]] = {
     },
     "processors": {
         "batch": "gateway.processors.batch",
+        "attributes": "gateway.processors.attributes",
+        "resource": "gateway.processors.resource",
+        "probabilistic_sampler": "gateway.processors.probabilistic_sampler",
     },
     "exporters": {
         "otlp": "gateway.exporters.otlp_grpc",
@@ -42,6 +45,7 @@ REGISTRY: dict[Kind, dict[str, str]] = {
     },
     "extensions": {
         "health_check": "gateway.extensions.health",
+        "bearertokenauth": "gateway.extensions.bearertokenauth",
     },
 }
 

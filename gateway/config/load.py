@@ -97,6 +97,7 @@ def _load(raw: Any, env: Mapping[str, str] | None) -> Loaded:
     # Pipelines that were written but failed to decode were reported already.
     declared = isinstance(raw_service, dict) and bool(raw_service.get("pipelines"))
     _check_service(service, sections, errors, pipelines_declared=declared)
+    _check_authenticators(service, sections, errors)
     _drop_consequences(errors, expansion_errors)
     if errors:
         raise ConfigError(errors.lines)
@@ -208,3 +209,20 @@ def _declared_with_error(section: str, ref: str, errors: Errors) -> bool:
     """A component whose own block failed to decode was reported already: say nothing more."""
     prefix = f"{section}::{ref}"
     return any(line.startswith(prefix + ":") for line in errors.lines)
+
+
+def _check_authenticators(service: ServiceConfig, sections: dict[str, dict[str, Any]], errors: Errors) -> None:
+    """A receiver protocol's `auth.authenticator` must name a configured extension enabled in service."""
+    for rid, cfg in sections["receivers"].items():
+        protocols = getattr(cfg, "protocols", None)
+        for name in ("grpc", "http"):
+            auth = getattr(getattr(protocols, name, None), "auth", None)
+            ext = getattr(auth, "authenticator", None)
+            if not ext:
+                continue
+            path = f"receivers::{rid}::protocols::{name}::auth::authenticator"
+            if ext not in sections["extensions"]:
+                if not _declared_with_error("extensions", ext, errors):
+                    errors.add(path, f"references extension {ext!r} which is not configured")
+            elif ext not in service.extensions:
+                errors.add(path, f"references extension {ext!r} which is not enabled in service::extensions")

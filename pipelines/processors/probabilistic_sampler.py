@@ -1,0 +1,252 @@
+"""The `probabilistic_sampler` processor for traces, decision for decision the Collector's.
+
+Modes (`mode`, default `proportional`, or `hash_seed` when a `hash_seed` is set):
+- `hash_seed`: FNV-1a 32 over the seed (4 bytes, little-endian) then the 16 trace-id bytes; the low
+  14 bits are the bucket; kept iff bucket < uint32(float32(pct) * float32(163.84)). Kept spans get
+  `ot=rv:..;th:..` derived from that hash, as the Collector writes them.
+- `proportional` / `equalizing` (OTEP 235): randomness from `rv` or the trace id's low 56 bits;
+  proportional multiplies the arriving probability by the ratio, equalizing applies a fixed threshold;
+  `th` is only ever raised.
+A `sampling.priority` span attribute overrides: 0 drops, > 0 keeps. Errors (bad tracestate, a
+tracestate already carrying rv/th in hash_seed mode, an inconsistent th) drop the span when
+`fail_closed` (the default) and keep it otherwise.
+
+The decision depends on the trace id and tracestate only, so every span of a trace gets the same one
+in any process; the only attribute read is `sampling.priority`.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from pipelines.batch import Batch
+from pipelines.processors import anyvalue
+from pipelines.processors import tracestate as ts
+from pipelines.processors.tracestate import TraceState, TraceStateError
+
+NUM_HASH_BUCKETS = 0x4000
+_BUCKET_MASK = NUM_HASH_BUCKETS - 1
+_FNV_OFFSET = 0x811C9DC5
+_FNV_PRIME = 0x01000193
+MODES = ("hash_seed", "proportional", "equalizing")
+PRIORITY_KEY = "sampling.priority"
+
+
+def f32(x: float) -> float:
+    """Round to the nearest float32, as Go stores a float32."""
+    return float(struct.unpack("<f", struct.pack("<f", x))[0])
+
+
+def fnv1a32(data: bytes, h: int = _FNV_OFFSET) -> int:
+    for b in data:
+        h = ((h ^ b) * _FNV_PRIME) & 0xFFFFFFFF
+    return h
+
+
+def scaled_sample_rate(percentage: float) -> int:
+    """uint32(pct * percentageScaleFactor) as the Collector computes it: in float32, truncated."""
+    pct = min(f32(percentage), 100.0)
+    return int(f32(pct * f32(NUM_HASH_BUCKETS / 100.0)))
+
+
+def hash_randomness(hashed32: int) -> int:
+    """The Collector's 56-bit randomness from the 32-bit hash (14 bits decide; the rest fill rv)."""
+    hashed = hashed32 & _BUCKET_MASK
+    unused18 = hashed32 >> 14
+    mixed28 = (unused18 ^ (unused18 << 10)) & ((1 << 28) - 1)
+    return ((NUM_HASH_BUCKETS - 1 - hashed) << 42) | (mixed28 << 14) | hashed
+
+
+@dataclass(frozen=True)
+class Config:
+    sampling_percentage: float = 0.0
+    hash_seed: int = 0
+    mode: str = ""
+    fail_closed: bool = True
+    sampling_precision: int = 4
+    # Logs-only keys in the Collector; accepted so its configs load, unused for traces.
+    attribute_source: str = "traceID"
+    from_attribute: str = ""
+    sampling_priority: str = ""
+
+    def validate(self) -> list[str]:
+        errors = []
+        pct = f32(self.sampling_percentage) if math.isfinite(self.sampling_percentage) else self.sampling_percentage
+        if math.isinf(pct) or math.isnan(pct):
+            errors.append(f"sampling rate is invalid: {'NaN' if math.isnan(pct) else ('+Inf' if pct > 0 else '-Inf')}%")
+        elif pct < 0:
+            errors.append(f"sampling rate is negative: {pct:f}%")
+        elif 0 < pct / 100 < ts.MIN_SAMPLING_PROBABILITY:
+            errors.append(f"sampling rate is too small: {pct:g}%")
+        if self.mode not in ("", *MODES):
+            errors.append(f'unsupported sampler mode "{self.mode}"')
+        if not 0 <= self.hash_seed <= 0xFFFFFFFF:
+            errors.append(f"hash_seed {self.hash_seed} does not fit in 32 bits (0 to 4294967295)")
+        if self.attribute_source not in ("traceID", "record"):
+            errors.append(f"invalid attribute source: {self.attribute_source}. Expected: traceID or record")
+        if self.sampling_precision <= 0:
+            errors.append(f"invalid sampling precision: {self.sampling_precision}")
+        elif self.sampling_precision > ts.NUM_HEX_DIGITS:
+            errors.append(f"sampling precision is too great, should be <= 14: {self.sampling_precision}")
+        return errors
+
+    def resolved_mode(self) -> str:
+        return self.mode or ("hash_seed" if self.hash_seed else "proportional")
+
+
+def span_priority(attrs: Any) -> int:
+    """OpenTracing's sampling.priority: -1 defer, 0 drop, 1 keep."""
+    v = anyvalue.get(attrs, PRIORITY_KEY)
+    if v is None:
+        return -1
+    kind = v.WhichOneof("value")
+    if kind == "int_value":
+        n: float = v.int_value
+    elif kind == "double_value":
+        n = v.double_value
+    elif kind == "string_value":
+        parsed = anyvalue.parse_go_float(v.string_value)
+        if parsed is None:
+            return -1
+        n = parsed
+    else:
+        return -1
+    return 0 if n == 0 else (1 if n > 0 else -1)
+
+
+# (keep, new tracestate or None when it stays as it is)
+Decision = tuple[bool, str | None]
+
+
+class ProbabilisticSampler:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.fail_closed = config.fail_closed
+        self.precision = config.sampling_precision
+        self.mode = config.resolved_mode()
+        pct = min(f32(config.sampling_percentage), 100.0)
+        self.never = pct == 0
+        ratio = max(pct / 100, ts.MIN_SAMPLING_PROBABILITY)
+        self.ratio = ratio
+        self.threshold = ts.NEVER_SAMPLE
+        if self.mode == "hash_seed":
+            scaled = scaled_sample_rate(config.sampling_percentage)
+            self.never = self.never or scaled == 0
+            self.threshold = (NUM_HASH_BUCKETS - scaled) << 42
+            self._seed_state = fnv1a32(struct.pack("<I", config.hash_seed))
+        elif self.mode == "equalizing":
+            self.threshold = ts.probability_to_threshold(ratio, self.precision)
+
+    # -- one decision
+    def decide(self, trace_id: bytes, raw_state: str, priority: int = -1) -> Decision:
+        carrier: TraceState | None
+        err = False
+        missing = False
+        randomness = ts.ALL_PROBABILITIES_RANDOMNESS
+        try:
+            carrier = TraceState.parse(raw_state)
+        except TraceStateError:
+            carrier, err = None, True
+        if self.never:
+            pass
+        elif self.mode == "hash_seed":
+            if any(trace_id):
+                randomness = hash_randomness(fnv1a32(trace_id, self._seed_state))
+            else:
+                missing = True
+            if carrier is not None:
+                if carrier.rv or carrier.th:
+                    carrier, err = None, True
+                else:
+                    carrier.set_randomness(randomness)
+        elif carrier is not None and carrier.rv:
+            randomness = carrier.randomness
+        elif carrier is not None and any(trace_id):
+            randomness = ts.trace_id_randomness(trace_id)
+        else:
+            missing = True
+        if not err:
+            if missing:
+                err = True
+            elif carrier is not None and carrier.th and randomness < carrier.threshold:
+                carrier.clear_threshold()
+                err = True
+        failed = ts.NEVER_SAMPLE if self.fail_closed else ts.ALWAYS_SAMPLE
+        threshold = failed if err else self._threshold(carrier)
+        if priority == 0:
+            threshold = ts.NEVER_SAMPLE
+        elif priority == 1:
+            threshold = ts.ALWAYS_SAMPLE
+        sampled = randomness >= threshold
+        if not sampled:
+            return False, None
+        if carrier is None:
+            return True, None
+        carrier.update_threshold(threshold)
+        return True, carrier.serialize()
+
+    def _threshold(self, carrier: TraceState | None) -> int:
+        if self.never:
+            return ts.NEVER_SAMPLE
+        if self.mode != "proportional":
+            return self.threshold
+        incoming = ts.probability(carrier.threshold) if carrier is not None and carrier.th else 1.0
+        try:
+            return ts.probability_to_threshold(incoming * self.ratio, self.precision)
+        except ts.ProbabilityRangeError:
+            return ts.NEVER_SAMPLE
+
+    # -- a batch
+    def process(self, batch: Batch) -> Batch | None:
+        decisions: list[Decision] = []
+        cache: dict[tuple[bytes, str, int], Decision] = {}
+        kept = 0
+        rewrites = 0
+        for rs in batch.message().resource_spans:
+            for ss in rs.scope_spans:
+                for span in ss.spans:
+                    key = (span.trace_id, span.trace_state, span_priority(span.attributes) if span.attributes else -1)
+                    d = cache.get(key)
+                    if d is None:
+                        d = cache[key] = self.decide(*key)
+                    decisions.append(d)
+                    if d[0]:
+                        kept += 1
+                        if d[1] is not None and d[1] != key[1]:
+                            rewrites += 1
+        if kept == 0:
+            return None
+        if kept == len(decisions) and rewrites == 0:
+            return batch
+        out = batch.with_context(batch.context)
+        msg = out.mutable_message()
+        it = iter(decisions)
+        for rs in msg.resource_spans:
+            for ss in rs.scope_spans:
+                spans = ss.spans
+                drop = []
+                for i, span in enumerate(spans):
+                    keep, state = next(it)
+                    if not keep:
+                        drop.append(i)
+                    elif state is not None and state != span.trace_state:
+                        span.trace_state = state
+                for i in reversed(drop):
+                    del spans[i]
+        _prune_empty(msg)
+        out.changed()
+        return out
+
+
+def _prune_empty(msg: Any) -> None:
+    resources = msg.resource_spans
+    for ri in range(len(resources) - 1, -1, -1):
+        scopes = resources[ri].scope_spans
+        for si in range(len(scopes) - 1, -1, -1):
+            if not scopes[si].spans:
+                del scopes[si]
+        if not scopes:
+            del resources[ri]

@@ -28,6 +28,7 @@ REGISTRY: dict[Kind, dict[str, str]] = {
     },
     "processors": {
         "batch": "gateway.processors.batch",
+        "memory_limiter": "gateway.processors.memory_limiter",
         "attributes": "gateway.processors.attributes",
         "resource": "gateway.processors.resource",
         "probabilistic_sampler": "gateway.processors.probabilistic_sampler",
@@ -45,6 +46,7 @@ REGISTRY: dict[Kind, dict[str, str]] = {
     },
     "extensions": {
         "health_check": "gateway.extensions.health",
+        "file_storage": "gateway.extensions.file_storage",
         "bearertokenauth": "gateway.extensions.bearertokenauth",
     },
 }

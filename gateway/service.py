@@ -103,12 +103,13 @@ class Service:
                  len(self.config.service.pipelines), len(self.receivers), len(self.exporters))
 
     async def shutdown(self, deadline: float | None = None) -> None:
-        """Receivers first, then batches flushed into exporters, then exporters drained, within `deadline`."""
+        """Receivers first (stop accepting), then processors, then exporters drain their queues, all
+        within `deadline` (service::shutdown_timeout): the stages of a phase stop together, so one dead
+        backend cannot eat the other exporters' share of the deadline."""
         for ext in self.extensions.values():
             if hasattr(ext, "not_ready"):
                 ext.not_ready()
         timeout = deadline if deadline is not None else self.config.service.shutdown_timeout
-        errors: list[BaseException] = []
         started = set(map(id, self._started))
         phases: list[list[Any]] = [
             list(self.receivers.values()),
@@ -118,18 +119,29 @@ class Service:
         ]
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
-        for phase in phases:
-            for component in phase:
-                if id(component) not in started:
-                    continue
-                remaining = max(0.1, end - loop.time())
+        errors: list[BaseException] = []
+        for phase in phases[:3]:
+            live = [c for c in phase if id(c) in started]
+            results = await asyncio.gather(*(self._stop_one(c, end) for c in live), return_exceptions=True)
+            errors.extend(r for r in results if isinstance(r, BaseException))
+        # Extensions (file storage among them) close after every exporter, one by one in reverse order.
+        for component in phases[3]:
+            if id(component) in started:
                 try:
-                    await asyncio.wait_for(component.shutdown(), remaining)
-                except TimeoutError:
-                    errors.append(TimeoutError(f"{getattr(component, 'id', type(component).__name__)} "
-                                               f"did not stop within the shutdown deadline"))
+                    await self._stop_one(component, end)
                 except Exception as exc:
                     errors.append(exc)
         self._started.clear()
         if errors:
             raise ShutdownErrors(errors)
+
+    async def _stop_one(self, component: Any, end: float) -> None:
+        loop = asyncio.get_running_loop()
+        name = getattr(component, "id", type(component).__name__)
+        if hasattr(component, "drain"):
+            # Leave a little of the deadline for closing connections and files after the drain.
+            await component.drain(max(0.0, end - loop.time() - 0.5))
+        try:
+            await asyncio.wait_for(component.shutdown(), max(0.5, end - loop.time()))
+        except TimeoutError:
+            raise TimeoutError(f"{name} did not stop within the shutdown deadline") from None

@@ -106,6 +106,17 @@ class Telemetry:
             "Requests refused before reaching a pipeline, by reason (bad data, auth, size, media type)",
             ["receiver", "transport", "reason"], registry=r,
         )
+        self._proc_refused = counters(
+            "otelcol_processor_refused", "Items refused by a processor (memory limit)", ["processor"]
+        )
+        self.storage_used = Gauge(
+            "otelcol_gateway_storage_used_bytes", "Disk used by a file_storage's persistent queues", ["extension"],
+            registry=r,
+        )
+        self.storage_capacity = Gauge(
+            "otelcol_gateway_storage_capacity_bytes", "Disk bound of a file_storage (max_size_mib)", ["extension"],
+            registry=r,
+        )
         self._pipe_in = Counter(
             "otelcol_gateway_pipeline_incoming_items", "Items entering a pipeline", ["pipeline"], registry=r
         )
@@ -134,6 +145,9 @@ class Telemetry:
 
     def processor_dropped(self, signal: str, processor: str) -> Counter:
         return self._proc_dropped[signal].labels(processor)
+
+    def processor_refused(self, signal: str, processor: str) -> Counter:
+        return self._proc_refused[signal].labels(processor)
 
     def pipeline_incoming(self, pipeline: str) -> Counter:
         return self._pipe_in.labels(pipeline)

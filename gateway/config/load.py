@@ -98,6 +98,7 @@ def _load(raw: Any, env: Mapping[str, str] | None) -> Loaded:
     declared = isinstance(raw_service, dict) and bool(raw_service.get("pipelines"))
     _check_service(service, sections, errors, pipelines_declared=declared)
     _check_authenticators(service, sections, errors)
+    _check_queue_storage(service, sections, errors)
     _drop_consequences(errors, expansion_errors)
     if errors:
         raise ConfigError(errors.lines)
@@ -226,3 +227,19 @@ def _check_authenticators(service: ServiceConfig, sections: dict[str, dict[str, 
                     errors.add(path, f"references extension {ext!r} which is not configured")
             elif ext not in service.extensions:
                 errors.add(path, f"references extension {ext!r} which is not enabled in service::extensions")
+
+
+def _check_queue_storage(service: ServiceConfig, sections: dict[str, dict[str, Any]], errors: Errors) -> None:
+    """An exporter's `sending_queue::storage` must name a file_storage extension enabled in service."""
+    for xid, cfg in sections["exporters"].items():
+        storage = getattr(getattr(cfg, "sending_queue", None), "storage", None)
+        if not storage:
+            continue
+        path = f"exporters::{xid}::sending_queue::storage"
+        if storage.partition("/")[0] != "file_storage":
+            errors.add(path, f"references {storage!r}, which is not a file_storage extension")
+        elif storage not in sections["extensions"]:
+            if not _declared_with_error("extensions", storage, errors):
+                errors.add(path, f"references extension {storage!r} which is not configured")
+        elif storage not in service.extensions:
+            errors.add(path, f"references extension {storage!r} which is not enabled in service::extensions")

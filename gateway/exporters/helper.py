@@ -1,18 +1,30 @@
-"""The exporter helper: a plain push function wrapped in layers (counting, and the sending queue
-and retry of the delivery work), as the Collector's exporterhelper does. Shared config blocks live here.
+"""The exporter helper: a plain push function wrapped in layers, as the Collector's exporterhelper
+does: a sending queue (memory or disk, `gateway.exporters.queue`), batching after the queue, and retry
+(`gateway.exporters.retry`), each exporter with its own queue and consumers so that a slow or dead
+backend never delays another. Shared config blocks live here.
+
+Guarantee: a request is acknowledged once the queue holds it; from then on it is delivered, or counted
+in `otelcol_exporter_send_failed_*` (a permanent refusal, retries run out, or an in-memory queue that
+the shutdown deadline cut short), and logged.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from gateway.component import Settings
+from gateway.exporters.queue import BatchPolicy, Entry, MemoryStore, SendingQueue, Store
+from gateway.exporters.retry import Interrupted, RetrySender
+from gateway.telemetry import UNITS
 from pipelines.batch import Batch
 from pipelines.config_types import Duration
 from pipelines.errors import ConsumerError, PermanentError, RetryableError
+from pipelines.processors.batch import Batcher
+from pipelines.processors.batch import Config as BatcherConfig
 
 log = logging.getLogger("gateway.exporter")
 
@@ -68,8 +80,9 @@ class ExporterCommon:
 class Pusher(Protocol):
     async def start(self) -> None: ...
 
-    async def push(self, batch: Batch) -> None:
-        """Send one batch; raise PermanentError or RetryableError on failure."""
+    async def push(self, batch: Batch) -> int | None:
+        """Send one batch; raise PermanentError or RetryableError on failure. May return the number of
+        items the backend rejected in a partial-success answer."""
         ...
 
     async def shutdown(self) -> None: ...
@@ -90,37 +103,211 @@ class _OncePerInterval:
         return False
 
 
+# The delay a refused client is asked to wait when a queue is full.
+QUEUE_FULL_RETRY_AFTER = 1.0
+# How long `shutdown()` drains when the service did not call `drain()` first.
+_FALLBACK_DRAIN = 5.0
+
+
 class Exporter:
-    """An exporter: a pusher with its metrics. Consumers see this object."""
+    """An exporter: a pusher behind a sending queue and retry, with its metrics. Consumers see this object."""
 
     def __init__(self, settings: Settings, pusher: Pusher) -> None:
         self.id = settings.id
         self.pusher = pusher
-        self._telemetry = settings.telemetry
-        self._sent = {s: settings.telemetry.exporter_sent(s, settings.id) for s in ("traces", "metrics", "logs")}
-        self._failed = {
-            s: settings.telemetry.exporter_send_failed(s, settings.id) for s in ("traces", "metrics", "logs")
-        }
+        config = settings.config
+        # Exporters without the keys (debug) send synchronously, without retry, as in the Collector.
+        self.queue_config: QueueConfig = getattr(config, "sending_queue", None) or QueueConfig(enabled=False)
+        self.retry_config: RetryConfig = getattr(config, "retry_on_failure", None) or RetryConfig(enabled=False)
+        self._host = settings.host
+        t = settings.telemetry
+        self._sent = {s: t.exporter_sent(s, settings.id) for s in UNITS}
+        self._failed = {s: t.exporter_send_failed(s, settings.id) for s in UNITS}
+        self._enqueue_failed = {s: t.exporter_enqueue_failed(s, settings.id) for s in UNITS}
+        self._size_gauge = t.queue_size.labels(settings.id)
+        if self.queue_config.enabled:
+            t.queue_capacity.labels(settings.id).set(self.queue_config.queue_size)
         self._log_gate = _OncePerInterval()
+        self._stop = asyncio.Event()
+        self._retry = RetrySender(settings.id, self.retry_config, self._stop)
+        self.policy = BatchPolicy()
+        self._policy_from: str | None = None
+        self.queue: SendingQueue | None = None
+        self._consumers: list[asyncio.Task[None]] = []
+        self._drained = False
+
+    def set_batching(self, policy: BatchPolicy) -> None:
+        """Called by an upstream `batch` processor: its settings shape this exporter's batches."""
+        if self._policy_from is not None and self._policy_from != policy.processor:
+            log.info("exporter %s is fed by %s and %s; batching as %s says", self.id, self._policy_from,
+                     policy.processor, self._policy_from)
+            return
+        self.policy = policy
+        self._policy_from = policy.processor
+        if self.queue is not None:
+            self.queue.rekey(policy)
 
     async def start(self) -> None:
         await self.pusher.start()
+        qc = self.queue_config
+        if not qc.enabled:
+            return
+        store: Store = MemoryStore()
+        if qc.storage:
+            store = self._host.extension(qc.storage).open_queue(self.id)
+        self.queue = SendingQueue(qc.queue_size, qc.sizer, store, self._size_gauge.set)
+        loaded = self.queue.load(self.policy)
+        if loaded:
+            log.info("exporter %s: %d request(s) from the persistent queue to send", self.id, loaded)
+        loop = asyncio.get_running_loop()
+        self._consumers = [loop.create_task(self._consume_loop()) for _ in range(qc.num_consumers)]
+
+    # -- the pipeline's side
+    def admit(self, batch: Batch) -> None:
+        """Refuse (retryable, counted) a request the queue cannot take now; change nothing otherwise."""
+        if self.queue is None:
+            return
+        try:
+            reason = self.queue.refusal(batch)
+        except PermanentError:
+            self._enqueue_failed[batch.signal].inc(batch.items)
+            raise
+        if reason is None or (self.queue_config.blocking and not self.queue.closed):
+            return
+        self._enqueue_failed[batch.signal].inc(batch.items)
+        if self._log_gate.allow("enqueue"):
+            log.warning("exporter %s refused %d %s: %s", self.id, batch.items, batch.signal, reason)
+        raise RetryableError(f"exporter {self.id}: {reason}", QUEUE_FULL_RETRY_AFTER)
 
     async def consume(self, batch: Batch) -> None:
+        queue = self.queue
+        if queue is None:
+            await self._send_now(batch)
+            return
+        self.admit(batch)
+        if self.queue_config.blocking:
+            await queue.wait_room(batch)
+            self.admit(batch)
         try:
-            await self.pusher.push(batch)
-        except ConsumerError as exc:
-            self._failed[batch.signal].inc(batch.items)
-            kind = "permanent" if isinstance(exc, PermanentError) else "retryable"
-            if self._log_gate.allow(f"{kind}:{exc}"):
-                log.warning("exporter %s failed to send %d %s (%s): %s", self.id, batch.items,
-                            batch.signal, kind, exc)
+            entry = queue.put(batch, self.policy)
+        except RetryableError:
+            self._enqueue_failed[batch.signal].inc(batch.items)
             raise
-        except Exception as exc:
+        await queue.store.sync()
+        if self.queue_config.wait_for_result:
+            entry.waiter = asyncio.get_running_loop().create_future()
+            await entry.waiter
+
+    async def _send_now(self, batch: Batch) -> None:
+        try:
+            rejected = await self._retry.send(self.pusher.push, batch)
+        except Interrupted as exc:
             self._failed[batch.signal].inc(batch.items)
-            log.exception("exporter %s failed unexpectedly", self.id)
-            raise RetryableError(f"exporter {self.id} failed: {exc}") from exc
-        self._sent[batch.signal].inc(batch.items)
+            raise RetryableError(f"exporter {self.id} is shutting down: {exc}") from None
+        except ConsumerError as exc:
+            self._refused(batch.signal, batch.items, exc)
+            raise
+        self._count_sent(batch.signal, batch.items, rejected)
+
+    # -- the queue's consumers
+    async def _consume_loop(self) -> None:
+        queue = self.queue
+        assert queue is not None
+        while True:
+            entries = await queue.take(self.policy)
+            if entries is None:
+                return
+            if await self._deliver(queue, entries):
+                queue.done(entries)
+            else:
+                queue.give_back(entries)
+                return
+
+    async def _deliver(self, queue: SendingQueue, entries: list[Entry]) -> bool:
+        """Send a batch of entries; False if shutdown interrupted it before the backend decided."""
+        signal = entries[0].signal
+        items = sum(e.items for e in entries)
+        try:
+            data = b"".join(queue.store.read(e) for e in entries)
+        except OSError as exc:
+            self._refused(signal, items, PermanentError(f"cannot read the queued data back: {exc}"))
+            return True
+        for chunk in self._chunks(Batch(signal, data, items, entries[0].context)):
+            try:
+                rejected = await self._retry.send(self.pusher.push, chunk)
+            except Interrupted:
+                return False
+            except ConsumerError as exc:
+                self._refused(chunk.signal, chunk.items, exc)
+                continue
+            self._count_sent(chunk.signal, chunk.items, rejected)
+        return True
+
+    def _chunks(self, batch: Batch) -> list[Batch]:
+        """A single queued request may exceed the batch bounds; split it (bigger than any merge would)."""
+        p = self.policy
+        too_many = p.send_batch_max_size and batch.items > p.send_batch_max_size
+        too_big = p.send_batch_max_bytes and batch.nbytes() > p.send_batch_max_bytes
+        if not (too_many or too_big) or batch.items <= 1:
+            return [batch]
+        batcher = Batcher(batch.signal, BatcherConfig(
+            send_batch_size=p.send_batch_max_size or batch.items, timeout=1.0,
+            send_batch_max_size=p.send_batch_max_size, send_batch_max_bytes=p.send_batch_max_bytes,
+        ))
+        chunks = batcher.add(batch.data(), batch.items) + batcher.drain()
+        return [Batch(batch.signal, data, n, batch.context) for data, n in chunks if n]
+
+    def _count_sent(self, signal: str, items: int, rejected: Any) -> None:
+        r = rejected if isinstance(rejected, int) and rejected > 0 else 0
+        self._sent[signal].inc(max(0, items - r))
+        if r:
+            self._failed[signal].inc(r)
+
+    def _refused(self, signal: str, items: int, exc: ConsumerError) -> None:
+        self._failed[signal].inc(items)
+        kind = "permanent" if isinstance(exc, PermanentError) else "retries exhausted"
+        if self._log_gate.allow(f"{kind}:{exc}"):
+            log.error("exporter %s dropped %d %s (%s): %s", self.id, items, signal, kind, exc)
+
+    # -- shutdown
+    async def drain(self, within: float) -> None:
+        """Send what is queued within `within` seconds. An in-memory queue keeps retrying until then and counts
+        what is left as failed; a persistent queue stops retrying at once and keeps the rest on disk."""
+        if self._drained:
+            return
+        self._drained = True
+        queue = self.queue
+        if queue is None:
+            self._stop.set()
+            return
+        queue.closed = queue.flushing = queue.draining = True
+        queue.wake()
+        if queue.store.persistent:
+            self._stop.set()
+        if self._consumers:
+            _, still = await asyncio.wait(self._consumers, timeout=max(0.0, within))
+            self._stop.set()
+            for task in still:
+                task.cancel()
+            await asyncio.gather(*self._consumers, return_exceptions=True)
+        left = queue.leftovers()
+        if not left:
+            return
+        by_signal: dict[str, int] = {}
+        for e in left:
+            by_signal[e.signal] = by_signal.get(e.signal, 0) + e.items
+            if e.waiter is not None and not e.waiter.done():
+                e.waiter.cancel()
+        what = ", ".join(f"{n} {UNITS[s]}" for s, n in by_signal.items())
+        if queue.store.persistent:
+            log.info("exporter %s: %s kept in the persistent queue for the next start", self.id, what)
+            return
+        for s, n in by_signal.items():
+            self._failed[s].inc(n)
+        log.error("exporter %s: the shutdown deadline passed with %s still queued; dropped", self.id, what)
 
     async def shutdown(self) -> None:
+        await self.drain(_FALLBACK_DRAIN)
         await self.pusher.shutdown()
+        if self.queue is not None:
+            self.queue.store.close()

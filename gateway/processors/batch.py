@@ -1,29 +1,27 @@
-"""The `batch` processor as a stage: `pipelines.processors.batch.Batcher` decides, this drives the
-timer and sends. A batch is acknowledged upstream once it is held here; sending happens in tasks so a
-slow backend never delays receiving."""
+"""The `batch` processor as a stage. It holds no data: batching happens after the exporters' sending
+queues (`gateway.exporters.queue`), by the rules of this processor's config, which the stage hands to
+every exporter downstream when it starts.
+
+Why: a batch processor that holds data and acknowledges it upstream is where the Collector loses spans
+(its export errors are swallowed, its buffer is lost on a crash, and it accepts data that a full queue
+downstream will then drop). Here a request passes straight to the queues, so the client is answered
+only once every queue holds it (in memory or on disk), a full queue refuses it before it is
+acknowledged, and the spans waiting to fill a batch are already in the (persistent) queue. The batch
+metrics (`otelcol_processor_batch_*`) are recorded where the batches are formed.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import Any
 
 from gateway.component import Consumer, Settings
 from gateway.components import Factory
-from pipelines.batch import Batch, RequestContext, Signal
-from pipelines.errors import ConsumerError, PermanentError
-from pipelines.processors.batch import Batcher, Chunk, Config
+from gateway.exporters.queue import BatchPolicy
+from gateway.fanout import admit, downstream
+from pipelines.batch import Batch, Signal
+from pipelines.processors.batch import Config
 
 log = logging.getLogger("gateway.processor.batch")
-
-
-class _Shard:
-    __slots__ = ("batcher", "context", "timer")
-
-    def __init__(self, batcher: Batcher, context: RequestContext) -> None:
-        self.batcher = batcher
-        self.context = context
-        self.timer: asyncio.TimerHandle | None = None
 
 
 class BatchStage:
@@ -32,73 +30,45 @@ class BatchStage:
         self.config: Config = settings.config
         self.signal: Signal = signal
         self._next = next_consumer
-        self._shards: dict[tuple[Any, ...], _Shard] = {}
-        self._inflight: set[asyncio.Task[None]] = set()
         t = settings.telemetry
-        self._send_size = t.batch_send_size.labels(settings.id)
-        self._send_bytes = t.batch_send_size_bytes.labels(settings.id)
-        self._timeout_trigger = t.batch_timeout_trigger.labels(settings.id)
-        self._size_trigger = t.batch_size_trigger.labels(settings.id)
-        self._metadata_keys = tuple(k.lower() for k in self.config.metadata_keys)
+        send_size = t.batch_send_size.labels(settings.id)
+        send_bytes = t.batch_send_size_bytes.labels(settings.id)
+        timeout_trigger = t.batch_timeout_trigger.labels(settings.id)
+        size_trigger = t.batch_size_trigger.labels(settings.id)
+
+        def observe(items: int, nbytes: int, by_size: bool) -> None:
+            send_size.observe(items)
+            send_bytes.observe(nbytes)
+            (size_trigger if by_size else timeout_trigger).inc()
+
+        c = self.config
+        self.policy = BatchPolicy(
+            # `timeout: 0` in the Collector means "send at once": no waiting, whatever is queued goes.
+            # `send_batch_size: 0`: no size trigger, only the timer (bounded by the max sizes).
+            send_batch_size=0 if c.timeout <= 0 else c.send_batch_size or c.send_batch_max_size or 1 << 62,
+            send_batch_max_size=c.send_batch_max_size,
+            send_batch_max_bytes=c.send_batch_max_bytes,
+            timeout=c.timeout,
+            metadata_keys=tuple(k.lower() for k in c.metadata_keys),
+            processor=settings.id,
+            observe=observe,
+        )
 
     async def start(self) -> None:
-        pass
+        exporters = [node for node in downstream(self._next) if hasattr(node, "set_batching")]
+        for exporter in exporters:
+            exporter.set_batching(self.policy)
+        if not exporters:
+            log.warning("%s: no exporter with a sending queue downstream; requests pass unbatched", self.id)
 
-    def _shard(self, context: RequestContext) -> _Shard:
-        key = context.batch_key(self._metadata_keys)
-        shard = self._shards.get(key)
-        if shard is None:
-            if len(self._shards) >= self.config.metadata_cardinality_limit:
-                raise PermanentError(f"{self.id}: too many batcher metadata-value combinations")
-            shard = _Shard(Batcher(self.signal, self.config), context)
-            self._shards[key] = shard
-        return shard
+    def admit(self, batch: Batch) -> None:
+        admit(self._next, batch)
 
     async def consume(self, batch: Batch) -> None:
-        shard = self._shard(batch.context)
-        for chunk in shard.batcher.add(batch.data(), batch.items):
-            self._send(shard, chunk, self._size_trigger)
-        self._arm(shard)
-
-    def _arm(self, shard: _Shard) -> None:
-        if shard.batcher.items and shard.timer is None and self.config.timeout > 0:
-            loop = asyncio.get_running_loop()
-            shard.timer = loop.call_later(self.config.timeout, self._on_timer, shard)
-
-    def _on_timer(self, shard: _Shard) -> None:
-        shard.timer = None
-        if shard.batcher.items:
-            self._send(shard, shard.batcher.take(), self._timeout_trigger)
-        self._arm(shard)
-
-    def _send(self, shard: _Shard, chunk: Chunk, trigger: Any) -> None:
-        data, items = chunk
-        if not items:
-            return
-        trigger.inc()
-        self._send_size.observe(items)
-        self._send_bytes.observe(len(data))
-        task = asyncio.get_running_loop().create_task(self._deliver(Batch(self.signal, data, items, shard.context)))
-        self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
-
-    async def _deliver(self, batch: Batch) -> None:
-        try:
-            await self._next.consume(batch)
-        except ConsumerError:
-            pass  # counted and logged by the exporter that refused it
-        except Exception:
-            log.exception("%s: sending a batch failed", self.id)
+        await self._next.consume(batch)
 
     async def shutdown(self) -> None:
-        for shard in self._shards.values():
-            if shard.timer is not None:
-                shard.timer.cancel()
-                shard.timer = None
-            for chunk in shard.batcher.drain():
-                self._send(shard, chunk, self._timeout_trigger)
-        if self._inflight:
-            await asyncio.gather(*list(self._inflight), return_exceptions=True)
+        pass
 
 
 def create(settings: Settings, next_consumer: Consumer, signal: Signal) -> BatchStage:

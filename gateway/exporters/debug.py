@@ -3,7 +3,11 @@ Collector's three verbosities. `detailed` follows the Collector's text layout.""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import decimal
+import json
+import math
 import sys
 from dataclasses import dataclass
 from typing import Any, Literal, TextIO
@@ -16,6 +20,7 @@ from pipelines.batch import Batch
 
 _KINDS = ["Unspecified", "Internal", "Server", "Client", "Producer", "Consumer"]
 _STATUS = ["Unset", "Ok", "Error"]
+_NOUNS = {"traces": "Traces", "metrics": "Metrics", "logs": "Logs"}
 
 
 @dataclass(frozen=True)
@@ -31,94 +36,171 @@ class Config:
         return "detailed" if self.loglevel == "debug" else self.verbosity
 
 
-def any_value(v: Any) -> str:
+def _go_float(x: float) -> str:
+    """Go's strconv.FormatFloat(x, 'f', -1, 64): shortest digits, never an exponent."""
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "+Inf" if x > 0 else "-Inf"
+    text = format(decimal.Decimal(repr(x)), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _raw(v: Any) -> Any:
+    """An AnyValue as plain data, for the JSON text of maps and slices."""
+    kind = v.WhichOneof("value")
+    if kind == "array_value":
+        return [_raw(x) for x in v.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: _raw(kv.value) for kv in v.kvlist_value.values}
+    if kind == "bytes_value":
+        return base64.b64encode(v.bytes_value).decode()
+    return getattr(v, kind) if kind else None
+
+
+def as_string(v: Any) -> str:
+    """pcommon.Value.AsString()."""
     kind = v.WhichOneof("value")
     if kind is None:
-        return "Empty()"
+        return ""
     if kind == "string_value":
-        return f"Str({v.string_value})"
+        return str(v.string_value)
     if kind == "bool_value":
-        return f"Bool({str(v.bool_value).lower()})"
+        return "true" if v.bool_value else "false"
     if kind == "int_value":
-        return f"Int({v.int_value})"
+        return str(v.int_value)
     if kind == "double_value":
-        return f"Double({v.double_value})"
+        return _go_float(v.double_value)
     if kind == "bytes_value":
-        return f"Bytes({v.bytes_value.hex()})"
-    if kind == "array_value":
-        return "Slice([" + ",".join(any_value(x) for x in v.array_value.values) + "])"
-    return "Map({" + ",".join(f"{kv.key}:{any_value(kv.value)}" for kv in v.kvlist_value.values) + "})"
+        return base64.b64encode(v.bytes_value).decode()
+    return json.dumps(_raw(v), separators=(",", ":"), sort_keys=kind == "kvlist_value")
 
 
-def _attrs(out: list[str], title: str, attrs: Any, indent: str = "") -> None:
+_TYPE_NAMES = {None: "Empty", "string_value": "Str", "bool_value": "Bool", "int_value": "Int",
+               "double_value": "Double", "bytes_value": "Bytes", "array_value": "Slice", "kvlist_value": "Map"}
+
+
+def any_value(v: Any) -> str:
+    """The detailed form, `Str(text)`, as the Collector's otlptext prints a value."""
+    return f"{_TYPE_NAMES[v.WhichOneof('value')]}({as_string(v)})"
+
+
+def go_time(ns: int) -> str:
+    """Go's time.Time.String() in UTC: nanoseconds with trailing zeros trimmed."""
+    secs, frac = divmod(ns, 1_000_000_000)
+    t = dt.datetime.fromtimestamp(secs, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    digits = f"{frac:09d}".rstrip("0")
+    return f"{t}{'.' + digits if digits else ''} +0000 UTC"
+
+
+def _attrs(out: list[str], header: str, attrs: Any) -> None:
     if not attrs:
         return
-    out.append(f"{indent}{title}:")
-    out.extend(f"{indent}     -> {kv.key}: {any_value(kv.value)}" for kv in attrs)
+    out.append(f"{header}:")
+    prefix = "     ->"
+    if "->" in header:
+        prefix = header.split("->")[0] + prefix
+    out.extend(f"{prefix} {kv.key}: {any_value(kv.value)}" for kv in attrs)
 
 
-def _time(ns: int) -> str:
-    t = dt.datetime.fromtimestamp(ns / 1e9, tz=dt.UTC)
-    return t.strftime("%Y-%m-%d %H:%M:%S.%f ") + "+0000 UTC"
+def _field(out: list[str], name: str, value: object) -> None:
+    out.append(f"    {name:<15}: {value}")
 
 
 def _detailed_span(out: list[str], i: int, span: Any) -> None:
     out.append(f"Span #{i}")
-    out.append(f"    Trace ID       : {span.trace_id.hex()}")
-    out.append(f"    Parent ID      : {span.parent_span_id.hex()}")
-    out.append(f"    ID             : {span.span_id.hex()}")
-    out.append(f"    Name           : {span.name}")
-    out.append(f"    Kind           : {_KINDS[span.kind] if span.kind < len(_KINDS) else span.kind}")
-    out.append(f"    Start time     : {_time(span.start_time_unix_nano)}")
-    out.append(f"    End time       : {_time(span.end_time_unix_nano)}")
-    out.append(f"    Status code    : {_STATUS[span.status.code] if span.status.code < 3 else span.status.code}")
-    out.append(f"    Status message : {span.status.message}")
+    _field(out, "Trace ID", span.trace_id.hex())
+    _field(out, "Parent ID", span.parent_span_id.hex())
+    _field(out, "ID", span.span_id.hex())
+    _field(out, "Name", span.name)
+    _field(out, "Kind", _KINDS[span.kind] if span.kind < len(_KINDS) else span.kind)
+    if span.trace_state:
+        _field(out, "TraceState", span.trace_state)
+    _field(out, "Start time", go_time(span.start_time_unix_nano))
+    _field(out, "End time", go_time(span.end_time_unix_nano))
+    _field(out, "Status code", _STATUS[span.status.code] if span.status.code < len(_STATUS) else span.status.code)
+    _field(out, "Status message", span.status.message)
     _attrs(out, "Attributes", span.attributes)
+    if span.events:
+        out.append("Events:")
     for j, ev in enumerate(span.events):
         out.append(f"SpanEvent #{j}")
         out.append(f"     -> Name: {ev.name}")
-        out.append(f"     -> Timestamp: {_time(ev.time_unix_nano)}")
-        _attrs(out, "     -> Attributes", ev.attributes)
+        out.append(f"     -> Timestamp: {go_time(ev.time_unix_nano)}")
+        out.append(f"     -> DroppedAttributesCount: {ev.dropped_attributes_count}")
+        _attrs(out, "     -> Attributes:", ev.attributes)
+    if span.links:
+        out.append("Links:")
+    for j, link in enumerate(span.links):
+        out.append(f"SpanLink #{j}")
+        out.append(f"     -> Trace ID: {link.trace_id.hex()}")
+        out.append(f"     -> ID: {link.span_id.hex()}")
+        out.append(f"     -> TraceState: {link.trace_state}")
+        out.append(f"     -> DroppedAttributesCount: {link.dropped_attributes_count}")
+        _attrs(out, "     -> Attributes:", link.attributes)
 
 
-def render(batch: Batch, level: str) -> str:
+def _plain_attrs(attrs: Any) -> str:
+    return "".join(f" {kv.key}={as_string(kv.value)}" for kv in attrs)
+
+
+def _normal(out: list[str], batch: Batch) -> None:
+    """The Collector's normal verbosity: a line per resource and scope, then one per item."""
     shape = otlp.SHAPES[batch.signal]
-    msg = batch.message()
-    resources = getattr(msg, shape.resources)
-    summary = f"{batch.signal}\t{{\"resource {shape.resources.split('_')[1]}\": {len(resources)}, " \
-              f"\"{UNITS[batch.signal].replace('_', ' ')}\": {batch.items}}}"
-    if level == "basic":
-        return summary + "\n"
-    out = [summary]
-    for ri, res in enumerate(resources):
-        if level == "normal":
-            attrs = " ".join(f"{kv.key}={any_value(kv.value)}" for kv in res.resource.attributes)
-            out.append(f"ResourceSpans #{ri} {attrs}".rstrip())
-        else:
-            out.append(f"Resource{shape.resources.split('_')[1].capitalize()} #{ri}")
-            out.append(f"Resource SchemaURL: {res.schema_url}")
-            _attrs(out, "Resource attributes", res.resource.attributes)
+    noun = _NOUNS[batch.signal]
+    for ri, res in enumerate(getattr(batch.message(), shape.resources)):
+        schema = f" [{res.schema_url}]" if res.schema_url else ""
+        out.append(f"Resource{noun} #{ri}{schema}{_plain_attrs(res.resource.attributes)}")
         for si, scope in enumerate(getattr(res, shape.scopes)):
-            if level == "detailed":
-                out.append(f"Scope{shape.items.capitalize()} #{si}")
-                out.append(f"Scope{shape.items.capitalize()} SchemaURL: {scope.schema_url}")
-                out.append(f"InstrumentationScope {scope.scope.name} {scope.scope.version}".rstrip())
+            details = scope.scope.name + (f"@{scope.scope.version}" if scope.scope.version else "")
+            if scope.schema_url:
+                details += (" " if details else "") + f"[{scope.schema_url}]"
+            out.append(f"Scope{noun} #{si}{' ' + details if details else ''}{_plain_attrs(scope.scope.attributes)}")
             for ii, item in enumerate(getattr(scope, shape.items)):
                 if batch.signal == "traces":
-                    if level == "detailed":
-                        _detailed_span(out, ii, item)
-                    else:
-                        attrs = " ".join(f"{kv.key}={any_value(kv.value)}" for kv in item.attributes)
-                        out.append(f"{item.name} {item.trace_id.hex()} {item.span_id.hex()} {attrs}".rstrip())
+                    out.append(f"{item.name} {item.trace_id.hex()} {item.span_id.hex()}{_plain_attrs(item.attributes)}")
                 else:
-                    out.append(f"{shape.item_noun.capitalize()} #{ii}: {str(item).strip()}" if level == "detailed"
-                               else f"{getattr(item, 'name', '') or shape.item_noun} #{ii}")
+                    out.append(f"{getattr(item, 'name', '') or shape.item_noun} #{ii}")
+
+
+def _detailed(out: list[str], batch: Batch) -> None:
+    shape = otlp.SHAPES[batch.signal]
+    title = shape.resources.split("_")[1].capitalize()  # Spans, Metrics, Logs
+    for ri, res in enumerate(getattr(batch.message(), shape.resources)):
+        out.append(f"Resource{title} #{ri}")
+        out.append(f"Resource SchemaURL: {res.schema_url}")
+        _attrs(out, "Resource attributes", res.resource.attributes)
+        for si, scope in enumerate(getattr(res, shape.scopes)):
+            out.append(f"Scope{title} #{si}")
+            out.append(f"Scope{title} SchemaURL: {scope.schema_url}")
+            out.append(f"InstrumentationScope {scope.scope.name} {scope.scope.version}")
+            _attrs(out, "InstrumentationScope attributes", scope.scope.attributes)
+            for ii, item in enumerate(getattr(scope, shape.items)):
+                if batch.signal == "traces":
+                    _detailed_span(out, ii, item)
+                else:
+                    out.append(f"{shape.item_noun.capitalize()} #{ii}: {str(item).strip()}")
+
+
+def render(batch: Batch, level: str, name: str = "debug") -> str:
+    """A summary line as the Collector logs it (`TracesExporter {...}`), then the data at `level`."""
+    shape = otlp.SHAPES[batch.signal]
+    resources = len(getattr(batch.message(), shape.resources))
+    summary = {"kind": "exporter", "data_type": batch.signal, "name": name,
+               f"resource {shape.resources.split('_')[1]}": resources,
+               UNITS[batch.signal].replace("_", " "): batch.items}
+    out = [f"info\t{_NOUNS[batch.signal]}Exporter\t{json.dumps(summary)}"]
+    if level == "normal":
+        _normal(out, batch)
+    elif level == "detailed":
+        _detailed(out, batch)
     return "\n".join(out) + "\n"
 
 
 class DebugPusher:
     def __init__(self, settings: Settings, stream: TextIO | None = None) -> None:
         self.config: Config = settings.config
+        self.id = settings.id
         self._stream = stream
 
     async def start(self) -> None:
@@ -126,7 +208,7 @@ class DebugPusher:
 
     async def push(self, batch: Batch) -> None:
         stream = self._stream or sys.stdout
-        stream.write(render(batch, self.config.level()))
+        stream.write(render(batch, self.config.level(), self.id))
         stream.flush()
 
     async def shutdown(self) -> None:

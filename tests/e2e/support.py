@@ -4,12 +4,16 @@ gRPC backend with the default 4 MiB receive limit."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import http.client
 import ipaddress
+import socket
+import ssl
 import threading
 from concurrent import futures
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -213,3 +217,94 @@ class StrictGrpcSink:
     def stop(self) -> None:
         self._release.set()
         self._server.stop(grace=None)
+
+
+# ---------------------------------------------------------------- an HTTP(S) backend and a byte-counting proxy
+
+
+@dataclass
+class HttpHit:
+    path: str
+    headers: dict[str, str]
+    body: bytes  # as received, still compressed
+
+
+class RecordingHttpSink:
+    """An OTLP/HTTP backend, plain or TLS (`ssl_context`), recording every request as received."""
+
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.hits: list[HttpHit] = []
+        self._cond = threading.Condition()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with sink._cond:
+                    sink.hits.append(HttpHit(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                    sink._cond.notify_all()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        if ssl_context is not None:
+            self._server.socket = ssl_context.wrap_socket(self._server.socket, server_side=True)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def wait_hits(self, n: int, timeout: float = 15.0) -> list[HttpHit]:
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self.hits) >= n, timeout):
+                raise TimeoutError(f"backend has {len(self.hits)} requests, want {n}")
+            return list(self.hits)
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class CountingProxy:
+    """A TCP proxy to `target_port` that counts the bytes clients send through it."""
+
+    def __init__(self, target_port: int) -> None:
+        self.sent = 0
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._target = target_port
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self._target))
+            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, count: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if count:
+                    with self._lock:
+                        self.sent += len(data)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def stop(self) -> None:
+        self._listener.close()

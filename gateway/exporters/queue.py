@@ -241,9 +241,11 @@ class SendingQueue:
         self._changed.set()
 
     def give_back(self, entries: list[Entry]) -> None:
-        """Sending was interrupted: the entries stay (on disk) for the next start."""
+        """Sending was interrupted before the backend decided: the entries go back to the head of the
+        queue (and stay on disk for the next start)."""
         for e in entries:
             self.inflight.discard(e)
+        self._pending.extendleft(reversed(entries))
 
     def pending_count(self) -> int:
         return len(self._pending)

@@ -82,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{' + '.join(paths)}: configuration is valid")
         return 0
     _setup_logging(loaded.config.service.telemetry.logs.level)
+    if loaded.config.service.workers > 1:
+        from gateway.workers import supervise
+
+        return asyncio.run(supervise(paths, loaded))
     return asyncio.run(serve(loaded))
 
 

@@ -1,0 +1,122 @@
+"""The load generator: closed-loop senders (a fixed number of requests in flight) over gRPC or
+OTLP/HTTP, replaying a pool of pre-serialized requests. It runs in its own process, so its CPU is
+never mixed with the gateway's, and measures each request's round trip (the gateway acknowledges a
+request once its pipelines hold it, so that is the time a request spends in the gateway plus
+loopback)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from bench.payload import PayloadSpec, build_pool
+
+TRACES_PATH = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+Transport = Literal["grpc", "http"]
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    target: str  # host:port
+    transport: Transport = "grpc"
+    concurrency: int = 32
+    connections: int = 8
+    duration: float = 10.0
+    payload: PayloadSpec = field(default_factory=PayloadSpec)
+
+
+@dataclass
+class LoadResult:
+    ok_requests: int = 0
+    ok_spans: int = 0
+    failed_requests: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    started: float = 0.0
+    elapsed: float = 0.0
+
+    def error(self, what: str) -> None:
+        self.failed_requests += 1
+        self.errors[what] = self.errors.get(what, 0) + 1
+
+
+async def _grpc(spec: LoadSpec, pool: list[bytes], spans: int, res: LoadResult) -> None:
+    import grpc
+
+    channels = [grpc.aio.insecure_channel(spec.target, options=[("grpc.use_local_subchannel_pool", 1)])
+                for _ in range(spec.connections)]
+    calls = [ch.unary_unary(TRACES_PATH) for ch in channels]
+    for ch in channels:
+        await ch.channel_ready()
+    requests = itertools.cycle(pool)
+    end = time.perf_counter() + spec.duration
+    res.started = time.time()
+
+    async def sender(call: Any) -> None:
+        while time.perf_counter() < end:
+            t0 = time.perf_counter()
+            try:
+                await call(next(requests), timeout=30)
+            except grpc.aio.AioRpcError as exc:
+                res.error(exc.code().name)
+                continue
+            res.latencies.append(time.perf_counter() - t0)
+            res.ok_requests += 1
+            res.ok_spans += spans
+
+    t = time.perf_counter()
+    await asyncio.gather(*(sender(calls[i % len(calls)]) for i in range(spec.concurrency)))
+    res.elapsed = time.perf_counter() - t
+    for ch in channels:
+        await ch.close()
+
+
+async def _http(spec: LoadSpec, pool: list[bytes], spans: int, res: LoadResult) -> None:
+    import aiohttp
+
+    url = f"http://{spec.target}/v1/traces"
+    headers = {"Content-Type": "application/x-protobuf"}
+    requests = itertools.cycle(pool)
+    connector = aiohttp.TCPConnector(limit=spec.connections)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        end = time.perf_counter() + spec.duration
+        res.started = time.time()
+
+        async def sender() -> None:
+            while time.perf_counter() < end:
+                t0 = time.perf_counter()
+                try:
+                    async with session.post(url, data=next(requests), headers=headers) as resp:
+                        await resp.read()
+                        if resp.status != 200:
+                            res.error(f"HTTP {resp.status}")
+                            continue
+                except aiohttp.ClientError as exc:
+                    res.error(type(exc).__name__)
+                    continue
+                res.latencies.append(time.perf_counter() - t0)
+                res.ok_requests += 1
+                res.ok_spans += spans
+
+        t = time.perf_counter()
+        await asyncio.gather(*(sender() for _ in range(spec.concurrency)))
+        res.elapsed = time.perf_counter() - t
+
+
+def run(spec: LoadSpec) -> LoadResult:
+    """Send for `spec.duration` seconds; the pool is built before the clock starts."""
+    pool = build_pool(spec.payload)
+    res = LoadResult()
+    send = _grpc if spec.transport == "grpc" else _http
+    asyncio.run(send(spec, pool, spec.payload.spans_per_request, res))
+    return res
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]

@@ -142,8 +142,8 @@ def context_value(ctx: RequestContext, name: str) -> AnyValue | None:
 
 
 class Action:
-    __slots__ = ("action", "converted_type", "from_attribute", "from_context", "key", "regex", "run", "touches",
-                 "value")
+    __slots__ = ("absent", "action", "converted_type", "from_attribute", "from_context", "key", "regex", "run",
+                 "touches", "value")
 
     def __init__(self, action: str, key: str, value: AnyValue | None, from_attribute: str, from_context: str,
                  regex: re.Pattern[str] | None, converted_type: str) -> None:
@@ -154,6 +154,8 @@ class Action:
         self.from_context = from_context
         self.regex = regex
         self.converted_type = converted_type
+        # Set per batch by ActionList.prepare: the key is in no item of the batch being processed.
+        self.absent = False
         self.run: Callable[[Any, RequestContext], bool] = getattr(self, f"_{action}")
         self.touches: Callable[[Any, RequestContext], bool] = getattr(self, f"_touches_{action}")
 
@@ -171,7 +173,7 @@ class Action:
 
     # -- insert / update / upsert
     def _insert(self, attrs: Any, ctx: RequestContext) -> bool:
-        if anyvalue.find(attrs, self.key) >= 0:
+        if not self.absent and anyvalue.find(attrs, self.key) >= 0:
             return False
         src = self._source(attrs, ctx)
         if src is None:
@@ -180,7 +182,7 @@ class Action:
         return True
 
     def _touches_insert(self, attrs: Any, ctx: RequestContext) -> bool:
-        return anyvalue.find(attrs, self.key) < 0 and self._has_source(attrs, ctx)
+        return (self.absent or anyvalue.find(attrs, self.key) < 0) and self._has_source(attrs, ctx)
 
     def _update(self, attrs: Any, ctx: RequestContext) -> bool:
         i = anyvalue.find(attrs, self.key)
@@ -203,7 +205,7 @@ class Action:
         src = self._source(attrs, ctx)
         if src is None:
             return False
-        i = anyvalue.find(attrs, self.key)
+        i = -1 if self.absent else anyvalue.find(attrs, self.key)
         if i < 0:
             anyvalue.put(attrs, self.key, src)
         else:
@@ -296,6 +298,27 @@ class ActionList:
 
     def __init__(self, configs: tuple[ActionConfig, ...]) -> None:
         self.actions = [compile_action(a, i) for i, a in enumerate(configs)]
+
+    def may_touch(self, data: bytes) -> bool:
+        """False when the serialized request shows no action can apply: every action needs its key
+        present, and no key occurs anywhere in the bytes. A cheap test before walking the items."""
+        for a in self.actions:
+            if a.action in ("insert", "upsert") or (a.regex is not None and a.action != "extract"):
+                return True
+            if a.key.encode() in data:
+                return True
+        return False
+
+    def prepare(self, data: bytes) -> None:
+        """Note, for this batch, which keys occur nowhere in it, so insert/upsert skip looking them up.
+        A key an earlier action may write is never taken as absent. Processing is synchronous, so
+        the note stays valid for the batch it was made for."""
+        written: set[str] = set()
+        for a in self.actions:
+            a.absent = a.key not in written and a.key.encode() not in data
+            written.add(a.key)
+            if a.action == "extract" and a.regex is not None:
+                written.update(a.regex.groupindex)
 
     def touches(self, attrs: Any, ctx: RequestContext) -> bool:
         # Exact: until one action changes the map, each sees it as it arrived.

@@ -46,6 +46,10 @@ class AttributesProcessor:
 
     def process(self, batch: Batch) -> Batch | None:
         ctx = batch.context
+        data = batch.data()
+        if not self.actions.may_touch(data):
+            return batch
+        self.actions.prepare(data)
         if not self._walk(batch.message(), ctx, apply=False):
             return batch
         out = batch.with_context(ctx)

@@ -33,6 +33,7 @@ _FNV_OFFSET = 0x811C9DC5
 _FNV_PRIME = 0x01000193
 MODES = ("hash_seed", "proportional", "equalizing")
 PRIORITY_KEY = "sampling.priority"
+_PRIORITY_BYTES = PRIORITY_KEY.encode()
 
 
 def f32(x: float) -> float:
@@ -205,10 +206,12 @@ class ProbabilisticSampler:
         cache: dict[tuple[bytes, str, int], Decision] = {}
         kept = 0
         rewrites = 0
+        # Attributes are read only for sampling.priority, and only if the bytes hold that key at all.
+        priorities = _PRIORITY_BYTES in batch.data()
         for rs in batch.message().resource_spans:
             for ss in rs.scope_spans:
                 for span in ss.spans:
-                    key = (span.trace_id, span.trace_state, span_priority(span.attributes) if span.attributes else -1)
+                    key = (span.trace_id, span.trace_state, span_priority(span.attributes) if priorities else -1)
                     d = cache.get(key)
                     if d is None:
                         d = cache[key] = self.decide(*key)

@@ -294,3 +294,9 @@ def test_match_config_errors(include: dict[str, Any], message: str) -> None:
 
 def test_resource_requires_attributes() -> None:
     assert errors_of(ResourceConfig, {}) == [f'{P}: missing required field "attributes"']
+
+
+def test_keys_written_by_earlier_actions_are_not_taken_as_absent() -> None:
+    acts = [{"key": "a", "value": 1, "action": "insert"}, {"key": "a", "value": 2, "action": "insert"},
+            {"key": "u", "pattern": "(?P<g>x+)", "action": "extract"}, {"key": "g", "value": "no", "action": "insert"}]
+    assert run(acts, {"u": "xx"}) == {"u": "xx", "a": 1, "g": "xx"}

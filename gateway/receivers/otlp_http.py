@@ -71,6 +71,21 @@ def decompress(body: bytes, encoding: str, limit: int) -> bytes:
     raise BadEncoding(f"unsupported Content-Encoding {encoding!r} (want gzip, deflate or zstd)")
 
 
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body, refused as soon as it passes `limit`; a declared length over it is refused unread.
+    (`content.read(n)` returns what has arrived so far, which for a large body is only a part.)"""
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyTooLarge()
+    chunks: list[bytes] = []
+    total = 0
+    while chunk := await request.content.read(limit + 1 - total):
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > limit:
+            raise BodyTooLarge()
+    return b"".join(chunks)
+
+
 def _status_body(result: Result, content_type: str) -> bytes:
     code = {"invalid": 3, "unauthenticated": 16, "unavailable": 14, "too_large": 8, "unsupported": 12}.get(
         result.outcome, 2
@@ -117,9 +132,7 @@ class HttpServer:
                 )
                 return self._respond(ingest, result, JSON)
             try:
-                raw = await request.content.read(limit + 1)
-                if len(raw) > limit or not request.content.at_eof():
-                    raise BodyTooLarge()
+                raw = await _read_body(request, limit)
                 body = decompress(raw, request.headers.get("Content-Encoding", ""), limit)
             except BodyTooLarge:
                 result = ingest.fail("too_large", f"request body larger than max_request_body_size ({limit} bytes)")

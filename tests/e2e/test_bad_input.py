@@ -53,7 +53,7 @@ class Env:
 def env() -> Iterator[Env]:
     sink = Sink().start()
     ports = Ports.free()
-    # No batch processor: what the receiver accepts reaches the sink before the response.
+    # No batch processor, no sending queue: what the receiver accepts reaches the sink before the response.
     config = f"""
 receivers:
   otlp:
@@ -61,7 +61,7 @@ receivers:
       grpc: {{endpoint: "127.0.0.1:{ports.grpc}", max_recv_msg_size_mib: 1}}
       http: {{endpoint: "127.0.0.1:{ports.http}", max_request_body_size: {BODY_LIMIT}}}
 exporters:
-  otlp: {{endpoint: "127.0.0.1:{sink.grpc_port}", tls: {{insecure: true}}}}
+  otlp: {{endpoint: "127.0.0.1:{sink.grpc_port}", tls: {{insecure: true}}, sending_queue: {{enabled: false}}}}
 extensions:
   health_check: {{endpoint: "127.0.0.1:{ports.health}"}}
 service:

@@ -1,5 +1,6 @@
 """Joints of the pipeline graph: a receiver feeding several pipelines, a pipeline feeding several
-exporters. The same Batch object goes to every branch (processors copy before they change it).
+exporters. Each branch gets its own handle on the same data (`Batch.share()`), so a processor that
+changes its copy never changes another pipeline's.
 
 Admission: before a fan-out hands a request to any branch, it asks every branch whether it can take it
 now (`admit`, answered by exporter queues and the memory limiter, synchronously). So a request that
@@ -73,7 +74,7 @@ class Fanout:
             await self._consumers[0].consume(batch)
             return
         self.admit(batch)
-        results = await asyncio.gather(*(c.consume(batch) for c in self._consumers), return_exceptions=True)
+        results = await asyncio.gather(*(c.consume(batch.share()) for c in self._consumers), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result

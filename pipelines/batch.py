@@ -89,6 +89,11 @@ class Batch:
         self._data = None
         self.items = otlp.count_items(self.signal, self._msg)
 
+    def share(self) -> Batch:
+        """A new handle on the same data for another branch of a fan-out: its `mutable_message()`
+        copies, so no branch sees another's changes."""
+        return Batch(self.signal, self._data, self.items, self.context, self._msg, owned=False)
+
     def with_context(self, context: RequestContext) -> Batch:
         return Batch(self.signal, self._data, self.items, context, self._msg, owned=False)
 

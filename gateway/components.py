@@ -20,6 +20,8 @@ class Factory:
     config: builtins.type
     create: Callable[..., Any]
     signals: frozenset[str] = frozenset({"traces", "metrics", "logs"})
+    # Rules only the pipeline a component runs in can check: (config, signal) -> error messages.
+    check_for_signal: Callable[[Any, str], list[str]] | None = None
 
 
 REGISTRY: dict[Kind, dict[str, str]] = {

@@ -200,6 +200,9 @@ def _check_service(
                 factory = components.lookup(cast(components.Kind, section), ref.partition("/")[0])
                 if factory is not None and signal not in factory.signals:
                     errors.add(path, f"{kind} {ref!r} does not support {signal}")
+                elif factory is not None and factory.check_for_signal is not None:
+                    for message in factory.check_for_signal(sections[section][ref], signal):
+                        errors.add(path, f"{kind} {ref!r}: {message}")
         if not pipe.receivers:
             errors.add(path, "must have at least one receiver")
         if not pipe.exporters:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from gateway.component import Consumer, Settings
 from gateway.components import Factory
 from pipelines.batch import Signal
+from pipelines.processors import matching
 from pipelines.processors.attributes import AttributesProcessor, Config
 
 
@@ -12,4 +13,14 @@ def create(settings: Settings, next_consumer: Consumer, signal: Signal) -> Attri
     return AttributesProcessor(settings.config, signal)
 
 
-FACTORY = Factory(type="attributes", config=Config, create=create)
+def check_for_signal(config: Config, signal: str) -> list[str]:
+    errors = []
+    for name, mp in (("include", config.include), ("exclude", config.exclude)):
+        try:
+            matching.check_for_signal(mp, signal)
+        except ValueError as exc:
+            errors.append(f"{name}: {exc}")
+    return errors
+
+
+FACTORY = Factory(type="attributes", config=Config, create=create, check_for_signal=check_for_signal)

@@ -12,17 +12,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from gateway import components
-from pipelines import otlp_json
-from tests.harness import Ports
+from pipelines import otlp, otlp_json
+from tests.harness import RESPONSES, SERVICES, Ports
 
 # ---------------------------------------------------------------- components not landed yet
 
@@ -211,3 +214,67 @@ def file_requests(path: Path, signal: str) -> list[Any]:
             except Exception:
                 continue
     return out
+
+
+def send(endpoint: str, signal: str, request: Any, timeout: float = 10.0) -> None:
+    """One OTLP/gRPC export of `request` to a plaintext `endpoint` (host:port)."""
+    channel = grpc.insecure_channel(endpoint)
+    try:
+        channel.unary_unary(f"/{SERVICES[signal]}/Export", request_serializer=lambda m: m.SerializeToString(),
+                            response_deserializer=RESPONSES[signal].FromString)(request, timeout=timeout)
+    finally:
+        channel.close()
+
+
+def make_metrics(tag: str = "interop") -> Any:
+    """A metrics request with a sum (3 points) and a gauge (1 point)."""
+    req = metrics_service_pb2.ExportMetricsServiceRequest()
+    rm = req.resource_metrics.add()
+    kv = rm.resource.attributes.add()
+    kv.key, kv.value.string_value = "service.name", tag
+    sm = rm.scope_metrics.add()
+    sm.scope.name = "interop"
+    total = sm.metrics.add()
+    total.name, total.unit = "executions", "1"
+    total.sum.aggregation_temporality = 2
+    total.sum.is_monotonic = True
+    for i in range(3):
+        dp = total.sum.data_points.add()
+        dp.as_int = i + 1
+        dp.start_time_unix_nano, dp.time_unix_nano = 1_700_000_000_000_000_000, 1_700_000_001_000_000_000
+        a = dp.attributes.add()
+        a.key, a.value.string_value = "flow", f"f{i}"
+    gauge = sm.metrics.add()
+    gauge.name = "queue.depth"
+    dp = gauge.gauge.data_points.add()
+    dp.as_double, dp.time_unix_nano = 2.5, 1_700_000_001_000_000_000
+    return req
+
+
+def make_logs(n: int = 5, tag: str = "interop") -> Any:
+    req = logs_service_pb2.ExportLogsServiceRequest()
+    rl = req.resource_logs.add()
+    kv = rl.resource.attributes.add()
+    kv.key, kv.value.string_value = "service.name", tag
+    sl = rl.scope_logs.add()
+    sl.scope.name = "interop"
+    for i in range(n):
+        rec = sl.log_records.add()
+        rec.time_unix_nano = rec.observed_time_unix_nano = 1_700_000_000_000_000_000 + i
+        rec.severity_number, rec.severity_text = 13, "WARN"
+        rec.body.string_value = f"log {i}"
+        a = rec.attributes.add()
+        a.key, a.value.int_value = "i", i
+    return req
+
+
+def items(signal: str, requests: Iterable[Any]) -> list[tuple[bytes, bytes, bytes]]:
+    """Every span, data point or log record as (resource, scope, item) serialized, sorted: two
+    deliveries are the same data exactly when these lists are equal, however they were regrouped."""
+    out = []
+    for req in requests:
+        for res, scope, item in otlp.iter_items(signal, req):
+            out.append((res.resource.SerializeToString(deterministic=True) + res.schema_url.encode(),
+                        scope.scope.SerializeToString(deterministic=True) + scope.schema_url.encode(),
+                        item.SerializeToString(deterministic=True)))
+    return sorted(out)

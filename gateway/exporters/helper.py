@@ -193,9 +193,10 @@ class Exporter:
         except RetryableError:
             self._enqueue_failed[batch.signal].inc(batch.items)
             raise
-        await queue.store.sync()
         if self.queue_config.wait_for_result:
             entry.waiter = asyncio.get_running_loop().create_future()
+        await queue.store.sync()
+        if entry.waiter is not None:
             await entry.waiter
 
     async def _send_now(self, batch: Batch) -> None:
@@ -217,7 +218,13 @@ class Exporter:
             entries = await queue.take(self.policy)
             if entries is None:
                 return
-            if await self._deliver(queue, entries):
+            try:
+                delivered = await self._deliver(queue, entries)
+            except Exception as exc:  # a bug: never let it take a consumer down, nor loop on the batch
+                log.exception("exporter %s: sending a batch failed unexpectedly", self.id)
+                self._refused(entries[0].signal, sum(e.items for e in entries), PermanentError(repr(exc)))
+                delivered = True
+            if delivered:
                 queue.done(entries)
             else:
                 queue.give_back(entries)

@@ -192,6 +192,8 @@ class SendingQueue:
                 self._arrived.clear()
                 await self._arrived.wait()
             first = self._pending.popleft()
+            # In flight from here on, so that a drain cut short by the deadline still accounts for them.
+            self.inflight.add(first)
             entries = [first]
             items, nbytes = first.items, first.nbytes
             deadline = first.enqueued + policy.timeout
@@ -206,7 +208,6 @@ class SendingQueue:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(remaining):
                         await self._arrived.wait()
-            self.inflight.update(entries)
             if policy.observe is not None:
                 policy.observe(items, nbytes, items >= policy.send_batch_size)
             return entries
@@ -223,6 +224,7 @@ class SendingQueue:
             if (max_items and items + e.items > max_items) or (max_bytes and nbytes + e.nbytes > max_bytes):
                 break
             self._pending.popleft()
+            self.inflight.add(e)
             entries.append(e)
             items += e.items
             nbytes += e.nbytes

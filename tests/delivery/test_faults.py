@@ -128,3 +128,31 @@ def test_full_queue_refuses_with_retryable_answer(ports: Ports, sink: Sink) -> N
         assert not set(got) & set(refused), "nothing refused was delivered"
         grpc_client.close()
         http_client.close()
+
+
+def test_backend_off_the_network_then_back_on_the_same_port(ports: Ports, sink: Sink) -> None:
+    from tests.delivery.proxy import Proxy
+
+    proxy = Proxy(sink.grpc_port).up()
+    via = Sink(grpc_port=proxy.port)  # only its port is used, for the exporter's endpoint
+    cfg = config(ports, [exporter("a", via)], ["otlp/a"])
+    with running(cfg, ports) as gw:
+        client = Client(ports.grpc, ports.http)
+        load = Load(client, "net", per_request=20, threads=2, pause=0.01).start()
+        try:
+            wait_until(lambda: sink.span_count() >= 200, 20, "spans flowing")
+            proxy.down()
+            at_down = len(client.acked)
+            wait_until(lambda: len(client.acked) >= at_down + 2000, 20, "acknowledged while the backend is away")
+            wait_until(lambda: gw.metric("otelcol_exporter_queue_size", exporter="otlp/a") > 0, 10, "a backlog")
+            proxy.up()
+        finally:
+            load.stop()
+        got = wait_all(sink, client.acked, timeout=60)
+        dups = sum(n - 1 for n in got.values())
+        report("backend_off_network_then_back", len(client.acked), len(got), len(client.refused), dups,
+               acked_while_down=len(client.acked) - at_down)
+        assert not client.refused
+        assert gw.metric("otelcol_exporter_send_failed_spans_total") == 0
+        client.close()
+    proxy.down()

@@ -247,3 +247,35 @@ def test_sending_queue_storage_must_name_an_enabled_file_storage(storage: str, e
     with pytest.raises(ConfigError) as err:
         load_text(text)
     assert f"exporters::otlp/a::sending_queue::storage: {message}" in err.value.errors
+
+
+# ---------------------------------------------------------------- fan-out admission
+
+
+class _Branch:
+    def __init__(self, full: bool) -> None:
+        self.full = full
+        self.got: list[Batch] = []
+
+    def admit(self, batch: Batch) -> None:
+        if self.full:
+            raise RetryableError("full", 1.0)
+
+    async def consume(self, batch: Batch) -> None:
+        self.admit(batch)
+        self.got.append(batch)
+
+
+def test_a_fanout_refuses_as_a_whole_when_one_branch_cannot_take_the_request() -> None:
+    from gateway.fanout import Fanout
+
+    async def run() -> None:
+        ok, full = _Branch(False), _Branch(True)
+        with pytest.raises(RetryableError):
+            await Fanout([ok, full]).consume(_batch(["a"]))
+        assert not ok.got, "the branch with room did not take a request the client will send again"
+        full.full = False
+        await Fanout([ok, full]).consume(_batch(["a"]))
+        assert len(ok.got) == len(full.got) == 1
+
+    asyncio.run(run())

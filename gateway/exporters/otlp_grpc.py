@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +19,8 @@ from gateway.receivers.otlp_grpc import SERVICES
 from pipelines import otlp
 from pipelines.batch import Batch
 from pipelines.errors import RetryableError
+
+log = logging.getLogger("gateway.exporter")
 
 _COMPRESSION = {"gzip": grpc.Compression.Gzip, "deflate": grpc.Compression.Deflate,
                 "none": grpc.Compression.NoCompression, "": grpc.Compression.NoCompression}
@@ -49,16 +53,27 @@ class GrpcPusher:
         self._calls: dict[str, Any] = {}
         self._metadata = tuple((k.lower(), v) for k, v in self.config.headers.items())
 
-    def _credentials(self, host: str) -> grpc.ChannelCredentials:
+    async def _credentials(self, host: str) -> grpc.ChannelCredentials:
         tls = self.config.tls
         ca, cert, key = tls.read()
         if tls.insecure_skip_verify:
-            # gRPC Python cannot turn verification off: trust whatever chain the server presents.
+            # gRPC Python cannot turn verification off: trust the certificate the server presents
+            # (fetched off the event loop; the host name is still checked).
             h, _, p = host.rpartition(":")
-            ca = ssl.get_server_certificate((h.strip("[]"), int(p))).encode()
+            try:
+                ca = (await asyncio.to_thread(ssl.get_server_certificate, (h.strip("[]"), int(p)), timeout=5)).encode()
+            except OSError as exc:
+                raise RetryableError(f"cannot fetch {host}'s certificate for insecure_skip_verify: {exc}") from None
         return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
 
     async def start(self) -> None:
+        try:
+            await self._connect()
+        except RetryableError as exc:
+            # A backend that is down at start must not stop the gateway: connect again on the first push.
+            log.warning("exporter %s: %s; will retry", self.id, exc)
+
+    async def _connect(self) -> None:
         cfg = self.config
         target, scheme_secure = target_of(cfg.endpoint)
         secure = scheme_secure if scheme_secure is not None else not cfg.tls.insecure
@@ -70,7 +85,7 @@ class GrpcPusher:
             options.append(("grpc.ssl_target_name_override", cfg.tls.server_name_override))
         compression = _COMPRESSION[cfg.compression]
         if secure:
-            self._channel = grpc.aio.secure_channel(target, self._credentials(target), options, compression)
+            self._channel = grpc.aio.secure_channel(target, await self._credentials(target), options, compression)
         else:
             self._channel = grpc.aio.insecure_channel(target, options, compression)
         for signal, service in SERVICES.items():
@@ -87,9 +102,9 @@ class GrpcPusher:
         return self._metadata
 
     async def push(self, batch: Batch) -> None:
-        call = self._calls.get(batch.signal)
-        if call is None:
-            raise RetryableError(f"exporter {self.id} is not started")
+        if self._channel is None:
+            await self._connect()
+        call = self._calls[batch.signal]
         try:
             response = await call(batch.data(), timeout=self.config.timeout or None, metadata=self.metadata(batch))
         except grpc.aio.AioRpcError as exc:

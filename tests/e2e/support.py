@@ -170,7 +170,8 @@ class StrictGrpcSink:
     """A trace backend with gRPC's default 4 MiB receive limit (or `max_mib`), an optional delay per
     request and optional TLS; it records the span count and size of every request it accepts."""
 
-    def __init__(self, max_mib: int = 4, delay: float = 0.0, tls: tuple[bytes, bytes] | None = None) -> None:
+    def __init__(self, max_mib: int = 4, delay: float = 0.0, tls: tuple[bytes, bytes] | None = None,
+                 port: int = 0) -> None:
         self.sizes: list[int] = []
         self.span_counts: list[int] = []
         self.names: list[str] = []
@@ -200,9 +201,10 @@ class StrictGrpcSink:
         )
         self._server.add_generic_rpc_handlers((handler,))
         if tls is not None:
-            self.port = self._server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(tls[1], tls[0])]))
+            self.port = self._server.add_secure_port(f"127.0.0.1:{port}",
+                                                     grpc.ssl_server_credentials([(tls[1], tls[0])]))
         else:
-            self.port = self._server.add_insecure_port("127.0.0.1:0")
+            self.port = self._server.add_insecure_port(f"127.0.0.1:{port}")
         self._server.start()
 
     def total(self) -> int:

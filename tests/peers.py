@@ -302,8 +302,9 @@ def _pin_self_telemetry(text: str, ports: OtelcolPorts) -> str:
     doc = yaml.safe_load(text)
     if not isinstance(doc, dict):
         raise ValueError("otelcol config must be a YAML mapping")
-    service = doc.setdefault("service", {})
-    telemetry = service.setdefault("telemetry", {}) or {}
+    service = doc.get("service") or {}
+    doc["service"] = service
+    telemetry = service.get("telemetry") or {}
     service["telemetry"] = telemetry
     if "metrics" not in telemetry:
         telemetry["metrics"] = {

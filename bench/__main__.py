@@ -24,7 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--duration", type=float, default=15.0, help="seconds of load per run")
     r.add_argument("--workers", default="1", help="gateway worker counts to run, e.g. 1,2")
     r.add_argument("--targets", default="gateway,collector")
-    r.add_argument("--spans", type=int, default=100, help="spans per request")
+    r.add_argument("--spans", type=int, default=512,
+                   help="spans per request (512: the OpenTelemetry SDKs' default export batch)")
     r.add_argument("--attributes", type=int, default=8, help="attributes per span")
     r.add_argument("--attribute-size", type=int, default=24, help="bytes per attribute value")
     r.add_argument("--concurrency", type=int, default=32, help="requests in flight")

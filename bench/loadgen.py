@@ -80,7 +80,9 @@ async def _http(spec: LoadSpec, pool: list[bytes], spans: int, res: LoadResult) 
     url = f"http://{spec.target}/v1/traces"
     headers = {"Content-Type": "application/x-protobuf"}
     requests = itertools.cycle(pool)
-    connector = aiohttp.TCPConnector(limit=spec.connections)
+    # HTTP/1.1 has one request in flight per connection: a connection per sender, or the senders
+    # would queue for a connection inside the client and the latency would measure that queue.
+    connector = aiohttp.TCPConnector(limit=max(spec.connections, spec.concurrency))
     async with aiohttp.ClientSession(connector=connector) as session:
         end = time.perf_counter() + spec.duration
         res.started = time.time()

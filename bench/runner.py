@@ -185,6 +185,7 @@ def run_one(scenario: Scenario, target: Target, load: loadgen.LoadSpec, workers:
         res.status, res.reason = "skipped", "otelcol-ref not built (bash .ci/peers.sh)"
         return res
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{scenario.key}-{target}-"))
+    (workdir / "storage").mkdir()
     ports = Ports(free_port(), free_port(), free_port(), free_port())
     try:
         with CountingSink() as sink:

@@ -61,13 +61,19 @@ Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 # ------------------------------------------------------------------ config of a worker
 
 
-def worker_config(config: GatewayConfig) -> GatewayConfig:
-    """The config a worker runs: the same pipelines on the same ports, with its own health and
-    metrics endpoints on private loopback ports (the supervisor serves the configured ones)."""
+def worker_config(config: GatewayConfig, index: int) -> GatewayConfig:
+    """The config worker `index` runs: the same pipelines on the same ports, with its own health and
+    metrics endpoints on private loopback ports (the supervisor serves the configured ones), and its
+    own subdirectory of each file_storage (two processes must never share queue files; a restarted
+    worker finds its queue again under the same index)."""
     extensions = dict(config.extensions)
     for eid in config.service.extensions:
-        if eid.partition("/")[0] == "health_check":
+        kind = eid.partition("/")[0]
+        if kind == "health_check":
             extensions[eid] = replace(extensions[eid], endpoint="127.0.0.1:0", tls=None)
+        elif kind == "file_storage":
+            directory = os.path.join(extensions[eid].directory, f"worker-{index}")
+            extensions[eid] = replace(extensions[eid], directory=directory)
     metrics = replace(config.service.telemetry.metrics, address="127.0.0.1:0", readers=())
     service = replace(config.service, workers=1, telemetry=replace(config.service.telemetry, metrics=metrics))
     return replace(config, extensions=extensions, service=service)
@@ -393,8 +399,19 @@ async def supervise(config_paths: list[str], loaded: Loaded) -> int:
 # ------------------------------------------------------------------ a worker
 
 
-async def _serve_worker(loaded: Loaded, status_fd: int | None) -> int:
-    service = Service(worker_config(loaded.config), reuse_port=True)
+def _make_storage_dirs(config: GatewayConfig) -> None:
+    """A worker's storage subdirectory exists whenever the configured directory does."""
+    for eid in config.service.extensions:
+        if eid.partition("/")[0] == "file_storage":
+            directory = config.extensions[eid].directory
+            if os.path.isdir(os.path.dirname(directory)):
+                os.makedirs(directory, mode=0o750, exist_ok=True)
+
+
+async def _serve_worker(loaded: Loaded, index: int, status_fd: int | None) -> int:
+    config = worker_config(loaded.config, index)
+    _make_storage_dirs(config)
+    service = Service(config, reuse_port=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -443,7 +460,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=getattr(logging, level, logging.INFO), stream=sys.stderr,
                         format=f"%(asctime)s\t%(levelname)s\tworker-{args.index}\t%(name)s\t%(message)s")
     fd = os.environ.pop(STATUS_FD_ENV, None)
-    return asyncio.run(_serve_worker(loaded, int(fd) if fd else None))
+    return asyncio.run(_serve_worker(loaded, args.index, int(fd) if fd else None))
 
 
 if __name__ == "__main__":

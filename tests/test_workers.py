@@ -115,3 +115,27 @@ otelcol_process_memory_rss {rss}
     assert "otelcol_process_uptime_seconds_total 7.0" in text
     assert "otelcol_process_memory_rss 150.0" in text
     assert "# TYPE otelcol_receiver_accepted_spans_total counter" in text
+
+
+def test_worker_config_moves_health_and_metrics_private_and_splits_storage(tmp_path: Path) -> None:
+    from gateway.config.load import load_text
+    from gateway.workers import worker_config
+
+    loaded = load_text(f"""
+receivers: {{otlp: {{protocols: {{grpc: {{endpoint: "127.0.0.1:4317"}}}}}}}}
+exporters: {{debug: {{}}}}
+extensions:
+  health_check: {{endpoint: "0.0.0.0:13133"}}
+  file_storage: {{directory: "{tmp_path}"}}
+service:
+  workers: 3
+  extensions: [health_check, file_storage]
+  pipelines: {{traces: {{receivers: [otlp], exporters: [debug]}}}}
+  telemetry: {{metrics: {{readers: [{{pull: {{exporter: {{prometheus: {{host: 0.0.0.0, port: 8888}}}}}}}}]}}}}
+""")
+    cfg = worker_config(loaded.config, 2)
+    assert cfg.extensions["health_check"].endpoint == "127.0.0.1:0"
+    assert cfg.extensions["file_storage"].directory == str(tmp_path / "worker-2")
+    assert cfg.metrics_address() == "127.0.0.1:0"
+    assert cfg.service.workers == 1
+    assert cfg.receivers == loaded.config.receivers

@@ -79,10 +79,13 @@ class Telemetry:
         )
         self._proc_dropped = counters("otelcol_processor_dropped", "Items dropped by a processor", ["processor"])
         self.queue_size = Gauge(
-            "otelcol_exporter_queue_size", "Current size of the retry queue (in batches)", ["exporter"], registry=r
+            "otelcol_exporter_queue_size",
+            "Current size of the sending queue (in its sizer's units: requests by default)",
+            ["exporter"], registry=r,
         )
         self.queue_capacity = Gauge(
-            "otelcol_exporter_queue_capacity", "Fixed capacity of the retry queue (in batches)", ["exporter"],
+            "otelcol_exporter_queue_capacity",
+            "Fixed capacity of the sending queue (in its sizer's units: requests by default)", ["exporter"],
             registry=r,
         )
         self.batch_send_size = Histogram(

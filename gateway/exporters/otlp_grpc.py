@@ -101,7 +101,8 @@ class GrpcPusher:
             return (*self._metadata, (self.config.tenant_header.lower(), tenant))
         return self._metadata
 
-    async def push(self, batch: Batch) -> None:
+    async def push(self, batch: Batch) -> int:
+        """Send a batch; return how many items the backend rejected in a partial-success answer."""
         if self._channel is None:
             await self._connect()
         call = self._calls[batch.signal]
@@ -110,7 +111,7 @@ class GrpcPusher:
         except grpc.aio.AioRpcError as exc:
             trailing: Any = exc.trailing_metadata()
             raise classify.from_grpc(exc.code(), exc.details() or "", trailing) from None
-        log_partial_success(self.id, batch.signal, response)
+        return log_partial_success(self.id, batch.signal, response)
 
     async def shutdown(self) -> None:
         if self._channel is not None:

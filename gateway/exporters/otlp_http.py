@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import ssl
 import zlib
@@ -11,6 +10,7 @@ from typing import Any, Literal
 
 import aiohttp
 import zstandard
+from google.protobuf.message import DecodeError
 
 from gateway.component import Settings
 from gateway.components import Factory
@@ -88,7 +88,8 @@ class HttpPusher:
         data = otlp_json.encode(batch.message()) if self.config.encoding == "json" else batch.data()
         return self._compress(data) if self._compress is not None else data
 
-    async def push(self, batch: Batch) -> None:
+    async def push(self, batch: Batch) -> int:
+        """Send a batch; return how many items the backend rejected in a partial-success answer."""
         if self._session is None:
             raise RetryableError(f"exporter {self.id} is not started")
         headers = self._headers
@@ -104,9 +105,12 @@ class HttpPusher:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise RetryableError(f"HTTP request failed: {exc!r}") from None
         if payload and resp.content_type == "application/x-protobuf":
-            # A backend's odd success body is not our failure.
-            with contextlib.suppress(Exception):
-                log_partial_success(self.id, batch.signal, otlp.SHAPES[batch.signal].response.FromString(payload))
+            try:
+                response = otlp.SHAPES[batch.signal].response.FromString(payload)
+            except DecodeError:
+                return 0  # a backend's odd success body is not our failure
+            return log_partial_success(self.id, batch.signal, response)
+        return 0
 
     async def shutdown(self) -> None:
         if self._session is not None:

@@ -54,10 +54,14 @@ def scaled_sample_rate(percentage: float) -> int:
 
 
 def hash_randomness(hashed32: int) -> int:
-    """The Collector's 56-bit randomness from the 32-bit hash (14 bits decide; the rest fill rv)."""
+    """The Collector's 56-bit randomness from the 32-bit hash (14 bits decide; the rest fill rv).
+
+    The Collector's comment speaks of the 18 unused bits, but its code shifts by 18 and so takes the
+    top 14; we do the same, so the `rv` written to tracestate is the Collector's to the bit (checked
+    side by side against the reference Collector in tests/interop/test_sampler_side_by_side.py)."""
     hashed = hashed32 & _BUCKET_MASK
-    unused18 = hashed32 >> 14
-    mixed28 = (unused18 ^ (unused18 << 10)) & ((1 << 28) - 1)
+    unused = hashed32 >> 18
+    mixed28 = (unused ^ (unused << 10)) & ((1 << 28) - 1)
     return ((NUM_HASH_BUCKETS - 1 - hashed) << 42) | (mixed28 << 14) | hashed
 
 

@@ -37,13 +37,6 @@ def _kept(requests: list[Any]) -> dict[bytes, str]:
             for ss in rs.scope_spans for span in ss.spans}
 
 
-# The Collector's hash_seed mode fills the 28 middle bits of the rv it writes from `hash >> 18`
-# (its comment speaks of 18 unused bits; the code takes the top 14); ours takes `hash >> 14`.
-# The decisions agree (the top 14 bits decide); the rv in tracestate differs until ours matches.
-_RV_MIDDLE_BITS = pytest.mark.xfail(
-    strict=True, reason="hash_seed mode: rv middle bits from hashed32 >> 14, the Collector uses >> 18 "
-                        "(pipelines/processors/probabilistic_sampler.py hash_randomness)")
-
 SAMPLERS = [
     pytest.param({"sampling_percentage": 30, "hash_seed": 22, "mode": "hash_seed"}, id="hash_seed-30-seed22"),
     pytest.param({"sampling_percentage": 12.5, "hash_seed": 4242}, id="default-mode-12.5-seed4242"),
@@ -99,10 +92,7 @@ def test_same_traces_kept_as_the_collector(sampler: dict[str, Any], ports: Ports
         f"kept differently: collector only {only_theirs[:5]}, gateway only {only_ours[:5]}"
 
 
-@pytest.mark.parametrize("sampler", [
-    pytest.param(*p.values, id=p.id, marks=[_RV_MIDDLE_BITS] if "hash_seed" in p.values[0] else [])
-    for p in SAMPLERS
-])
+@pytest.mark.parametrize("sampler", SAMPLERS)
 def test_same_tracestate_written_as_the_collector(sampler: dict[str, Any], ports: Ports, sink: Sink) -> None:
     theirs, ours = _side_by_side(sampler, ports, sink)
     differing = {k.hex(): (theirs[k], ours.get(k)) for k in theirs if theirs[k] != ours.get(k)}

@@ -250,11 +250,12 @@ class OtelcolPorts:
     http_port: int
     health_port: int
     metrics_port: int
+    query_port: int  # spare, e.g. jaeger_query's HTTP API/UI
     workdir: Path
 
     @classmethod
     def allocate(cls, workdir: Path) -> OtelcolPorts:
-        return cls(free_port(), free_port(), free_port(), free_port(), workdir)
+        return cls(free_port(), free_port(), free_port(), free_port(), free_port(), workdir)
 
     @property
     def grpc_endpoint(self) -> str:
@@ -274,6 +275,8 @@ class OtelcolPorts:
             "http_port": str(self.http_port),
             "health_port": str(self.health_port),
             "metrics_port": str(self.metrics_port),
+            "query_port": str(self.query_port),
+            "query_endpoint": f"127.0.0.1:{self.query_port}",
             "grpc_endpoint": self.grpc_endpoint,
             "http_endpoint": self.http_endpoint,
             "health_endpoint": self.health_endpoint,
@@ -286,7 +289,8 @@ ConfigSource: TypeAlias = str | Callable[[OtelcolPorts], str]
 
 def render_config(config: ConfigSource, ports: OtelcolPorts) -> str:
     """A config template's text with `{{name}}` placeholders filled (names: grpc_port, http_port,
-    health_port, metrics_port, grpc_endpoint, http_endpoint, health_endpoint, workdir), or the
+    health_port, metrics_port, query_port, grpc_endpoint, http_endpoint, health_endpoint,
+    query_endpoint, workdir), or the
     text a callable returns for `ports`. `${env:X}` and other `$` syntax are left alone."""
     if callable(config):
         return config(ports)
@@ -339,6 +343,11 @@ class Otelcol:
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.metrics_port}/metrics"
 
+    @property
+    def query_url(self) -> str:
+        """Base URL of the spare port (jaeger_query's HTTP API in JAEGER_MEMORY_CONFIG)."""
+        return f"http://127.0.0.1:{self.ports.query_port}"
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -382,15 +391,19 @@ def start_otelcol(
     ready_timeout: float = 60.0,
     extra_args: tuple[str, ...] = (),
     env: Mapping[str, str] | None = None,
+    peer: str = "otelcol-ref",
 ) -> Otelcol:
     """Start otelcol-ref (skips the test if it is not built) with `config` on free ports.
 
     `config` is a YAML template (see render_config) or a callable taking OtelcolPorts. The config
     file, the log (otelcol.log) and anything the config writes under {{workdir}} live in `workdir`,
-    a fresh temp dir removed by stop() unless given. Readiness: when {{health_port}} is used, a 200
-    from the health_check extension; otherwise a TCP connect to every OTLP port the config uses
-    (polled with a bounded deadline). Raises RuntimeError (with the log) if it exits or times out."""
-    binary = require_peer("otelcol-ref")
+    a fresh temp dir removed by stop() unless given. Unless the config sets
+    service.telemetry.metrics, the collector's own metrics go to {{metrics_port}} (not :8888).
+    Readiness: when {{health_port}} is used, a 200 on `/` from the health_check extension;
+    otherwise a TCP connect to every other allocated port the config uses (polled with a bounded
+    deadline). Raises RuntimeError (with the log) if it exits or times out.
+    `peer="jaeger"` runs Jaeger v2 (a Collector distribution) the same way; see start_jaeger."""
+    binary = require_peer(peer)
     tmp: tempfile.TemporaryDirectory[str] | None = None
     if workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="otelcol-ref-")
@@ -413,12 +426,12 @@ def start_otelcol(
     col = Otelcol(proc, ports, config_path, log_path, tmp)
 
     use_health = str(ports.health_port) in text
-    otlp_ports = [p for p in (ports.grpc_port, ports.http_port) if str(p) in text]
+    listen_ports = [p for p in (ports.grpc_port, ports.http_port, ports.query_port) if str(p) in text]
 
     def ready() -> bool:
         if use_health:
             return _health_ok(ports.health_port)
-        return all(_port_open(p) for p in otlp_ports)
+        return all(_port_open(p) for p in listen_ports)
 
     deadline = time.monotonic() + ready_timeout
     delay = 0.01
@@ -426,11 +439,11 @@ def start_otelcol(
         if proc.poll() is not None:
             log_text = col.log()
             col.stop()
-            raise RuntimeError(f"otelcol-ref exited with {proc.returncode} before it was ready:\n{log_text[-4000:]}")
+            raise RuntimeError(f"{peer} exited with {proc.returncode} before it was ready:\n{log_text[-4000:]}")
         if time.monotonic() > deadline:
             log_text = col.log()
             col.stop()
-            raise RuntimeError(f"otelcol-ref not ready after {ready_timeout}s:\n{log_text[-4000:]}")
+            raise RuntimeError(f"{peer} not ready after {ready_timeout}s:\n{log_text[-4000:]}")
         time.sleep(delay)
         delay = min(delay * 2, 0.2)
     return col
@@ -482,6 +495,61 @@ service:
       receivers: [otlp]
       exporters: [file/logs]
 """
+
+
+# Jaeger v2 all-in-one on free ports: OTLP gRPC/HTTP in, in-memory storage, query API on
+# {{query_endpoint}} (GET /api/traces/<hex trace id>, /api/services). No health extension: ready
+# when the OTLP and query ports accept connections.
+JAEGER_MEMORY_CONFIG = """\
+service:
+  extensions: [jaeger_storage, jaeger_query]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [jaeger_storage_exporter]
+extensions:
+  jaeger_query:
+    storage:
+      traces: mem
+    http:
+      endpoint: "{{query_endpoint}}"
+    grpc:
+      endpoint: "127.0.0.1:0"
+  jaeger_storage:
+    backends:
+      mem:
+        memory:
+          max_traces: 100000
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: "{{grpc_endpoint}}"
+      http:
+        endpoint: "{{http_endpoint}}"
+processors:
+  batch:
+    timeout: 100ms
+exporters:
+  jaeger_storage_exporter:
+    trace_storage: mem
+"""
+
+
+def start_jaeger(config: ConfigSource = JAEGER_MEMORY_CONFIG, **kwargs: Any) -> Otelcol:
+    """Start Jaeger v2 (skips if it did not build; the reason quotes $PEERS_DIR/jaeger.error)."""
+    return start_otelcol(config, peer="jaeger", **kwargs)
+
+
+def jaeger_has_trace(col: Otelcol, trace_id: str) -> bool:
+    """True when Jaeger's query API (col.query_url) returns spans for `trace_id` (hex)."""
+    try:
+        with urllib.request.urlopen(f"{col.query_url}/api/traces/{trace_id}", timeout=2) as resp:
+            body = json.loads(resp.read())
+    except (OSError, urllib.error.URLError, json.JSONDecodeError):
+        return False
+    return any(t.get("spans") for t in body.get("data") or [])
 
 
 def read_otlp_json_lines(path: Path) -> list[dict[str, Any]]:

@@ -11,11 +11,13 @@ import pytest
 
 from tests.peers import (
     OTLP_TO_FILES_CONFIG,
+    jaeger_has_trace,
     otelcol,
     read_otlp_json_lines,
     require_peer,
     run_hatchet_sim,
     run_kestra_sim,
+    start_jaeger,
     trace_ids_in_file,
     wait_for,
 )
@@ -235,3 +237,18 @@ def test_hatchet_sim_tls_and_authorization_header(tmp_path: Path) -> None:
         assert any("Unauthenticated" in e or "unauthenticated" in e.lower() for e in bad.report["errors"]), (
             bad.describe()
         )
+
+
+def test_jaeger_v2_stores_hatchet_spans() -> None:
+    """Jaeger v2 (seed 003's destination) receives OTLP gRPC and serves the traces back."""
+    require_peer("jaeger")
+    require_peer("hatchet-engine-sim")
+    col = start_jaeger()
+    try:
+        res = run_hatchet_sim(col.grpc_endpoint, insecure=True, spans=4, service_name="hatchet-engine")
+        assert res.ok, res.describe()
+        wanted = list(res.report["sampled_trace_ids"])
+        assert wanted
+        wait_for(lambda: all(jaeger_has_trace(col, t) for t in wanted), what=f"traces {wanted} in Jaeger")
+    finally:
+        col.stop()

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import platform
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -148,7 +149,7 @@ def plot(results: Sequence[RunResult], path: Path) -> bool:
         bars = ax.bar(xs, ys, width, label=label)
         ax.bar_label(bars, fmt="%.0f", fontsize=7)
     ax.set_xticks([j + width * (len(labels) - 1) / 2 for j in range(len(scenarios))])
-    ax.set_xticklabels([f"{s}: {SCENARIOS[s].title}" for s in scenarios], fontsize=7, wrap=True)
+    ax.set_xticklabels([f"{s}\n" + textwrap.fill(SCENARIOS[s].title, 22) for s in scenarios], fontsize=7)
     ax.set_ylabel("thousand spans per CPU-second")
     ax.set_title("Spans forwarded per CPU-second (higher is better)")
     ax.legend(fontsize=8)

@@ -123,6 +123,7 @@ build_otelcol() {
     (cd "$work" && "$ocb" --config builder-config.yaml) >>"$logf" 2>&1 ||
         { show_log_tail "$logf"; return 1; }
     install_file "$work/otelcol-ref-src/otelcol-ref" "$out" || return 1
+    rm -f "$work/otelcol-ref-src/otelcol-ref" # keep the generated sources, not a 2nd binary
     stamp otelcol-ref "$h"
     log "otelcol-ref built in $(elapsed "$t0"): $("$out" --version 2>/dev/null || true)"
 }
@@ -183,6 +184,7 @@ build_jaeger() {
                 go build -mod=mod -trimpath -o jaeger github.com/jaegertracing/jaeger/cmd/jaeger
     ) >>"$logf" 2>&1; then
         install_file "$work/jaeger" "$out" || return 1
+        rm -f "$work/jaeger"
         rm -f "$errf.v2"
         stamp jaeger "$h"
         log "jaeger built in $(elapsed "$t0") (go install @$JAEGER_V2_TAG failed; built @$JAEGER_MODULE_TAG)"

@@ -87,6 +87,16 @@ def case(request: pytest.FixtureRequest, render: Render) -> tuple[str, Rendered,
     return name, render(files, sets), kind
 
 
+# Sidecar mode renders no pod of its own (test_sidecar_recipe covers its container): pod checks skip it.
+POD_CASES = [c for c in CASES if c[3] is not None]
+
+
+@pytest.fixture(params=POD_CASES, ids=[i for c, i in zip(CASES, CASE_IDS, strict=True) if c[3] is not None])
+def pod_case(request: pytest.FixtureRequest, render: Render) -> tuple[str, Rendered, str | None]:
+    name, files, sets, kind = request.param
+    return name, render(files, sets), kind
+
+
 # --- lint ---------------------------------------------------------------------------------------
 
 
@@ -116,10 +126,8 @@ def test_workload_kind(case: tuple[str, Rendered, str | None]) -> None:
     assert kinds == ({kind} if kind else set())
 
 
-def test_probes_hit_the_health_endpoint(case: tuple[str, Rendered, str | None]) -> None:
-    _, rendered, kind = case
-    if kind is None:
-        pytest.skip("sidecar mode renders no pod; see test_sidecar_recipe")
+def test_probes_hit_the_health_endpoint(pod_case: tuple[str, Rendered, str | None]) -> None:
+    _, rendered, _ = pod_case
     _, config = config_of(rendered)
     container = gateway_container(workload(rendered)["spec"]["template"]["spec"])
     health_port = port_of(config["extensions"]["health_check"]["endpoint"])
@@ -164,10 +172,8 @@ def test_config_binds_all_interfaces(case: tuple[str, Rendered, str | None]) -> 
     assert all(e.startswith("0.0.0.0:") for e in endpoints), endpoints
 
 
-def test_security_context(case: tuple[str, Rendered, str | None]) -> None:
-    _, rendered, kind = case
-    if kind is None:
-        pytest.skip("sidecar mode renders no pod; see test_sidecar_recipe")
+def test_security_context(pod_case: tuple[str, Rendered, str | None]) -> None:
+    _, rendered, _ = pod_case
     pod = workload(rendered)["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -182,10 +188,8 @@ def test_security_context(case: tuple[str, Rendered, str | None]) -> None:
     assert "/tmp" in mounts  # the read-only root needs a writable /tmp
 
 
-def test_grace_period_outlasts_the_drain(case: tuple[str, Rendered, str | None]) -> None:
-    _, rendered, kind = case
-    if kind is None:
-        pytest.skip("sidecar mode renders no pod; see test_sidecar_recipe")
+def test_grace_period_outlasts_the_drain(pod_case: tuple[str, Rendered, str | None]) -> None:
+    _, rendered, _ = pod_case
     pod = workload(rendered)["spec"]["template"]["spec"]
     container = gateway_container(pod)
     assert container["args"][:2] == ["--config", "/etc/gateway/config.yaml"]
@@ -196,10 +200,8 @@ def test_grace_period_outlasts_the_drain(case: tuple[str, Rendered, str | None])
     assert pod["terminationGracePeriodSeconds"] > drain + sleep
 
 
-def test_checksum_annotation_is_the_config_hash(case: tuple[str, Rendered, str | None]) -> None:
-    _, rendered, kind = case
-    if kind is None:
-        pytest.skip("sidecar mode renders no pod; see test_sidecar_recipe")
+def test_checksum_annotation_is_the_config_hash(pod_case: tuple[str, Rendered, str | None]) -> None:
+    _, rendered, _ = pod_case
     text, _ = config_of(rendered)
     annotations = workload(rendered)["spec"]["template"]["metadata"]["annotations"]
     # The ConfigMap holds the rendered config plus the block scalar's final newline.

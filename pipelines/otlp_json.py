@@ -17,6 +17,8 @@ from google.protobuf import json_format
 from pipelines import otlp
 from pipelines.errors import PermanentError
 
+# A body nested deeper than Python's recursion limit is bad input like any other, not a server error.
+_TOO_DEEP = "cannot decode OTLP/JSON: nested too deeply"
 _ID_KEYS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
 
 
@@ -41,14 +43,18 @@ def decode(signal: str, body: bytes) -> Any:
         tree = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise PermanentError(f"cannot decode OTLP/JSON: {exc}") from exc
+    except RecursionError:
+        raise PermanentError(_TOO_DEEP) from None
     if not isinstance(tree, dict):
         raise PermanentError("cannot decode OTLP/JSON: the body must be a JSON object")
-    _hex_ids_to_base64(tree)
     msg = otlp.SHAPES[signal].request()
     try:
+        _hex_ids_to_base64(tree)
         json_format.ParseDict(tree, msg, ignore_unknown_fields=True)
     except (json_format.ParseError, binascii.Error, ValueError, TypeError) as exc:
         raise PermanentError(f"cannot decode OTLP/JSON: {exc}") from exc
+    except RecursionError:
+        raise PermanentError(_TOO_DEEP) from None
     return msg
 
 

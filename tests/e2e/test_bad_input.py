@@ -121,6 +121,18 @@ def test_http_bad_json_is_400(env: Env) -> None:
     env.still_serves()
 
 
+def test_http_deeply_nested_json_is_400(env: Env) -> None:
+    before = env.failed("http", "invalid")
+    value = b'{"arrayValue":{"values":[' * 2000 + b"]}}" * 2000
+    body = b'{"resourceSpans":[{"resource":{"attributes":[{"key":"k","value":' + value + b"}]}}]}"
+    for nested in (body, b"[" * 100_000):
+        answer = http_request(env.ports.http, nested, headers=JSON)
+        assert (answer.status, _json_status(answer)) == (
+            400, {"code": 3, "message": "cannot decode OTLP/JSON: nested too deeply"})
+    assert env.failed("http", "invalid") == before + 2
+    env.still_serves()
+
+
 @pytest.mark.parametrize(
     ("trace_id", "span_id", "message"),
     [

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from gateway.auth import Authenticator, AuthError
 from gateway.component import Consumer
-from gateway.telemetry import UNITS, Telemetry
+from gateway.telemetry import Telemetry
 from pipelines import otlp
 from pipelines.batch import Batch, RequestContext, Signal
 from pipelines.errors import PermanentError, RetryableError
@@ -67,7 +67,6 @@ class Ingest:
         self._accepted = telemetry.receiver_accepted(signal, receiver, transport)
         self._refused = telemetry.receiver_refused(signal, receiver, transport)
         self._ok_response = otlp.SHAPES[signal].response().SerializeToString()
-        self._unit = UNITS[signal]
 
     def fail(self, reason: Outcome, message: str) -> Result:
         self._telemetry.receiver_failed_request(self.receiver, self.transport, reason).inc()

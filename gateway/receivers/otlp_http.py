@@ -11,7 +11,7 @@ from typing import Any
 
 import zstandard
 from aiohttp import web
-from google.rpc import status_pb2
+from google.rpc import code_pb2, status_pb2
 
 from gateway.receivers.ingest import WIRE_CODES, Ingest, Outcome, Result
 from gateway.receivers.otlp import HttpConfig, split_endpoint
@@ -87,10 +87,7 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
 
 
 def _status_body(result: Result, content_type: str) -> bytes:
-    code = {"invalid": 3, "unauthenticated": 16, "unavailable": 14, "too_large": 8, "unsupported": 12}.get(
-        result.outcome, 2
-    )
-    status = status_pb2.Status(code=code, message=result.message)
+    status = status_pb2.Status(code=code_pb2.Code.Value(WIRE_CODES[result.outcome][0]), message=result.message)
     if content_type == PROTOBUF:
         return bytes(status.SerializeToString())
     return otlp_json.encode(status)

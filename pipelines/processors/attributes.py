@@ -3,6 +3,12 @@ record and metric data point attributes in those pipelines), for the items `incl
 
 A batch the actions would not change passes through as it came, bytes and all: the processor looks
 first (read-only, on the shared parse) and copies the request only once something is to change.
+
+Fast path (spans, no include/exclude, only `insert`/`upsert` of a `value` or `from_context`): the
+request is rewritten at the wire level (`pipelines.wire`): each span whose bytes do not hold the key
+gets the serialized attribute appended, which parses exactly as the key added at the end of its
+attributes; a span whose bytes do hold the key somewhere goes through the upb path on its own. No
+attribute is touched from Python. The upb walk below stays the reference the fast path is tested against.
 """
 
 from __future__ import annotations
@@ -11,9 +17,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines import otlp
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from pipelines import otlp, wire
 from pipelines.batch import Batch, RequestContext
-from pipelines.processors.actions import ActionConfig, ActionList, validate_actions
+from pipelines.processors.actions import ActionConfig, ActionList, context_value, validate_actions
 from pipelines.processors.matching import MatchProperties, SpanMatcher, check_for_signal
 
 
@@ -34,6 +44,10 @@ def _data_point_attrs(metric: Any) -> Iterator[Any]:
             yield dp.attributes
 
 
+def _attribute_field(key: str, value: Any) -> bytes:
+    return wire.field_bytes(0x4A, KeyValue(key=key, value=value).SerializeToString())
+
+
 class AttributesProcessor:
     def __init__(self, config: Config, signal: str) -> None:
         check_for_signal(config.include, signal)
@@ -43,8 +57,79 @@ class AttributesProcessor:
         self.actions = ActionList(config.actions)
         self.include = SpanMatcher(config.include) if config.include is not None else None
         self.exclude = SpanMatcher(config.exclude) if config.exclude is not None else None
+        acts = self.actions.actions
+        self.wire = (
+            signal == "traces" and self.include is None and self.exclude is None and bool(acts)
+            and all(a.action in ("insert", "upsert") and not a.from_attribute for a in acts)
+            and len({a.key for a in acts}) == len(acts)
+        )
+        # The serialized attribute field (Span.attributes = 9) of each constant `value`.
+        self._fields = [_attribute_field(a.key, a.value) if a.value is not None else None for a in acts]
 
     def process(self, batch: Batch) -> Batch | None:
+        ctx = batch.context
+        data = batch.data()
+        if not self.actions.may_touch(data):
+            return batch
+        self.actions.prepare(data)
+        if self.wire:
+            out = self._process_wire(batch, data, ctx)
+            if out is not None:
+                return out
+        return self.process_upb(batch)
+
+    def _process_wire(self, batch: Batch, data: bytes, ctx: RequestContext) -> Batch | None:
+        """The fast path; None where the bytes need the upb path."""
+        batch.message()  # the receiver's parse: free there, and the same errors as the upb path elsewhere
+        suffix = []
+        checks = []
+        for a, fld in zip(self.actions.actions, self._fields, strict=True):
+            if fld is None:
+                src = context_value(ctx, a.from_context)
+                if src is None:
+                    continue  # no value: the action does nothing
+                fld = _attribute_field(a.key, src)
+            suffix.append(fld)
+            if not a.absent:
+                checks.append(a.key.encode())
+        if not suffix:
+            return batch
+        try:
+            req = wire.walk(data)
+        except wire.WireError:
+            return None
+        n = len(req)
+        if n == 0:
+            return batch
+        extra: list[bytes | None] = [b"".join(suffix)] * n
+        bodies: dict[int, bytes] | None = None
+        if checks:
+            # Spans whose bytes hold a key somewhere (in an attribute or anywhere else): exact, via upb.
+            bodies = {}
+            find = data.find
+            starts, ends = req.starts, req.ends
+            untouched = 0
+            for i in range(n):
+                s, e = starts[i], ends[i]
+                if not any(find(k, s, e) >= 0 for k in checks):
+                    continue
+                try:
+                    span = Span.FromString(data[s:e])
+                except DecodeError:
+                    return None
+                extra[i] = b""
+                if self.actions.apply(span.attributes, ctx):
+                    bodies[i] = span.SerializeToString()
+                else:
+                    untouched += 1
+            if untouched == n:
+                return batch
+        out_data = wire.rebuild(req, extra, bodies)
+        wire.remember_source(out_data, batch)
+        return Batch(batch.signal, out_data, batch.items, ctx)
+
+    def process_upb(self, batch: Batch) -> Batch | None:
+        """The reference: the actions applied to the upb parse, span by span."""
         ctx = batch.context
         data = batch.data()
         if not self.actions.may_touch(data):

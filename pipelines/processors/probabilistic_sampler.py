@@ -13,6 +13,12 @@ tracestate already carrying rv/th in hash_seed mode, an inconsistent th) drop th
 
 The decision depends on the trace id and tracestate only, so every span of a trace gets the same one
 in any process; the only attribute read is `sampling.priority`.
+
+Fast path: trace ids and trace states are read from the batch's parse (the receiver's, or the one of
+the batch an earlier wire-level processor rewrote: `pipelines.wire.source_of`), decisions are made
+per (tracestate, priority) as a rule on the trace id (`_rule`: a threshold compared with the id's low
+56 bits as bytes, or the hash), and the output is the kept spans' bytes (`pipelines.wire.rebuild`),
+each with its new `trace_state` field appended where it changes. `process_upb` stays the reference.
 """
 
 from __future__ import annotations
@@ -22,6 +28,10 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from pipelines import wire
 from pipelines.batch import Batch
 from pipelines.processors import anyvalue
 from pipelines.processors import tracestate as ts
@@ -124,6 +134,20 @@ def span_priority(attrs: Any) -> int:
 
 # (keep, new tracestate or None when it stays as it is)
 Decision = tuple[bool, str | None]
+# How spans with one (tracestate, priority) are decided, for a trace id of 16 bytes, not all zero:
+# ("const", suffix or None): the same for every trace id (None: dropped; else kept, `suffix` appended);
+# ("tid", threshold as 7 big-endian bytes or None for never, suffix): kept iff the id's low 56 bits
+#   are >= the threshold;
+# ("hash", threshold, tracestate text before rv, after rv): hash_seed mode, rv from the id's hash;
+# None: decide() span by span.
+Rule = tuple[Any, ...] | None
+_ZERO_ID = bytes(16)
+_ANY_ID = b"\x01" * 16
+
+
+def _state_field(state: str) -> bytes:
+    """Span.trace_state (field 3), appended after a span's bytes: the last occurrence wins."""
+    return wire.field_bytes(0x1A, state.encode())
 
 
 class ProbabilisticSampler:
@@ -204,8 +228,136 @@ class ProbabilisticSampler:
         except ts.ProbabilityRangeError:
             return ts.NEVER_SAMPLE
 
+    # -- per-(tracestate, priority) rules for the fast path; decide() is their reference
+    def rule(self, raw_state: str, priority: int) -> Rule:
+        try:
+            carrier = TraceState.parse(raw_state)
+        except TraceStateError:
+            carrier = None
+        if self.never or (self.mode != "hash_seed" and (carrier is None or carrier.rv)):
+            # The randomness does not come from the trace id: one decision for all.
+            keep, new = self.decide(_ANY_ID, raw_state, priority)
+            return ("const", (b"" if new is None or new == raw_state else _state_field(new)) if keep else None)
+        if carrier is None or carrier.th or (self.mode == "hash_seed" and carrier.rv):
+            return None
+        threshold = self.threshold if self.mode == "hash_seed" else self._threshold(carrier)
+        if priority == 0:
+            threshold = ts.NEVER_SAMPLE
+        elif priority == 1:
+            threshold = ts.ALWAYS_SAMPLE
+        carrier.update_threshold(threshold)
+        if self.mode == "hash_seed":
+            marker = "\x00" * ts.NUM_HEX_DIGITS
+            carrier.rv = marker
+            before, _, after = carrier.serialize().partition(marker)
+            return ("hash", threshold, before, after)
+        new = carrier.serialize()
+        suffix = b"" if new == raw_state else _state_field(new)
+        if threshold >= ts.NEVER_SAMPLE:
+            return ("tid", None, suffix)
+        return ("tid", threshold.to_bytes(7, "big"), suffix)
+
     # -- a batch
     def process(self, batch: Batch) -> Batch | None:
+        data = batch.data()
+        try:
+            req = wire.walk(data)
+        except wire.WireError:
+            return self.process_upb(batch)
+        msg = (wire.source_of(data) or batch).message()
+        spans = [sp for rs in msg.resource_spans for ss in rs.scope_spans for sp in ss.spans]
+        n = len(spans)
+        if n != len(req):
+            return self.process_upb(batch)
+        tids = [sp.trace_id for sp in spans]
+        states = [sp.trace_state for sp in spans]
+        prios: list[int] | None = None
+        if _PRIORITY_BYTES in data:
+            # The priority is an attribute: read from the bytes as they are now (an earlier processor
+            # may have written it), span by span, only where the key's bytes occur.
+            prios = [-1] * n
+            find = data.find
+            for i in range(n):
+                s, e = req.starts[i], req.ends[i]
+                if find(_PRIORITY_BYTES, s, e) >= 0:
+                    try:
+                        prios[i] = span_priority(Span.FromString(data[s:e]).attributes)
+                    except DecodeError:
+                        return self.process_upb(batch)
+        extra: list[bytes | None]
+        first = states[0] if n else ""
+        if prios is None and states.count(first) == n:
+            extra = self._decide_uniform(tids, first)
+        else:
+            extra = self._decide_each(tids, states, prios)
+        dropped = extra.count(None)
+        if dropped == n:
+            return None
+        if dropped == 0 and extra.count(b"") == n:
+            return batch
+        out = wire.rebuild(req, extra, prune=True)
+        return Batch(batch.signal, out, n - dropped, batch.context)
+
+    def _decide_uniform(self, tids: list[bytes], state: str) -> list[bytes | None]:
+        """Every span has the same tracestate and no priority: one rule, applied in a comprehension."""
+        rule = self.rule(state, -1)
+        if rule is None or rule[0] == "hash":
+            return self._decide_each(tids, [state] * len(tids), None)
+        if rule[0] == "const":
+            extra = [rule[1]] * len(tids)
+        else:
+            _, t7, suffix = rule
+            extra = [None] * len(tids) if t7 is None else [suffix if t[9:] >= t7 else None for t in tids]
+        if _ZERO_ID in tids or set(map(len, tids)) != {16}:
+            for i, t in enumerate(tids):
+                if len(t) != 16 or t == _ZERO_ID:
+                    extra[i] = self._one(t, state, -1)
+        return extra
+
+    def _decide_each(self, tids: list[bytes], states: list[str], prios: list[int] | None) -> list[bytes | None]:
+        rules: dict[tuple[str, int], Rule] = {}
+        cache: dict[tuple[bytes, str, int], bytes | None] = {}
+        extra: list[bytes | None] = []
+        add = extra.append
+        for i, tid in enumerate(tids):
+            state = states[i]
+            prio = prios[i] if prios is not None else -1
+            key = (state, prio)
+            if key in rules:
+                rule = rules[key]
+            else:
+                rule = rules[key] = self.rule(state, prio)
+            if rule is None or len(tid) != 16 or tid == _ZERO_ID:
+                add(self._one(tid, state, prio))
+                continue
+            kind = rule[0]
+            if kind == "const":
+                add(rule[1])
+            elif kind == "tid":
+                t7 = rule[1]
+                add(rule[2] if t7 is not None and tid[9:] >= t7 else None)
+            else:
+                ckey = (tid, state, prio)
+                if ckey in cache:
+                    add(cache[ckey])
+                    continue
+                randomness = hash_randomness(fnv1a32(tid, self._seed_state))
+                if randomness >= rule[1]:
+                    x: bytes | None = _state_field(rule[2] + ts.rvalue(randomness) + rule[3])
+                else:
+                    x = None
+                cache[ckey] = x
+                add(x)
+        return extra
+
+    def _one(self, tid: bytes, state: str, prio: int) -> bytes | None:
+        keep, new = self.decide(tid, state, prio)
+        if not keep:
+            return None
+        return b"" if new is None or new == state else _state_field(new)
+
+    def process_upb(self, batch: Batch) -> Batch | None:
+        """The reference: decisions on the upb parse, kept spans edited in an owned copy."""
         decisions: list[Decision] = []
         cache: dict[tuple[bytes, str, int], Decision] = {}
         kept = 0

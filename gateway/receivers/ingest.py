@@ -63,7 +63,8 @@ class Ingest:
         self._consumer = consumer
         self._telemetry = telemetry
         self._auth = authenticator
-        self._include_metadata = include_metadata
+        # Request headers travel with the data only when asked for: the transports skip collecting them otherwise.
+        self.include_metadata = include_metadata
         self._accepted = telemetry.receiver_accepted(signal, receiver, transport)
         self._refused = telemetry.receiver_refused(signal, receiver, transport)
         self._ok_response = otlp.SHAPES[signal].response().SerializeToString()
@@ -81,9 +82,9 @@ class Ingest:
             return None, self.fail("unauthenticated", str(exc))
 
     def context(self, tenant: str | None, metadata: Mapping[str, tuple[str, ...]] | None) -> RequestContext:
-        if tenant is None and not (self._include_metadata and metadata):
+        if tenant is None and not (self.include_metadata and metadata):
             return RequestContext()
-        return RequestContext(tenant, dict(metadata) if self._include_metadata and metadata else {})
+        return RequestContext(tenant, dict(metadata) if self.include_metadata and metadata else {})
 
     async def push(self, data: bytes | None, msg: Any, context: RequestContext) -> Result:
         """Validate a decoded request and hand it to the pipelines."""

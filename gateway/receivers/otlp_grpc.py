@@ -53,7 +53,8 @@ class GrpcServer:
                 if isinstance(value, bytes):
                     continue
                 headers.setdefault(key, value)
-                multi[key] = (*multi.get(key, ()), value)
+                if ingest.include_metadata:
+                    multi[key] = (*multi.get(key, ()), value)
             tenant, failure = ingest.authenticate(headers)
             result = failure or await ingest.push(request, None, ingest.context(tenant, multi))
             if result.outcome == "ok":

@@ -137,8 +137,9 @@ class HttpServer:
             except BadEncoding as exc:
                 return self._respond(ingest, ingest.fail("invalid", str(exc)), content_type)
             multi: dict[str, tuple[str, ...]] = {}
-            for k, v in request.headers.items():
-                multi[k.lower()] = (*multi.get(k.lower(), ()), v)
+            if ingest.include_metadata:
+                for k, v in request.headers.items():
+                    multi[k.lower()] = (*multi.get(k.lower(), ()), v)
             context = ingest.context(tenant, multi)
             if content_type == JSON:
                 try:

@@ -258,3 +258,31 @@ def test_authenticator_must_be_configured_and_enabled(ports: Ports, tmp_path: ob
                               "'bearertokenauth/x' which is not enabled in service::extensions"]
     else:
         raise AssertionError("expected a config error")
+
+
+def test_request_headers_reach_from_context_only_with_include_metadata(ports: Ports, sink: Sink) -> None:
+    processors = """batch: {timeout: 50ms}
+  attributes/team:
+    actions:
+      - {key: team, from_context: metadata.x-team, action: upsert}"""
+    cfg = basic_config(ports, _sink_exporter("tempo", sink), "[otlp/tempo]", processors, "[attributes/team, batch]")
+    # gRPC keeps its request metadata (a header sent twice joins with ';'); HTTP does not.
+    cfg = cfg.replace(f'grpc: {{endpoint: "127.0.0.1:{ports.grpc}"}}',
+                      f'grpc: {{endpoint: "127.0.0.1:{ports.grpc}", include_metadata: true}}')
+
+    def request(name: str) -> bytes:
+        req = ExportTraceServiceRequest()
+        req.resource_spans.add().scope_spans.add().spans.add(trace_id=b"\x02" * 16, span_id=b"\x02" * 8, name=name)
+        return req.SerializeToString()
+
+    with running(cfg, ports):
+        with grpc.insecure_channel(f"127.0.0.1:{ports.grpc}") as channel:
+            call = channel.unary_unary(TRACE_EXPORT, request_serializer=None, response_deserializer=None)
+            call(request("via-grpc"), timeout=10, metadata=(("x-team", "blue"), ("x-team", "green")))
+        with urllib.request.urlopen(urllib.request.Request(
+                f"http://127.0.0.1:{ports.http}/v1/traces", data=request("via-http"),
+                headers={"Content-Type": "application/x-protobuf", "X-Team": "blue"}), timeout=10) as r:
+            assert r.status == 200
+        spans = sink.wait_spans(2)
+        assert {span.name: _attrs(span).get("team") for _, _, span in spans} == {
+            "via-grpc": "blue;green", "via-http": None}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from gateway.receivers.otlp import split_endpoint
+from gateway.http_site import start_site
 
 
 class MetricsServer:
@@ -23,14 +23,7 @@ class MetricsServer:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/metrics", self._handle)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        host, port = split_endpoint(self.address)
-        site = web.TCPSite(runner, host, port, reuse_port=self._reuse_port or None)
-        await site.start()
-        sockets = getattr(site._server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else port
-        self._runner = runner
+        self._runner, self.port = await start_site(app, self.address, reuse_port=self._reuse_port)
 
     async def shutdown(self) -> None:
         if self._runner is not None:

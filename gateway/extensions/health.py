@@ -11,7 +11,7 @@ from aiohttp import web
 
 from gateway.component import Settings
 from gateway.components import Factory
-from gateway.receivers.otlp import split_endpoint
+from gateway.http_site import start_site
 from gateway.tls import TLSServerConfig
 
 
@@ -70,15 +70,9 @@ class HealthCheck:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get(self.config.path, self._handle)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        host, port = split_endpoint(self.config.endpoint)
         ssl_ctx = self.config.tls.ssl_context() if self.config.tls else None
-        site = web.TCPSite(runner, host, port, ssl_context=ssl_ctx, reuse_port=self._reuse_port or None)
-        await site.start()
-        sockets = getattr(site._server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else port
-        self._runner = runner
+        self._runner, self.port = await start_site(app, self.config.endpoint, ssl_context=ssl_ctx,
+                                                   reuse_port=self._reuse_port)
 
     async def shutdown(self) -> None:
         self.not_ready()

@@ -88,11 +88,6 @@ class Config:
         return []
 
 
-def split_endpoint(endpoint: str) -> tuple[str, int]:
-    host, _, port = endpoint.rpartition(":")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
 class OtlpReceiver:
     def __init__(self, settings: Settings, consumers: dict[Signal, Consumer]) -> None:
         from gateway.receivers.otlp_grpc import GrpcServer

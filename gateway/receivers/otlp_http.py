@@ -13,8 +13,9 @@ import zstandard
 from aiohttp import web
 from google.rpc import code_pb2, status_pb2
 
+from gateway.http_site import start_site
 from gateway.receivers.ingest import WIRE_CODES, Ingest, Outcome, Result
-from gateway.receivers.otlp import HttpConfig, split_endpoint
+from gateway.receivers.otlp import HttpConfig
 from pipelines import otlp, otlp_json
 from pipelines.batch import Signal
 from pipelines.errors import PermanentError
@@ -171,18 +172,10 @@ class HttpServer:
         )
         for signal, ingest in self._ingests.items():
             app.router.add_post(self.config.path_for(signal), self._route(ingest))
-        # aiohttp must not inflate bodies itself: `decompress` does, under the size limit.
-        runner = web.AppRunner(app, auto_decompress=False, access_log=None, handle_signals=False)
-        await runner.setup()
-        host, port = split_endpoint(self.config.endpoint)
         ssl_ctx = self.config.tls.ssl_context() if self.config.tls is not None else None
-        site = web.TCPSite(runner, host, port, ssl_context=ssl_ctx, reuse_port=self._reuse_port or None,
-                           backlog=1024)
-        await site.start()
-        self._runner = runner
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else port
+        # aiohttp must not inflate bodies itself: `decompress` does, under the size limit.
+        self._runner, self.port = await start_site(app, self.config.endpoint, ssl_context=ssl_ctx,
+                                                   reuse_port=self._reuse_port, backlog=1024, auto_decompress=False)
         log.info("OTLP/HTTP receiver listening on %s", self.config.endpoint)
 
     async def shutdown(self) -> None:

@@ -28,12 +28,20 @@ _BATCH_BYTES_BUCKETS = (10, 25, 50, 75, 100, 250, 500, 750, 1000, 2000, 3000, 40
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
-class _ProcessCollector(Collector):
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def read_rss() -> int:
+    """This process's resident set size in bytes (one read of /proc/self/statm); OSError without /proc."""
+    with open("/proc/self/statm", "rb") as f:
+        return int(f.read().split()[1]) * _PAGE
+
+
+class ProcessCollector(Collector):
     """otelcol_process_* from the kernel's view of this process."""
 
     def __init__(self) -> None:
         self._start = time.time()
-        self._page = os.sysconf("SC_PAGE_SIZE")
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -45,8 +53,7 @@ class _ProcessCollector(Collector):
             "otelcol_process_uptime_seconds", "Uptime of the process", value=time.time() - self._start
         )
         try:
-            with open("/proc/self/statm") as f:
-                rss = int(f.read().split()[1]) * self._page
+            rss = read_rss()
         except OSError:
             rss = usage.ru_maxrss * 1024
         yield GaugeMetricFamily("otelcol_process_memory_rss", "Total physical memory (resident set size)", value=rss)
@@ -56,7 +63,7 @@ class Telemetry:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.registry.register(_ProcessCollector())
+        self.registry.register(ProcessCollector())
 
         def counters(prefix: str, what: str, labels: list[str]) -> dict[str, Counter]:
             return {

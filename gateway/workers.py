@@ -20,7 +20,6 @@ import contextlib
 import json
 import logging
 import os
-import resource
 import signal
 import sys
 import time
@@ -41,7 +40,7 @@ from gateway.config.model import GatewayConfig
 from gateway.extensions.health import HealthCheck
 from gateway.metrics_server import MetricsServer
 from gateway.service import Service, ShutdownErrors
-from gateway.telemetry import Telemetry
+from gateway.telemetry import ProcessCollector, Telemetry
 
 log = logging.getLogger("gateway.workers")
 
@@ -91,8 +90,12 @@ class _Family:
 
 
 def _parse(text: str) -> dict[str, _Family]:
+    return _families(text_string_to_metric_families(text))
+
+
+def _families(metrics: Iterable[Metric]) -> dict[str, _Family]:
     out: dict[str, _Family] = {}
-    for fam in text_string_to_metric_families(text):
+    for fam in metrics:
         f = out.setdefault(fam.name, _Family(fam.name, fam.documentation, fam.type))
         for s in fam.samples:
             key = (s.name, tuple(sorted(s.labels.items())))
@@ -187,7 +190,7 @@ class Supervisor:
         self.workers = [_Worker(i) for i in range(1, self.config.service.workers + 1)]
         self.restarts = 0
         self._stopping = False
-        self._start_time = time.time()
+        self._process = ProcessCollector()
         self._retired: dict[str, _Family] = {}
         self._session: aiohttp.ClientSession | None = None
         self._watchers: set[asyncio.Task[None]] = set()
@@ -304,20 +307,9 @@ class Supervisor:
 
     def _own(self) -> dict[str, _Family]:
         """The supervisor's share of the process metrics, and the state of the workers."""
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        with open("/proc/self/statm") as f:
-            rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
         up = sum(1 for w in self.workers if w.ready)
         return {
-            "otelcol_process_cpu_seconds": _Family(
-                "otelcol_process_cpu_seconds", "Total CPU user and system time in seconds", "counter",
-                {("otelcol_process_cpu_seconds_total", ()): usage.ru_utime + usage.ru_stime}),
-            "otelcol_process_memory_rss": _Family(
-                "otelcol_process_memory_rss", "Total physical memory (resident set size)", "gauge",
-                {("otelcol_process_memory_rss", ()): float(rss)}),
-            "otelcol_process_uptime_seconds": _Family(
-                "otelcol_process_uptime_seconds", "Uptime of the process", "counter",
-                {("otelcol_process_uptime_seconds_total", ()): time.time() - self._start_time}),
+            **_families(self._process.collect()),
             "otelcol_gateway_workers": _Family(
                 "otelcol_gateway_workers", "Worker processes running and ready", "gauge",
                 {("otelcol_gateway_workers", ()): float(up)}),

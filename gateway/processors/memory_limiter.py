@@ -15,7 +15,6 @@ import ctypes
 import ctypes.util
 import gc
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,21 +22,16 @@ from pathlib import Path
 from gateway.component import Consumer, Settings
 from gateway.components import Factory
 from gateway.fanout import admit
+from gateway.telemetry import read_rss
 from pipelines.batch import Batch, Signal
 from pipelines.errors import RetryableError
 from pipelines.processors.memory_limiter import Config, Limits, State
 
 log = logging.getLogger("gateway.processor.memory_limiter")
 
-_PAGE = os.sysconf("SC_PAGE_SIZE")
 # The delay a refused client is asked to wait.
 RETRY_AFTER = 1.0
 _CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
-
-
-def read_rss() -> int:
-    with open("/proc/self/statm", "rb") as f:
-        return int(f.read().split()[1]) * _PAGE
 
 
 def total_memory() -> int | None:

@@ -3,6 +3,7 @@ every problem; several `--config` files merge in order, as the Collector's do.""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-from tests.harness import REPO
+from tests.harness import REPO, free_port
 
 VALID = """
 receivers: {otlp: {protocols: {grpc: {endpoint: "127.0.0.1:4317"}}}}
@@ -123,3 +124,29 @@ def test_run_with_invalid_config_exits_1_without_serving(tmp_path: Path) -> None
                           timeout=60, cwd=REPO)
     assert proc.returncode == 1
     assert proc.stderr.splitlines()[1:] == INVALID_LINES
+
+
+def test_run_with_a_port_in_use_exits_1_and_closes_what_started(tmp_path: Path) -> None:
+    """The gRPC side of the receiver binds, the HTTP side cannot: the gateway says why, exits 1, and the
+    listener it did open is closed, not left to the garbage collector at exit."""
+    grpc_port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        http_port = taken.getsockname()[1]
+        path = _write(tmp_path, "busy.yaml", f"""
+receivers:
+  otlp:
+    protocols:
+      grpc: {{endpoint: "127.0.0.1:{grpc_port}"}}
+      http: {{endpoint: "127.0.0.1:{http_port}"}}
+exporters: {{debug: }}
+service:
+  pipelines: {{traces: {{receivers: [otlp], exporters: [debug]}}}}
+  telemetry: {{metrics: {{level: none}}}}
+""")
+        proc = subprocess.run([sys.executable, "-m", "gateway", "--config", path], capture_output=True, text=True,
+                              timeout=60, cwd=REPO)
+    assert proc.returncode == 1
+    assert "gateway failed to start" in proc.stderr and "address already in use" in proc.stderr
+    assert "Traceback" not in proc.stderr and "never awaited" not in proc.stderr

@@ -119,8 +119,13 @@ class OtlpReceiver:
         return list(self._servers)
 
     async def start(self) -> None:
-        for server in self._servers:
-            await server.start()
+        try:
+            for server in self._servers:
+                await server.start()
+        except Exception:
+            # The service shuts down only components that started: close the transport that did.
+            await self.shutdown()
+            raise
 
     async def shutdown(self) -> None:
         for server in self._servers:

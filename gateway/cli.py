@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
@@ -39,26 +38,32 @@ def _load(paths: list[str]) -> Loaded | None:
         return None
 
 
-def _setup_logging(level: str) -> None:
+def setup_logging(level: str, tag: str = "") -> None:
+    """Log lines to stderr at `service::telemetry::logs::level`; `tag` (a worker's name) after the level."""
+    tag_field = f"{tag}\t" if tag else ""
     logging.basicConfig(
         level=_LEVELS.get(level.lower(), logging.INFO),
-        format="%(asctime)s\t%(levelname)s\t%(name)s\t%(message)s",
+        format=f"%(asctime)s\t%(levelname)s\t{tag_field}%(name)s\t%(message)s",
         stream=sys.stderr,
     )
 
 
-async def serve(loaded: Loaded) -> int:
-    service = Service(loaded.config)
+def stop_event() -> asyncio.Event:
+    """An event that SIGTERM and SIGINT set, on the running loop."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def serve(loaded: Loaded) -> int:
+    service = Service(loaded.config)
+    stop = stop_event()
     try:
         await service.start()
     except Exception as exc:
         log.error("gateway failed to start: %s", exc)
-        with contextlib.suppress(ShutdownErrors):
-            await service.shutdown(deadline=5.0)
         return 1
     await stop.wait()
     log.info("shutting down: draining within %.0fs", loaded.config.service.shutdown_timeout)
@@ -81,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "validate":
         print(f"{' + '.join(paths)}: configuration is valid")
         return 0
-    _setup_logging(loaded.config.service.telemetry.logs.level)
+    setup_logging(loaded.config.service.telemetry.logs.level)
     if loaded.config.service.workers > 1:
         from gateway.workers import supervise
 

@@ -4,6 +4,7 @@ exporters, processors, receivers), stop receivers-first so every stage drains in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -84,6 +85,8 @@ class Service:
             self.metrics_server = MetricsServer(address, self.telemetry.registry, self.reuse_port)
 
     async def start(self) -> None:
+        """Start every component, downstream first. If one fails, what had started is shut down again
+        (within 5 s) before the error is raised, so a failed start leaves no listener, task or file open."""
         if not self.receivers:
             self.build()
         order: list[Component] = [
@@ -93,9 +96,14 @@ class Service:
             *reversed(self.stages),
             *self.receivers.values(),
         ]
-        for component in order:
-            await component.start()
-            self._started.append(component)
+        try:
+            for component in order:
+                await component.start()
+                self._started.append(component)
+        except Exception:
+            with contextlib.suppress(ShutdownErrors):
+                await self.shutdown(deadline=5.0)
+            raise
         for ext in self.extensions.values():
             if hasattr(ext, "ready"):
                 ext.ready()

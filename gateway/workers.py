@@ -34,6 +34,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
+from gateway.cli import setup_logging, stop_event
 from gateway.component import Settings
 from gateway.config.load import ConfigError, Loaded, load_files
 from gateway.config.model import GatewayConfig
@@ -320,10 +321,7 @@ class Supervisor:
 
     # -- the whole run
     async def run(self) -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_event()
         servers: list[Any] = [*self._health, *([self._metrics] if self._metrics else [])]
         try:
             for server in servers:
@@ -404,10 +402,8 @@ async def _serve_worker(loaded: Loaded, index: int, status_fd: int | None) -> in
     config = worker_config(loaded.config, index)
     _make_storage_dirs(config)
     service = Service(config, reuse_port=True)
-    stop = asyncio.Event()
+    stop = stop_event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
 
     def supervisor_gone() -> None:
         # stdin is a pipe from the supervisor: end of file means it is gone.
@@ -421,8 +417,6 @@ async def _serve_worker(loaded: Loaded, index: int, status_fd: int | None) -> in
         await service.start()
     except Exception as exc:
         log.error("worker failed to start: %s", exc)
-        with contextlib.suppress(ShutdownErrors):
-            await service.shutdown(deadline=5.0)
         return 1
     if status_fd is not None:
         health = [(ext.port, ext.config.path) for ext in service.extensions.values() if isinstance(ext, HealthCheck)]
@@ -448,9 +442,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"invalid configuration {' + '.join(args.config)}: {'; '.join(exc.errors)}", file=sys.stderr)
         return 1
-    level = loaded.config.service.telemetry.logs.level.upper().replace("WARN", "WARNING")
-    logging.basicConfig(level=getattr(logging, level, logging.INFO), stream=sys.stderr,
-                        format=f"%(asctime)s\t%(levelname)s\tworker-{args.index}\t%(name)s\t%(message)s")
+    setup_logging(loaded.config.service.telemetry.logs.level, f"worker-{args.index}")
     fd = os.environ.pop(STATUS_FD_ENV, None)
     return asyncio.run(_serve_worker(loaded, args.index, int(fd) if fd else None))
 

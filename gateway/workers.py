@@ -218,6 +218,9 @@ class Supervisor:
                 sys.executable, "-m", "gateway.workers", *self.config_args, "--index", str(w.index),
                 stdin=asyncio.subprocess.PIPE, pass_fds=(wr,), env=env, start_new_session=True,
             )
+        except BaseException:
+            os.close(r)
+            raise
         finally:
             os.close(wr)
         w.started_at = time.monotonic()
@@ -264,7 +267,13 @@ class Supervisor:
             if self._stopping:
                 return
             self.restarts += 1
-            if not await self._spawn(w):
+            try:
+                started = await self._spawn(w)
+            except Exception:
+                # Nobody awaits this task: an error here would silently end the worker's restarts.
+                log.exception("worker %d could not be started again", w.index)
+                started = False
+            if not started:
                 log.error("worker %d failed to start again", w.index)
 
     async def workers_healthy(self) -> bool:
@@ -366,7 +375,8 @@ class Supervisor:
                     log.error("worker pid %d did not stop within %.0fs; killing it", p.pid, deadline)
                     with contextlib.suppress(ProcessLookupError):
                         p.kill()
-            codes = [await p.wait() for p in procs]
+            for p in procs:
+                await p.wait()
             return False
         for task in list(self._watchers):
             task.cancel()

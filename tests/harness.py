@@ -51,20 +51,29 @@ HTTP_PATHS = {"/v1/traces": "traces", "/v1/metrics": "metrics", "/v1/logs": "log
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll a real condition with a bounded deadline (backing off from 5 ms to 100 ms)."""
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free ports: all held open while they are chosen, so the kernel cannot hand out
+    the same one twice (one socket after another may get a port just released)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition",
+               max_delay: float = 0.1) -> None:
+    """Poll a real condition with a bounded deadline (backing off from 5 ms to `max_delay`)."""
     deadline = time.monotonic() + timeout
     delay = 0.005
     while not predicate():
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(delay)
-        delay = min(delay * 2, 0.1)
+        delay = min(delay * 2, max_delay)
 
 
 # ---------------------------------------------------------------- backends
@@ -254,7 +263,7 @@ class Ports:
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(free_port(), free_port(), free_port(), free_port())
+        return cls(*free_ports(4))
 
 
 class GatewayProcess:

@@ -34,6 +34,8 @@ from typing import Any, TypeAlias
 import pytest
 import yaml
 
+from tests.harness import free_ports, wait_until
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -236,12 +238,6 @@ def run_kestra_sim(
 # ---------------------------------------------------------------- otelcol-ref
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass(frozen=True)
 class OtelcolPorts:
     """Free ports for one otelcol-ref; placeholders of the same names fill a config template."""
@@ -255,7 +251,7 @@ class OtelcolPorts:
 
     @classmethod
     def allocate(cls, workdir: Path) -> OtelcolPorts:
-        return cls(free_port(), free_port(), free_port(), free_port(), free_port(), workdir)
+        return cls(*free_ports(5), workdir)
 
     @property
     def grpc_endpoint(self) -> str:
@@ -578,10 +574,4 @@ def trace_ids_in_file(path: Path) -> set[str]:
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
     """Poll `predicate` with a bounded deadline (5 ms backing off to 200 ms)."""
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.2)
+    wait_until(predicate, timeout, what, max_delay=0.2)

@@ -1,49 +1,43 @@
-"""Serialized `ExportTraceServiceRequest`s walked and rebuilt at span granularity, without parsing spans.
+"""Serialized `ExportTraceServiceRequest`s split and rebuilt at span granularity, without parsing spans.
 
 A request is `resource_spans` (field 1) of `scope_spans` (field 2) of `spans` (field 2), each
-length-delimited. `walk` finds every span's body in the bytes (and keeps every other field of the
-three enclosing levels as it came); `rebuild` joins the span bodies a processor keeps, each followed
-by bytes it appends, under rewritten length prefixes. Appending works because protobuf parses
-concatenated fields as one message: an appended repeated field (an attribute, field 9) lands after the
-span's own entries, and an appended singular field (trace_state, field 3) overrides an earlier one.
+length-delimited. `walk` parses the request with upb against a *view* of the OTLP schema in which
+every span is an opaque `bytes` field (and a resource or a scope one too), so upb hands over each
+span's serialized body without building it: the split runs in C. `rebuild` joins the span bodies a
+processor keeps, each followed by bytes it appends, under new length prefixes.
 
-Fields other than the lists walked keep their relative order; a parser sees the same message. Bytes
-the walk does not understand (groups, truncation) raise WireError, and the caller takes its upb path.
+Why this parses as the processor means: the view has the same field numbers and wire types as OTLP,
+so every occurrence of a span on the wire is one entry in both, in the same order; `resource` and
+`scope` are `repeated bytes` in the view, so several occurrences (which a parser merges) are all kept
+in order; other fields (schema_url, unknown ones) are re-serialized by upb as they parsed. Appending to
+a span's bytes is protobuf concatenation: an appended repeated field (an attribute, field 9) lands
+after the span's own entries, an appended singular field (trace_state, field 3) overrides earlier ones.
 
-`remember_source` / `source_of`: a processor that rewrote a batch's bytes without changing the spans'
-trace ids and trace states records which batch the new bytes came from, so the next processor can read
-those fields from that batch's parse (free when the receiver parsed it) instead of parsing again. The
-note is keyed by the identity of the new bytes object and holds it, so a hit is always for those bytes.
+`remember_source` / `source_of`: a processor that rewrote a batch without changing the spans' trace
+ids and trace states records the rewrite and the batch it came from, so the next processor reads those
+fields from that batch's parse (free when the receiver parsed it) and builds from the same pieces
+without splitting again. The note is keyed by the identity of the new bytes object and holds it, so a
+hit is always for those bytes.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from dataclasses import dataclass
+from itertools import compress
+from operator import add
+from typing import TYPE_CHECKING, Any
+
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError
 
 if TYPE_CHECKING:
     from pipelines.batch import Batch
 
 
 class WireError(ValueError):
-    """Bytes this walker does not handle; the caller falls back to parsing them."""
-
-
-def read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    """The varint at `pos` and the position after it."""
-    n = 0
-    shift = 0
-    end = len(data)
-    while True:
-        if pos >= end or shift > 63:
-            raise WireError("truncated or overlong varint")
-        b = data[pos]
-        pos += 1
-        n |= (b & 0x7F) << shift
-        if b < 0x80:
-            return n, pos
-        shift += 7
+    """Bytes the view does not parse; the caller takes its upb path (which reports them)."""
 
 
 def varint(n: int) -> bytes:
@@ -60,40 +54,35 @@ def field_bytes(tag: int, payload: bytes) -> bytes:
     return varint(tag) + varint(len(payload)) + payload
 
 
-def _skip(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
-    """Read the field at `pos`: (tag, start of its length-delimited body or -1, end of the field)."""
-    tag = data[pos]
-    pos += 1
-    if tag >= 0x80:
-        tag, pos = read_varint(data, pos - 1)
-    wt = tag & 7
-    if wt == 2:
-        b = data[pos] if pos < end else 0x80
-        if b < 0x80:
-            start = pos + 1
-            stop = start + b
-        else:
-            n, start = read_varint(data, pos)
-            stop = start + n
-        if stop > end:
-            raise WireError("length-delimited field runs past its message")
-        return tag, start, stop
-    if wt == 0:
-        _, pos = read_varint(data, pos)
-    elif wt == 1:
-        pos += 8
-    elif wt == 5:
-        pos += 4
-    else:
-        raise WireError(f"unsupported wire type {wt}")
-    if pos > end:
-        raise WireError("field runs past its message")
-    return tag, -1, pos
+def _view_classes() -> Any:
+    f = descriptor_pb2.FieldDescriptorProto
+    fd = descriptor_pb2.FileDescriptorProto(name="otel_gateway_wire_view.proto", package="otelgw.wire",
+                                            syntax="proto3")
+
+    def message(name: str, *fields: tuple[str, int, bool, str | None]) -> None:
+        m = fd.message_type.add(name=name)
+        for fname, number, repeated, type_name in fields:
+            fld = m.field.add(name=fname, number=number,
+                              label=f.LABEL_REPEATED if repeated else f.LABEL_OPTIONAL,
+                              type=f.TYPE_MESSAGE if type_name else f.TYPE_BYTES)
+            if type_name:
+                fld.type_name = f".otelgw.wire.{type_name}"
+
+    message("ScopeSpans", ("scope", 1, True, None), ("spans", 2, True, None), ("schema_url", 3, False, None))
+    message("ResourceSpans", ("resource", 1, True, None), ("scope_spans", 2, True, "ScopeSpans"),
+            ("schema_url", 3, False, None))
+    message("Request", ("resource_spans", 1, True, "ResourceSpans"))
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fd)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("otelgw.wire.Request"))
+
+
+_VIEW = _view_classes()
 
 
 @dataclass(slots=True)
 class Scope:
-    """One ScopeSpans: its other fields (before / after its first span) and its spans' index range."""
+    """One ScopeSpans: its other fields (before / after its spans) and its spans' index range."""
 
     head: bytes
     tail: bytes
@@ -110,172 +99,161 @@ class Resource:
 
 @dataclass(slots=True)
 class Request:
-    """A walked request: `starts[i]:ends[i]` is the body of span i (in request order) in `data`."""
+    """A split request: `bodies[i]` is span i (in request order), serialized.
 
-    data: bytes
+    It may also describe a rewrite: span i is then `replaced[i]` (where given) or its body, followed
+    by `added[i]` (see `span`). A processor that rewrote a request this way hands the description to
+    the next one (`remember_source`), which builds from it without splitting the new bytes again."""
+
     head: bytes
     tail: bytes
     resources: list[Resource]
-    starts: list[int] = field(default_factory=list)
-    ends: list[int] = field(default_factory=list)
+    bodies: list[bytes]
+    added: list[bytes] | None = None
+    replaced: dict[int, bytes] | None = None
 
     def __len__(self) -> int:
-        return len(self.starts)
+        return len(self.bodies)
+
+    def span(self, i: int) -> bytes:
+        """The serialized span i, as this request has it."""
+        replaced = self.replaced
+        body = replaced[i] if replaced and i in replaced else self.bodies[i]
+        return body + self.added[i] if self.added is not None else body
+
+    def holding(self, needle: bytes) -> list[int]:
+        """The spans whose bytes contain `needle`."""
+        if self.added is None and not self.replaced:
+            return [i for i, body in enumerate(self.bodies) if needle in body]
+        return [i for i in range(len(self.bodies)) if needle in self.span(i)]
+
+
+def _repeated(tag: bytes, values: Iterable[bytes]) -> bytes:
+    return b"".join([tag + varint(len(v)) + v for v in values])
 
 
 def walk(data: bytes) -> Request:
-    """Locate every span of a serialized ExportTraceServiceRequest. Raises WireError."""
-    req = Request(data, b"", b"", [])
-    starts = req.starts
-    ends = req.ends
-    head: list[bytes] = []
-    tail: list[bytes] = []
-    pos = 0
-    end = len(data)
+    """Split a serialized ExportTraceServiceRequest into its spans. Raises WireError."""
     try:
-        while pos < end:
-            f0 = pos
-            tag, start, pos = _skip(data, pos, end)
-            if tag == 0x0A:
-                req.resources.append(_walk_resource(data, start, pos, starts, ends))
-            else:
-                (tail if req.resources else head).append(data[f0:pos])
-    except IndexError:
-        raise WireError("truncated message") from None
-    req.head = b"".join(head)
-    req.tail = b"".join(tail)
-    return req
+        view = _VIEW.FromString(data)
+    except DecodeError as exc:
+        raise WireError(str(exc)) from None
+    bodies: list[bytes] = []
+    resources: list[Resource] = []
+    for rs in view.resource_spans:
+        scopes: list[Scope] = []
+        for ss in rs.scope_spans:
+            first = len(bodies)
+            bodies.extend(ss.spans)
+            head = _repeated(b"\x0a", ss.scope)
+            del ss.scope[:]
+            del ss.spans[:]
+            scopes.append(Scope(head, ss.SerializeToString(), first, len(bodies)))
+        head = _repeated(b"\x0a", rs.resource)
+        del rs.resource[:]
+        del rs.scope_spans[:]
+        resources.append(Resource(head, rs.SerializeToString(), scopes))
+    del view.resource_spans[:]
+    return Request(b"", view.SerializeToString(), resources, bodies)
 
 
-def _walk_resource(data: bytes, pos: int, end: int, starts: list[int], ends: list[int]) -> Resource:
-    res = Resource(b"", b"", [])
-    head: list[bytes] = []
-    tail: list[bytes] = []
-    while pos < end:
-        f0 = pos
-        tag, start, pos = _skip(data, pos, end)
-        if tag == 0x12:
-            res.scopes.append(_walk_scope(data, start, pos, starts, ends))
-        else:
-            (tail if res.scopes else head).append(data[f0:pos])
-    res.head = b"".join(head)
-    res.tail = b"".join(tail)
-    return res
+class _SpanHeaders(dict[int, bytes]):
+    """The tag and length of a span field (ScopeSpans.spans) by body length, made on first use."""
 
-
-def _walk_scope(data: bytes, pos: int, end: int, starts: list[int], ends: list[int]) -> Scope:
-    first = len(starts)
-    head: list[bytes] = []
-    tail: list[bytes] = []
-    add_start = starts.append
-    add_end = ends.append
-    while pos < end:
-        tag = data[pos]
-        if tag == 0x12:
-            # The hot loop: a span, its length most often one or two varint bytes.
-            b = data[pos + 1]
-            if b < 0x80:
-                start = pos + 2
-                pos = start + b
-            else:
-                b2 = data[pos + 2]
-                if b2 < 0x80:
-                    start = pos + 3
-                    pos = start + ((b & 0x7F) | (b2 << 7))
-                else:
-                    n, start = read_varint(data, pos + 1)
-                    pos = start + n
-            if pos > end:
-                raise WireError("span runs past its scope")
-            add_start(start)
-            add_end(pos)
-            continue
-        f0 = pos
-        _, _, pos = _skip(data, pos, end)
-        (tail if len(starts) > first else head).append(data[f0:pos])
-    return Scope(b"".join(head), b"".join(tail), first, len(starts))
-
-
-_SPAN_HDR: dict[int, bytes] = {}
-
-
-def span_header(n: int) -> bytes:
-    """The tag and length of a span field (ScopeSpans.spans) with an n-byte body."""
-    h = _SPAN_HDR.get(n)
-    if h is None:
+    def __missing__(self, n: int) -> bytes:
         h = b"\x12" + varint(n)
-        if len(_SPAN_HDR) < 65536:
-            _SPAN_HDR[n] = h
-    return h
+        if len(self) < 65536:
+            self[n] = h
+        return h
 
 
-def rebuild(req: Request, extra: list[bytes | None], bodies: dict[int, bytes] | None = None,
-            prune: bool = False) -> bytes:
-    """The request with span i dropped where `extra[i]` is None, else its body (or `bodies[i]` in its
-    place) followed by `extra[i]`. With `prune`, scopes left without spans and resources left without
-    scopes are dropped (as the sampler's upb path prunes them)."""
-    data = req.data
-    starts = req.starts
-    ends = req.ends
+_SPAN_HDR = _SpanHeaders()
+
+
+def rebuild(req: Request, extra: list[bytes | None] | list[bytes], prune: bool = False) -> bytes:
+    """The request with span i dropped where `extra[i]` is None, else its bytes (`req.span(i)`)
+    followed by `extra[i]`. With `prune`, scopes left without spans and resources left without scopes
+    are dropped (as the sampler's upb path prunes them).
+
+    Per scope, the pieces are made by C-level maps (lengths, headers) and interleaved by slice
+    assignment: no Python bytecode runs per span."""
     out: list[bytes] = [req.head]
     for res in req.resources:
-        r_slot = len(out)
-        out.append(b"")
-        r_total = len(res.head)
-        out.append(res.head)
-        kept_scopes = 0
+        scopes: list[bytes] = []
+        r_total = len(res.head) + len(res.tail)
         for sc in res.scopes:
-            s_slot = len(out)
-            out.append(b"")
-            s_total = len(sc.head)
-            out.append(sc.head)
-            kept = 0
-            for i in range(sc.first, sc.last):
-                x = extra[i]
-                if x is None:
-                    continue
-                kept += 1
-                body = bodies[i] if bodies is not None and i in bodies else data[starts[i]:ends[i]]
-                n = len(body) + len(x)
-                h = span_header(n)
-                out.append(h)
-                out.append(body)
-                out.append(x)
-                s_total += len(h) + n
-            if prune and kept == 0:
-                del out[s_slot:]
+            pieces = _scope_spans(req, extra, sc.first, sc.last)
+            if prune and not pieces:
                 continue
-            kept_scopes += 1
-            out.append(sc.tail)
-            s_total += len(sc.tail)
+            s_total = len(sc.head) + len(sc.tail) + sum(map(len, pieces))
             s_hdr = b"\x12" + varint(s_total)
-            out[s_slot] = s_hdr
+            scopes.append(s_hdr)
+            scopes.append(sc.head)
+            scopes.extend(pieces)
+            scopes.append(sc.tail)
             r_total += len(s_hdr) + s_total
-        if prune and kept_scopes == 0:
-            del out[r_slot:]
+        if prune and not scopes:
             continue
+        out.append(b"\x0a" + varint(r_total))
+        out.append(res.head)
+        out.extend(scopes)
         out.append(res.tail)
-        r_total += len(res.tail)
-        out[r_slot] = b"\x0a" + varint(r_total)
     out.append(req.tail)
     return b"".join(out)
 
 
+def _scope_spans(req: Request, extra: list[bytes | None] | list[bytes], a: int, b: int) -> list[bytes]:
+    """The pieces of spans a..b-1 (header, body, added, extra) as `rebuild` keeps them."""
+    xs = extra[a:b]
+    kept: list[int] | range
+    if None in xs:
+        mask = [x is not None for x in xs]
+        kept = list(compress(range(a, b), mask))
+        xs = list(compress(xs, mask))
+        bodies = list(compress(req.bodies[a:b], mask))
+    else:
+        kept = range(a, b)
+        bodies = req.bodies[a:b]
+    m = len(bodies)
+    if not m:
+        return []
+    if req.replaced:
+        for j, i in enumerate(kept):
+            if i in req.replaced:
+                bodies[j] = req.replaced[i]
+    columns: list[list[bytes]] = [bodies]
+    if req.added is not None:
+        columns.append(list(map(req.added.__getitem__, kept)) if isinstance(kept, list) else req.added[a:b])
+    columns.append(xs)  # type: ignore[arg-type]  # no None left in xs
+    sizes: Iterable[int] = map(len, bodies)
+    for col in columns[1:]:
+        sizes = map(add, sizes, map(len, col))
+    headers = list(map(_SPAN_HDR.__getitem__, sizes))
+    k = len(columns) + 1
+    pieces: list[bytes] = [b""] * (k * m)
+    pieces[0::k] = headers
+    for c, col in enumerate(columns, 1):
+        pieces[c::k] = col
+    return pieces
+
+
 # -- which batch rewritten bytes came from
-_SOURCES: OrderedDict[int, tuple[bytes, Batch]] = OrderedDict()
+_SOURCES: OrderedDict[int, tuple[bytes, Request, Batch]] = OrderedDict()
 _MAX_SOURCES = 8
 
 
-def remember_source(data: bytes, source: Batch) -> None:
-    """Note that the spans of `data` have the trace ids and trace states of `source`'s spans, in order."""
-    _SOURCES[id(data)] = (data, source)
-    _SOURCES.move_to_end(id(data))
+def remember_source(data: bytes, rewrite: Request, source: Batch) -> None:
+    """Note that `data` is `rewrite` (a split request with `added`/`replaced`) built, and that its
+    spans have the trace ids and trace states of `source`'s spans, in order."""
+    key = id(data)
+    _SOURCES[key] = (data, rewrite, source)
+    _SOURCES.move_to_end(key)
     while len(_SOURCES) > _MAX_SOURCES:
         _SOURCES.popitem(last=False)
 
 
-def source_of(data: bytes) -> Batch | None:
+def source_of(data: bytes) -> tuple[Request, Batch] | None:
     hit = _SOURCES.get(id(data))
     if hit is None or hit[0] is not data:
         return None
-    return hit[1]
+    return hit[1], hit[2]

@@ -101,20 +101,16 @@ class AttributesProcessor:
         n = len(req)
         if n == 0:
             return batch
-        extra: list[bytes | None] = [b"".join(suffix)] * n
+        extra: list[bytes] = [b"".join(suffix)] * n
         bodies: dict[int, bytes] | None = None
         if checks:
             # Spans whose bytes hold a key somewhere (in an attribute or anywhere else): exact, via upb.
             bodies = {}
-            find = data.find
-            starts, ends = req.starts, req.ends
+            hits = sorted({i for k in checks for i in req.holding(k)})
             untouched = 0
-            for i in range(n):
-                s, e = starts[i], ends[i]
-                if not any(find(k, s, e) >= 0 for k in checks):
-                    continue
+            for i in hits:
                 try:
-                    span = Span.FromString(data[s:e])
+                    span = Span.FromString(req.bodies[i])
                 except DecodeError:
                     return None
                 extra[i] = b""
@@ -124,9 +120,11 @@ class AttributesProcessor:
                     untouched += 1
             if untouched == n:
                 return batch
-        out_data = wire.rebuild(req, extra, bodies)
-        wire.remember_source(out_data, batch)
-        return Batch(batch.signal, out_data, batch.items, ctx)
+        req.replaced = bodies
+        out = wire.rebuild(req, extra)
+        req.added = extra
+        wire.remember_source(out, req, batch)
+        return Batch(batch.signal, out, batch.items, ctx)
 
     def process_upb(self, batch: Batch) -> Batch | None:
         """The reference: the actions applied to the upb parse, span by span."""

@@ -260,11 +260,15 @@ class ProbabilisticSampler:
     # -- a batch
     def process(self, batch: Batch) -> Batch | None:
         data = batch.data()
-        try:
-            req = wire.walk(data)
-        except wire.WireError:
-            return self.process_upb(batch)
-        msg = (wire.source_of(data) or batch).message()
+        source = wire.source_of(data)
+        if source is not None:
+            req, msg = source[0], source[1].message()
+        else:
+            try:
+                req = wire.walk(data)
+            except wire.WireError:
+                return self.process_upb(batch)
+            msg = batch.message()
         spans = [sp for rs in msg.resource_spans for ss in rs.scope_spans for sp in ss.spans]
         n = len(spans)
         if n != len(req):
@@ -276,14 +280,11 @@ class ProbabilisticSampler:
             # The priority is an attribute: read from the bytes as they are now (an earlier processor
             # may have written it), span by span, only where the key's bytes occur.
             prios = [-1] * n
-            find = data.find
-            for i in range(n):
-                s, e = req.starts[i], req.ends[i]
-                if find(_PRIORITY_BYTES, s, e) >= 0:
-                    try:
-                        prios[i] = span_priority(Span.FromString(data[s:e]).attributes)
-                    except DecodeError:
-                        return self.process_upb(batch)
+            for i in req.holding(_PRIORITY_BYTES):
+                try:
+                    prios[i] = span_priority(Span.FromString(req.span(i)).attributes)
+                except DecodeError:
+                    return self.process_upb(batch)
         extra: list[bytes | None]
         first = states[0] if n else ""
         if prios is None and states.count(first) == n:

@@ -57,6 +57,17 @@ def fnv1a32(data: bytes, h: int = _FNV_OFFSET) -> int:
     return h
 
 
+def fnv1a32_16(t: bytes, h: int) -> int:
+    """fnv1a32 of exactly 16 bytes, unrolled; the mask is applied every 4 bytes (the low 32 bits of
+    a product depend only on the low 32 bits of its factors, and xor with a byte only on the low 8)."""
+    b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15 = t
+    p, m = _FNV_PRIME, 0xFFFFFFFF
+    h = ((((h ^ b0) * p ^ b1) * p ^ b2) * p ^ b3) * p & m
+    h = ((((h ^ b4) * p ^ b5) * p ^ b6) * p ^ b7) * p & m
+    h = ((((h ^ b8) * p ^ b9) * p ^ b10) * p ^ b11) * p & m
+    return ((((h ^ b12) * p ^ b13) * p ^ b14) * p ^ b15) * p & m
+
+
 def scaled_sample_rate(percentage: float) -> int:
     """uint32(pct * percentageScaleFactor) as the Collector computes it: in float32, truncated."""
     pct = min(f32(percentage), 100.0)
@@ -302,8 +313,10 @@ class ProbabilisticSampler:
     def _decide_uniform(self, tids: list[bytes], state: str) -> list[bytes | None]:
         """Every span has the same tracestate and no priority: one rule, applied in a comprehension."""
         rule = self.rule(state, -1)
-        if rule is None or rule[0] == "hash":
+        if rule is None:
             return self._decide_each(tids, [state] * len(tids), None)
+        if rule[0] == "hash":
+            return self._decide_hash(tids, state, rule)
         if rule[0] == "const":
             extra = [rule[1]] * len(tids)
         else:
@@ -313,6 +326,25 @@ class ProbabilisticSampler:
             for i, t in enumerate(tids):
                 if len(t) != 16 or t == _ZERO_ID:
                     extra[i] = self._one(t, state, -1)
+        return extra
+
+    def _decide_hash(self, tids: list[bytes], state: str, rule: tuple[Any, ...]) -> list[bytes | None]:
+        """hash_seed mode, one tracestate, no priority: a hash per distinct trace id."""
+        _, threshold, before, after = rule
+        seed = self._seed_state
+        seen: dict[bytes, bytes | None] = {}
+        extra: list[bytes | None] = []
+        add = extra.append
+        for tid in tids:
+            x = seen.get(tid, b"?")
+            if x == b"?":
+                if len(tid) != 16 or tid == _ZERO_ID:
+                    x = self._one(tid, state, -1)
+                else:
+                    randomness = hash_randomness(fnv1a32_16(tid, seed))
+                    x = _state_field(before + ts.rvalue(randomness) + after) if randomness >= threshold else None
+                seen[tid] = x
+            add(x)
         return extra
 
     def _decide_each(self, tids: list[bytes], states: list[str], prios: list[int] | None) -> list[bytes | None]:
@@ -342,7 +374,7 @@ class ProbabilisticSampler:
                 if ckey in cache:
                     add(cache[ckey])
                     continue
-                randomness = hash_randomness(fnv1a32(tid, self._seed_state))
+                randomness = hash_randomness(fnv1a32_16(tid, self._seed_state))
                 if randomness >= rule[1]:
                     x: bytes | None = _state_field(rule[2] + ts.rvalue(randomness) + rule[3])
                 else:

@@ -205,3 +205,12 @@ def test_walk_rebuild_round_trip_and_bad_bytes() -> None:
         except wire.WireError:
             continue
         raise AssertionError(f"walk accepted {bad!r}")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=16, max_size=16), st.integers(0, 2**32 - 1))
+def test_unrolled_fnv_equals_the_loop(tid: bytes, seed: int) -> None:
+    from pipelines.processors.probabilistic_sampler import fnv1a32, fnv1a32_16
+
+    h = fnv1a32(seed.to_bytes(4, "little"))
+    assert fnv1a32_16(tid, h) == fnv1a32(tid, h)

@@ -170,10 +170,11 @@ class _SpanHeaders(dict[int, bytes]):
 _SPAN_HDR = _SpanHeaders()
 
 
-def rebuild(req: Request, extra: list[bytes | None] | list[bytes], prune: bool = False) -> bytes:
+def rebuild(req: Request, extra: list[bytes | None] | list[bytes], prune: bool = False,
+            keep_all: bool = False) -> bytes:
     """The request with span i dropped where `extra[i]` is None, else its bytes (`req.span(i)`)
     followed by `extra[i]`. With `prune`, scopes left without spans and resources left without scopes
-    are dropped (as the sampler's upb path prunes them).
+    are dropped (as the sampler's upb path prunes them). `keep_all`: the caller says no entry is None.
 
     Per scope, the pieces are made by C-level maps (lengths, headers) and interleaved by slice
     assignment: no Python bytecode runs per span."""
@@ -182,10 +183,10 @@ def rebuild(req: Request, extra: list[bytes | None] | list[bytes], prune: bool =
         scopes: list[bytes] = []
         r_total = len(res.head) + len(res.tail)
         for sc in res.scopes:
-            pieces = _scope_spans(req, extra, sc.first, sc.last)
+            pieces, size = _scope_spans(req, extra, sc.first, sc.last, keep_all)
             if prune and not pieces:
                 continue
-            s_total = len(sc.head) + len(sc.tail) + sum(map(len, pieces))
+            s_total = len(sc.head) + len(sc.tail) + size
             s_hdr = b"\x12" + varint(s_total)
             scopes.append(s_hdr)
             scopes.append(sc.head)
@@ -202,11 +203,12 @@ def rebuild(req: Request, extra: list[bytes | None] | list[bytes], prune: bool =
     return b"".join(out)
 
 
-def _scope_spans(req: Request, extra: list[bytes | None] | list[bytes], a: int, b: int) -> list[bytes]:
-    """The pieces of spans a..b-1 (header, body, added, extra) as `rebuild` keeps them."""
+def _scope_spans(req: Request, extra: list[bytes | None] | list[bytes], a: int, b: int,
+                 keep_all: bool) -> tuple[list[bytes], int]:
+    """The pieces of spans a..b-1 (header, body, added, extra) as `rebuild` keeps them, and their size."""
     xs = extra[a:b]
     kept: list[int] | range
-    if None in xs:
+    if not keep_all and None in xs:
         mask = [x is not None for x in xs]
         kept = list(compress(range(a, b), mask))
         xs = list(compress(xs, mask))
@@ -216,7 +218,7 @@ def _scope_spans(req: Request, extra: list[bytes | None] | list[bytes], a: int, 
         bodies = req.bodies[a:b]
     m = len(bodies)
     if not m:
-        return []
+        return [], 0
     if req.replaced:
         for j, i in enumerate(kept):
             if i in req.replaced:
@@ -227,14 +229,17 @@ def _scope_spans(req: Request, extra: list[bytes | None] | list[bytes], a: int, 
     columns.append(xs)  # type: ignore[arg-type]  # no None left in xs
     sizes: Iterable[int] = map(len, bodies)
     for col in columns[1:]:
-        sizes = map(add, sizes, map(len, col))
-    headers = list(map(_SPAN_HDR.__getitem__, sizes))
+        # One value for all (mostly an identity test per entry): add a constant.
+        one = col.count(col[0]) == m
+        sizes = map(len(col[0]).__add__, sizes) if one else map(add, sizes, map(len, col))
+    ns = list(sizes)
+    headers = list(map(_SPAN_HDR.__getitem__, ns))
     k = len(columns) + 1
     pieces: list[bytes] = [b""] * (k * m)
     pieces[0::k] = headers
     for c, col in enumerate(columns, 1):
         pieces[c::k] = col
-    return pieces
+    return pieces, sum(ns) + sum(map(len, headers))
 
 
 # -- which batch rewritten bytes came from

@@ -121,7 +121,7 @@ class AttributesProcessor:
             if untouched == n:
                 return batch
         req.replaced = bodies
-        out = wire.rebuild(req, extra)
+        out = wire.rebuild(req, extra, keep_all=True)
         req.added = extra
         wire.remember_source(out, req, batch)
         return Batch(batch.signal, out, batch.items, ctx)

@@ -66,6 +66,16 @@ class BatchPolicy:
     def key(self, context: RequestContext) -> tuple[Any, ...]:
         return context.batch_key(self.metadata_keys)
 
+    def kept(self, context: RequestContext) -> RequestContext:
+        """What of a request's context the queue keeps: the tenant and the batching `metadata_keys`.
+
+        Nothing after the queue reads other headers, and a persistent queue must not write request
+        headers such as `authorization` to disk."""
+        if not context.metadata:
+            return context
+        wanted = {k: v for k in self.metadata_keys if (v := context.get_metadata(k))}
+        return RequestContext(context.tenant, wanted)
+
 
 class Store(Protocol):
     """Where entries live besides memory. `write` and `ack` are synchronous (page cache), `sync` not."""
@@ -167,9 +177,10 @@ class SendingQueue:
         """Queue a request (after `refusal` said yes). May raise RetryableError from the store (disk full)."""
         data = batch.data()
         self._seq += 1
-        entry = Entry(self._seq, batch.signal, batch.items, len(data), batch.context, None, time.monotonic())
+        context = policy.kept(batch.context)
+        entry = Entry(self._seq, batch.signal, batch.items, len(data), context, None, time.monotonic())
         entry.units = self.units_of(entry.items, entry.nbytes)
-        entry.key = policy.key(batch.context)
+        entry.key = policy.key(context)
         self.store.write(entry, data)
         self._pending.append(entry)
         self.used += entry.units

@@ -102,6 +102,9 @@ class MemoryLimiter:
                 self.check()
             except OSError as exc:
                 log.error("cannot read memory usage: %s", exc)
+            except Exception:
+                # The limiter must keep measuring: a frozen state would refuse or admit forever.
+                log.exception("memory limiter check failed")
             await asyncio.sleep(self.config.check_interval)
 
     def acquire(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import ssl
 import zlib
@@ -22,6 +23,7 @@ from pipelines.batch import Batch
 from pipelines.config_types import Duration
 from pipelines.errors import RetryableError
 
+_OFF_LOOP_BYTES = 256 * 1024
 _SIGNAL_PATHS = {"traces": "/v1/traces", "metrics": "/v1/metrics", "logs": "/v1/logs"}
 
 
@@ -96,7 +98,10 @@ class HttpPusher:
         if self.config.tenant_header and batch.context.tenant:
             headers = {**headers, self.config.tenant_header: batch.context.tenant}
         try:
-            async with self._session.post(self._urls[batch.signal], data=self.body(batch), headers=headers) as resp:
+            # Compressing a large batch takes milliseconds: do it off the event loop (zlib and zstd release the GIL).
+            big = self._compress is not None and batch.nbytes() > _OFF_LOOP_BYTES
+            body = await asyncio.to_thread(self.body, batch) if big else self.body(batch)
+            async with self._session.post(self._urls[batch.signal], data=body, headers=headers) as resp:
                 payload = await resp.read()
                 if resp.status // 100 != 2:
                     raise classify.from_http(

@@ -53,6 +53,15 @@ def test_endpoint_gets_v1_traces_gzip_by_default(http_sink: RecordingHttpSink) -
     assert _spans(gzip.decompress(hit.body)) == ["span-0", "span-1"]
 
 
+def test_a_large_batch_is_compressed_off_the_loop_and_arrives_whole(http_sink: RecordingHttpSink) -> None:
+    error, sent, _ = export(otlp_http, {"endpoint": f"http://127.0.0.1:{http_sink.port}"}, 300, pad=2048,
+                            cid="otlphttp")
+    assert error is None and sent == 300
+    body = gzip.decompress(http_sink.hits[0].body)
+    assert len(body) > 512 * 1024
+    assert _spans(body) == [f"span-{i}" for i in range(300)]
+
+
 def test_traces_endpoint_is_used_as_is(http_sink: RecordingHttpSink) -> None:
     cfg = {"endpoint": "http://127.0.0.1:1", "traces_endpoint": f"http://127.0.0.1:{http_sink.port}/custom/path",
            "compression": "none"}

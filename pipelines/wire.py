@@ -244,7 +244,7 @@ def _scope_spans(req: Request, extra: list[bytes | None] | list[bytes], a: int, 
 
 # -- which batch rewritten bytes came from
 _SOURCES: OrderedDict[int, tuple[bytes, Request, Batch]] = OrderedDict()
-_MAX_SOURCES = 8
+_MAX_SOURCES = 2  # the next processor looks at once; more would only hold memory
 
 
 def remember_source(data: bytes, rewrite: Request, source: Batch) -> None:

@@ -72,12 +72,28 @@ def _view_classes() -> Any:
     message("ResourceSpans", ("resource", 1, True, None), ("scope_spans", 2, True, "ScopeSpans"),
             ("schema_url", 3, False, None))
     message("Request", ("resource_spans", 1, True, "ResourceSpans"))
+    # Any signal at the resource level: resource_{spans,metrics,logs} = 1 of (resource = 1,
+    # scope_{spans,metrics,logs} = 2, schema_url = 3), the scope lists kept as opaque bytes.
+    message("ResourceEntry", ("resource", 1, True, None), ("scopes", 2, True, None), ("schema_url", 3, False, None))
+    message("ResourceRequest", ("resources", 1, True, "ResourceEntry"))
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fd)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("otelgw.wire.Request"))
+    return tuple(message_factory.GetMessageClass(pool.FindMessageTypeByName(f"otelgw.wire.{name}"))
+                 for name in ("Request", "ResourceRequest"))
 
 
-_VIEW = _view_classes()
+_VIEW, _RESOURCE_VIEW = _view_classes()
+
+
+def resources(data: bytes) -> Any:
+    """The request (of any signal) viewed at the resource level: `.resources[i].resource` holds the
+    serialized occurrences of entry i's `resource` field (a parser merges them: parse their
+    concatenation), the rest stays bytes; change `.resource` and `SerializeToString()` the view.
+    Raises WireError."""
+    try:
+        return _RESOURCE_VIEW.FromString(data)
+    except DecodeError as exc:
+        raise WireError(str(exc)) from None
 
 
 @dataclass(slots=True)

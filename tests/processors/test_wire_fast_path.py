@@ -214,3 +214,50 @@ def test_unrolled_fnv_equals_the_loop(tid: bytes, seed: int) -> None:
 
     h = fnv1a32(seed.to_bytes(4, "little"))
     assert fnv1a32_16(tid, h) == fnv1a32(tid, h)
+
+
+resource_actions = st.lists(st.one_of(
+    action_lists.map(lambda acts: acts[0]),
+    st.builds(lambda key, action: ActionConfig(key=key, action=action), st.sampled_from(KEYS),
+              st.sampled_from(["delete", "hash"])),
+    st.builds(lambda key, to: ActionConfig(key=key, action="convert", converted_type=to), st.sampled_from(KEYS),
+              st.sampled_from(["int", "double", "string"])),
+    st.builds(lambda key, value, action: ActionConfig(key=key, value=value, action=action), st.sampled_from(KEYS),
+              values, st.sampled_from(["update", "upsert"]))), min_size=1, max_size=3)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(requests(), resource_actions, st.booleans())
+def test_resource_fast_path_equals_upb(req: ExportTraceServiceRequest, actions: list[ActionConfig],
+                                       parsed: bool) -> None:
+    from pipelines.processors.resource import Config as ResourceConfig
+    from pipelines.processors.resource import ResourceProcessor
+
+    proc = ResourceProcessor(ResourceConfig(attributes=tuple(actions)), "traces")
+    batch = batch_from(req, parsed=parsed)
+    same(proc.process(batch), proc.process_upb(batch), batch)
+
+
+def test_resource_fast_path_other_signals_and_merged_resources() -> None:
+    from pipelines import otlp
+    from pipelines.processors.resource import Config as ResourceConfig
+    from pipelines.processors.resource import ResourceProcessor
+    from tests.processors.build import log_request, metric_request
+
+    acts = (ActionConfig(key="env", value="prod", action="upsert"), ActionConfig(key="a", action="delete"))
+    for signal, req in (("logs", log_request([{"x": 1}], {"service.name": "s", "a": 1})),
+                        ("metrics", metric_request([{"x": 1}], {"service.name": "s", "a": 1}))):
+        proc = ResourceProcessor(ResourceConfig(attributes=acts), signal)
+        data = req.SerializeToString()
+        batch = Batch(signal, data, 1, RequestContext(), otlp.parse(signal, data))  # type: ignore[arg-type]
+        same(proc.process(batch), proc.process_upb(batch), batch)
+    # A resource field that occurs twice is one merged resource to a parser; so it is here.
+    res1 = wire.field_bytes(0x0A, wire.field_bytes(0x0A, b"\x0a\x01a\x12\x02\x18\x01"))  # attributes a=1
+    res2 = wire.field_bytes(0x0A, wire.field_bytes(0x0A, b"\x0a\x01b\x12\x02\x18\x02"))  # attributes b=2
+    span = Span(trace_id=b"\x07" * 16, span_id=b"\x01" * 8).SerializeToString()
+    data = wire.field_bytes(0x0A, res1 + wire.field_bytes(0x12, wire.field_bytes(0x12, span)) + res2)
+    msg = ExportTraceServiceRequest.FromString(data)
+    assert [kv.key for kv in msg.resource_spans[0].resource.attributes] == ["a", "b"]
+    proc = ResourceProcessor(ResourceConfig(attributes=acts), "traces")
+    batch = Batch("traces", data, 1, RequestContext(), msg)
+    same(proc.process(batch), proc.process_upb(batch), batch)

@@ -14,7 +14,7 @@ from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from pipelines.batch import RequestContext
+from pipelines.batch import Batch, RequestContext
 from pipelines.processors import anyvalue
 
 _CONVERT_TARGETS = ("string", "int", "double")
@@ -335,3 +335,22 @@ def validate_actions(configs: tuple[ActionConfig, ...], field: str) -> list[str]
     if not configs:
         return [f'missing required field "{field}"']
     return [p for i, a in enumerate(configs) for p in a.problems(i)]
+
+
+Walk = Callable[[Any, RequestContext, bool], bool]
+
+
+def apply_to_parse(actions: ActionList, batch: Batch, walk: Walk) -> Batch:
+    """The upb reference path the attributes and resource processors share: `walk(msg, ctx, apply)`
+    visits what the processor owns. Nothing is copied unless something would change; then the
+    actions are applied to this batch's own copy of the parse."""
+    ctx = batch.context
+    data = batch.data()
+    if not actions.may_touch(data):
+        return batch
+    actions.prepare(data)
+    if not walk(batch.message(), ctx, False):
+        return batch
+    out = batch.share()
+    walk(out.mutable_message(), ctx, True)
+    return out

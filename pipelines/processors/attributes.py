@@ -23,7 +23,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from pipelines import otlp, wire
 from pipelines.batch import Batch, RequestContext
-from pipelines.processors.actions import ActionConfig, ActionList, context_value, validate_actions
+from pipelines.processors.actions import ActionConfig, ActionList, apply_to_parse, context_value, validate_actions
 from pipelines.processors.matching import MatchProperties, SpanMatcher, check_for_signal
 
 
@@ -128,16 +128,7 @@ class AttributesProcessor:
 
     def process_upb(self, batch: Batch) -> Batch | None:
         """The reference: the actions applied to the upb parse, span by span."""
-        ctx = batch.context
-        data = batch.data()
-        if not self.actions.may_touch(data):
-            return batch
-        self.actions.prepare(data)
-        if not self._walk(batch.message(), ctx, apply=False):
-            return batch
-        out = batch.with_context(ctx)
-        self._walk(out.mutable_message(), ctx, apply=True)
-        return out
+        return apply_to_parse(self.actions, batch, self._walk)
 
     def _walk(self, msg: Any, ctx: RequestContext, apply: bool) -> bool:
         """Apply the actions (or, with apply=False, tell whether they would change anything)."""

@@ -16,7 +16,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from pipelines import otlp, wire
 from pipelines.batch import Batch, RequestContext
-from pipelines.processors.actions import ActionConfig, ActionList, validate_actions
+from pipelines.processors.actions import ActionConfig, ActionList, apply_to_parse, validate_actions
 
 
 @dataclass(frozen=True)
@@ -55,16 +55,7 @@ class ResourceProcessor:
 
     def process_upb(self, batch: Batch) -> Batch | None:
         """The reference: the actions applied to the upb parse."""
-        ctx = batch.context
-        data = batch.data()
-        if not self.actions.may_touch(data):
-            return batch
-        self.actions.prepare(data)
-        if not self._walk(batch.message(), ctx, apply=False):
-            return batch
-        out = batch.with_context(ctx)
-        self._walk(out.mutable_message(), ctx, apply=True)
-        return out
+        return apply_to_parse(self.actions, batch, self._walk)
 
     def _walk(self, msg: Any, ctx: RequestContext, apply: bool) -> bool:
         act = self.actions.apply if apply else self.actions.touches

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import decimal
 import json
-import math
 import sys
 from dataclasses import dataclass
 from typing import Any, Literal, TextIO
@@ -17,6 +15,7 @@ from gateway.components import Factory
 from gateway.telemetry import UNITS
 from pipelines import otlp
 from pipelines.batch import Batch
+from pipelines.processors import anyvalue
 
 _KINDS = ["Unspecified", "Internal", "Server", "Client", "Producer", "Consumer"]
 _STATUS = ["Unset", "Ok", "Error"]
@@ -36,28 +35,6 @@ class Config:
         return "detailed" if self.loglevel == "debug" else self.verbosity
 
 
-def _go_float(x: float) -> str:
-    """Go's strconv.FormatFloat(x, 'f', -1, 64): shortest digits, never an exponent."""
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "+Inf" if x > 0 else "-Inf"
-    text = format(decimal.Decimal(repr(x)), "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def _raw(v: Any) -> Any:
-    """An AnyValue as plain data, for the JSON text of maps and slices."""
-    kind = v.WhichOneof("value")
-    if kind == "array_value":
-        return [_raw(x) for x in v.array_value.values]
-    if kind == "kvlist_value":
-        return {kv.key: _raw(kv.value) for kv in v.kvlist_value.values}
-    if kind == "bytes_value":
-        return base64.b64encode(v.bytes_value).decode()
-    return getattr(v, kind) if kind else None
-
-
 def as_string(v: Any) -> str:
     """pcommon.Value.AsString()."""
     kind = v.WhichOneof("value")
@@ -70,19 +47,15 @@ def as_string(v: Any) -> str:
     if kind == "int_value":
         return str(v.int_value)
     if kind == "double_value":
-        return _go_float(v.double_value)
+        return anyvalue.format_double(v.double_value, es6=False)
     if kind == "bytes_value":
         return base64.b64encode(v.bytes_value).decode()
-    return json.dumps(_raw(v), separators=(",", ":"), sort_keys=kind == "kvlist_value")
-
-
-_TYPE_NAMES = {None: "Empty", "string_value": "Str", "bool_value": "Bool", "int_value": "Int",
-               "double_value": "Double", "bytes_value": "Bytes", "array_value": "Slice", "kvlist_value": "Map"}
+    return json.dumps(anyvalue.to_raw(v), separators=(",", ":"), sort_keys=kind == "kvlist_value")
 
 
 def any_value(v: Any) -> str:
     """The detailed form, `Str(text)`, as the Collector's otlptext prints a value."""
-    return f"{_TYPE_NAMES[v.WhichOneof('value')]}({as_string(v)})"
+    return f"{anyvalue.type_name(v)}({as_string(v)})"
 
 
 def go_time(ns: int) -> str:

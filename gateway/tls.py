@@ -26,6 +26,19 @@ def _version_errors(min_version: str, max_version: str) -> list[str]:
             if v and v not in _VERSIONS]
 
 
+def _load_pem_chain(ctx: ssl.SSLContext, cert: bytes, key: bytes) -> None:
+    """`load_cert_chain` reads files only: inline PEM goes through a private temporary directory that
+    is removed at once."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="gateway-tls-") as tmp:
+        cert_path, key_path = Path(tmp, "cert.pem"), Path(tmp, "key.pem")
+        cert_path.write_bytes(cert)
+        key_path.touch(mode=0o600)
+        key_path.write_bytes(key)
+        ctx.load_cert_chain(cert_path, key_path)
+
+
 @dataclass(frozen=True)
 class TLSServerConfig:
     cert_file: str = ""
@@ -60,7 +73,8 @@ class TLSServerConfig:
         if self.cert_file and self.key_file:
             ctx.load_cert_chain(self.cert_file, self.key_file)
         else:
-            raise ValueError("inline cert_pem/key_pem is supported for gRPC only; use cert_file and key_file")
+            cert, key, _ = self.read()
+            _load_pem_chain(ctx, cert, key)
         if self.client_ca_file:
             ctx.load_verify_locations(self.client_ca_file)
             ctx.verify_mode = ssl.CERT_REQUIRED

@@ -9,13 +9,17 @@ What a unary gRPC call needs of HTTP/2 (RFC 9113), and all this implements:
 - the connection preface and SETTINGS exchange, PING acknowledgements, GOAWAY both ways;
 - HEADERS (+ CONTINUATION) decoded with HPACK (the `hpack` library: its dynamic table is per
   connection), padding and priority fields skipped;
-- DATA gathered per stream until END_STREAM; receive windows kept open with WINDOW_UPDATE, and the
-  send window respected for our (small) responses;
-- RST_STREAM from the client drops the stream; a stream over `max_concurrent_streams` is refused.
+- DATA gathered per stream until END_STREAM; receive windows kept open with WINDOW_UPDATE; responses
+  sent as the peer's send windows allow, in frames of at most 16 KiB (what every peer accepts);
+- RST_STREAM from the client drops the stream; a stream over `max_concurrent_streams` is refused (a
+  reset stream whose handler still runs keeps counting, so resets cannot pile up handlers).
+A peer that does not read what we send is not read from either (`pause_writing`), so floods of
+PINGs or requests never buffer without bound.
 gRPC on top (the "gRPC over HTTP2" protocol): the length-prefixed message, `grpc-encoding` (gzip,
 deflate, zstd, identity), a message over the size limit refused with RESOURCE_EXHAUSTED as soon as
 its length prefix arrives, and responses as headers + message + trailers, or trailers only on error
-(`grpc-status`, percent-encoded `grpc-message`, `grpc-status-details-bin`).
+(`grpc-status`, percent-encoded `grpc-message`, `grpc-status-details-bin`), kept within the 8 KiB
+of trailers that gRPC clients accept.
 
 Handlers are coroutines `handler(message, metadata) -> response bytes` that raise `GrpcError`.
 """
@@ -57,10 +61,15 @@ OK, UNKNOWN, INTERNAL, UNIMPLEMENTED, RESOURCE_EXHAUSTED, UNAVAILABLE = 0, 2, 13
 
 MAX_WINDOW = 2**31 - 1
 MAX_FRAME = 2**24 - 1  # the largest frame we let a client send (fewer frames, less work per byte)
+FRAME_OUT = 16384  # the largest frame we send: the SETTINGS_MAX_FRAME_SIZE every peer accepts
 CONN_WINDOW = 64 * 1024 * 1024  # replenished when half is used
 MAX_HEADER_LIST = 64 * 1024
 DEFAULT_PEER_WINDOW = 65535
 ACCEPT_ENCODING = "identity,gzip,deflate,zstd"
+# Trailers past 8 KiB (names + values + 32 each) are refused by grpc core (at random, from its soft
+# limit) and grpc-java: the message and details values share this, the message cut to fit.
+MAX_TRAILER_VALUES = 7 * 1024
+MAX_GRPC_MESSAGE = 4096
 
 _U32 = struct.Struct(">I")
 _SETTING = struct.Struct(">HI")
@@ -119,23 +128,30 @@ RESPONSE_HEADERS = _STATUS_200 + _CONTENT_TYPE + _literal("grpc-accept-encoding"
 OK_TRAILERS = _literal("grpc-status", "0")
 
 
-def percent_encode(message: str) -> bytes:
-    """`grpc-message`: UTF-8, with bytes outside printable ASCII and '%' percent-encoded."""
+def percent_encode(message: str, limit: int = MAX_GRPC_MESSAGE) -> bytes:
+    """`grpc-message`: UTF-8, with bytes outside printable ASCII and '%' percent-encoded; cut at a
+    character to at most `limit` bytes."""
     out = bytearray()
-    for b in message.encode():
-        if 0x20 <= b <= 0x7E and b != 0x25:
-            out.append(b)
-        else:
-            out += b"%%%02X" % b
+    for ch in message:
+        raw = ch.encode(errors="replace")  # a lone surrogate becomes "?"
+        piece = raw if " " <= ch <= "~" and ch != "%" else b"".join(b"%%%02X" % b for b in raw)
+        if len(out) + len(piece) > limit:
+            break
+        out += piece
     return bytes(out)
 
 
 def error_trailers(code: int, message: str, details: bytes | None) -> bytes:
     block = RESPONSE_HEADERS + _literal("grpc-status", str(code))
+    encoded = base64.b64encode(details).rstrip(b"=") if details else b""
+    if len(encoded) > MAX_TRAILER_VALUES - 1024:  # no client would take them, nor the status with them
+        log.debug("grpc-status-details-bin of %d bytes left out", len(encoded))
+        encoded = b""
     if message:
-        block += _literal("grpc-message", percent_encode(message[:4096]))
-    if details:
-        block += _literal("grpc-status-details-bin", base64.b64encode(details).rstrip(b"="))
+        limit = min(MAX_GRPC_MESSAGE, MAX_TRAILER_VALUES - len(encoded))
+        block += _literal("grpc-message", percent_encode(message, limit))
+    if encoded:
+        block += _literal("grpc-status-details-bin", encoded)
     return block
 
 
@@ -156,6 +172,7 @@ class _Stream:
     compressed: int = 0
     refused: bool = False  # answered early (too large): further data is dropped
     send_window: int = 0
+    handling: bool = False  # its handler runs
 
 
 class _Connection(asyncio.Protocol):
@@ -171,8 +188,9 @@ class _Connection(asyncio.Protocol):
         self.continuing: tuple[int, int, bytearray] | None = None  # (stream, flags, block so far)
         self.peer_window = DEFAULT_PEER_WINDOW  # for streams the peer has not told us about
         self.conn_send_window = DEFAULT_PEER_WINDOW
-        self.blocked: list[tuple[int, bytes, bytes]] = []  # responses waiting for send window
+        self.blocked: list[tuple[int, bytes]] = []  # (stream, the rest of its response) waiting for send window
         self.tasks: set[asyncio.Task[None]] = set()
+        self.orphans: set[int] = set()  # streams the client reset while their handler runs
         self.goaway_sent = False
         self.peer_goaway = False
         self.out: list[bytes] = []  # frames to write
@@ -195,6 +213,16 @@ class _Connection(asyncio.Protocol):
         self.server.connections.discard(self)
         self.streams.clear()
         self.transport = None
+
+    def pause_writing(self) -> None:
+        # The peer is not reading what we send: read no more from it (each PING, SETTINGS or request
+        # read would add to what waits for it) until it does.
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None:
+            self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         buf = self.buf
@@ -230,6 +258,8 @@ class _Connection(asyncio.Protocol):
             self._goaway(exc.code, str(exc))
             return
         self._send_now()
+        if self.peer_goaway and not self.streams:
+            self._close()
 
     def _send_now(self) -> None:
         out = self.out
@@ -295,13 +325,18 @@ class _Connection(asyncio.Protocol):
                 if not flags & ACK:
                     self._settings(mv[start:end])
                     out.append(frame(SETTINGS, ACK, 0))
+                    self._unblock(out)  # a larger SETTINGS_INITIAL_WINDOW_SIZE opens stream windows
             elif kind == PING:
                 if not flags & ACK:
                     out.append(frame(PING, ACK, 0, bytes(mv[start:end])))
             elif kind == WINDOW_UPDATE:
+                if length != 4:
+                    raise ConnectionError_(FRAME_SIZE_ERROR, f"WINDOW_UPDATE of {length} bytes")
                 self._window_update(sid, _U32.unpack_from(mv, start)[0] & 0x7FFFFFFF, out)
             elif kind == RST_STREAM:
-                streams.pop(sid, None)
+                st = streams.pop(sid, None)
+                if st is not None and st.handling:
+                    self.orphans.add(sid)
             elif kind == GOAWAY:
                 self.peer_goaway = True
             elif kind == PUSH_PROMISE:
@@ -310,8 +345,6 @@ class _Connection(asyncio.Protocol):
         if self.unacked >= CONN_WINDOW // 2:
             out.append(frame(WINDOW_UPDATE, 0, 0, _U32.pack(self.unacked)))
             self.unacked = 0
-        if self.peer_goaway and not self.streams and not self.tasks:
-            self._close()
         return pos
 
     @staticmethod
@@ -345,10 +378,15 @@ class _Connection(asyncio.Protocol):
             st = self.streams.get(sid)
             if st is not None:
                 st.send_window += increment
+        self._unblock(out)
+
+    def _unblock(self, out: list[bytes]) -> None:
         if self.blocked:
             waiting, self.blocked = self.blocked, []
-            for b_sid, headers, data in waiting:
-                self._respond(b_sid, headers, data, out)
+            for sid, data in waiting:
+                st = self.streams.get(sid)
+                if st is not None:
+                    self._send(sid, st, data, out)
 
     def _headers(self, sid: int, flags: int, block: bytearray, out: list[bytes]) -> None:
         try:
@@ -363,7 +401,7 @@ class _Connection(asyncio.Protocol):
             raise ConnectionError_(PROTOCOL_ERROR, f"bad stream id {sid}")
         self.last_stream = sid
         limit = self.server.max_concurrent_streams
-        if self.goaway_sent or (limit and len(self.streams) >= limit):
+        if self.goaway_sent or (limit and len(self.streams) + len(self.orphans) >= limit):
             out.append(frame(RST_STREAM, 0, sid, _U32.pack(REFUSED_STREAM)))
             return
         self.streams[sid] = _Stream(headers, send_window=self.peer_window)
@@ -412,7 +450,7 @@ class _Connection(asyncio.Protocol):
         method = ""
         metadata: Metadata = []
         for name, value in st.headers:
-            if name[0] == ":":
+            if name[:1] == ":":
                 if name == ":path":
                     path = value
                 elif name == ":method":
@@ -461,11 +499,12 @@ class _Connection(asyncio.Protocol):
                 else:
                     self._finish(sid, error_trailers(INTERNAL, str(exc), None), out)
                 return
-        task = asyncio.get_running_loop().create_task(self._call(sid, handler, message, metadata))
+        st.handling = True
+        task = asyncio.get_running_loop().create_task(self._call(sid, st, handler, message, metadata))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _call(self, sid: int, handler: Handler, message: bytes, metadata: Metadata) -> None:
+    async def _call(self, sid: int, st: _Stream, handler: Handler, message: bytes, metadata: Metadata) -> None:
         try:
             response = await handler(message, metadata)
         except GrpcError as exc:
@@ -475,12 +514,15 @@ class _Connection(asyncio.Protocol):
             self._finish(sid, error_trailers(UNKNOWN, "internal error in the gateway", None), self.out)
         else:
             self._respond(sid, RESPONSE_HEADERS, b"\x00" + _U32.pack(len(response)) + response, self.out)
+        finally:
+            st.handling = False
+            self.orphans.discard(sid)
         self._send_soon()
 
     def _flush(self) -> None:
         self.flush_scheduled = False
         self._send_now()
-        if (self.peer_goaway and not self.streams and not self.tasks) or (self.goaway_sent and not self.streams):
+        if (self.peer_goaway or self.goaway_sent) and not self.streams:
             self._close()
 
     def _finish(self, sid: int, trailers_only: bytes, out: list[bytes]) -> None:
@@ -492,15 +534,24 @@ class _Connection(asyncio.Protocol):
         if st is None:
             return  # the client reset the stream: nobody is listening
         if data:
-            window = st.send_window
-            if len(data) > min(window, self.conn_send_window):
-                self.blocked.append((sid, headers, data))
-                return
-            self.conn_send_window -= len(data)
-            out.append(frame(HEADERS, END_HEADERS, sid, headers) + frame(DATA, 0, sid, data)
-                       + frame(HEADERS, END_HEADERS | END_STREAM, sid, OK_TRAILERS))
+            out.append(frame(HEADERS, END_HEADERS, sid, headers))
+            self._send(sid, st, data, out)
         else:
             out.append(frame(HEADERS, END_HEADERS | END_STREAM, sid, headers))
+            self.streams.pop(sid, None)
+
+    def _send(self, sid: int, st: _Stream, data: bytes, out: list[bytes]) -> None:
+        """As much of `data` as the peer's windows allow (the rest waits for its WINDOW_UPDATE), then
+        the OK trailers."""
+        n = max(0, min(len(data), st.send_window, self.conn_send_window))
+        if n:
+            st.send_window -= n
+            self.conn_send_window -= n
+            out.extend(frame(DATA, 0, sid, data[i: min(i + FRAME_OUT, n)]) for i in range(0, n, FRAME_OUT))
+        if n < len(data):
+            self.blocked.append((sid, data[n:]))
+            return
+        out.append(frame(HEADERS, END_HEADERS | END_STREAM, sid, OK_TRAILERS))
         self.streams.pop(sid, None)
 
     # -- ending

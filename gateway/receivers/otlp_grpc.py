@@ -57,7 +57,9 @@ class GrpcServer:
                 return result.response
             name = WIRE_CODES[result.outcome][0]
             code = getattr(code_pb2, name)
-            details = _status_details(name, result.message, result.retry_after) \
+            # The details repeat the message: cut there, so they fit in the trailers with it and the
+            # RetryInfo always reaches the client.
+            details = _status_details(name, result.message[:1024], result.retry_after) \
                 if result.retry_after is not None else None
             raise GrpcError(code, result.message, details)
 

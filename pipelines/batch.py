@@ -38,9 +38,12 @@ class Batch:
 
     `message()` gives a parse that may be shared with other pipelines: read it only.
     `mutable_message()` gives a message this batch owns; after changing it, call `changed()`.
+    `ids`: what `otlp.check` learnt about the bytes (the receiver's; None when unchecked). It says the
+    bytes parse, and holds facts about their ids; it goes with the bytes, so it is dropped when they
+    change, and a processor that makes new bytes does not pass it on.
     """
 
-    __slots__ = ("_data", "_msg", "_owned", "context", "items", "signal")
+    __slots__ = ("_data", "_msg", "_owned", "context", "ids", "items", "signal")
 
     def __init__(
         self,
@@ -50,15 +53,19 @@ class Batch:
         context: RequestContext = EMPTY_CONTEXT,
         msg: Any = None,
         owned: bool = False,
+        ids: otlp.Checked | None = None,
     ) -> None:
         if data is None and msg is None:
             raise ValueError("a batch needs bytes or a message")
+        if ids is not None and data is None:
+            raise ValueError("checked ids describe bytes")
         self.signal: Signal = signal
         self._data = data
-        self._msg = msg
+        self._msg = msg if msg is not None or ids is None else ids.msg
         self._owned = owned
         self.items = items
         self.context = context
+        self.ids = ids
 
     @classmethod
     def from_message(cls, signal: Signal, msg: Any, context: RequestContext = EMPTY_CONTEXT) -> Batch:
@@ -82,20 +89,22 @@ class Batch:
             self._msg = otlp.parse(self.signal, self.data())
             self._owned = True
         self._data = None
+        self.ids = None
         return self._msg
 
     def changed(self) -> None:
         """Recount and drop stale bytes after the owned message was modified."""
         self._data = None
+        self.ids = None
         self.items = otlp.count_items(self.signal, self._msg)
 
     def share(self) -> Batch:
         """A new handle on the same data for another branch of a fan-out: its `mutable_message()`
         copies, so no branch sees another's changes."""
-        return Batch(self.signal, self._data, self.items, self.context, self._msg, owned=False)
+        return Batch(self.signal, self._data, self.items, self.context, self._msg, owned=False, ids=self.ids)
 
     def with_context(self, context: RequestContext) -> Batch:
-        return Batch(self.signal, self._data, self.items, context, self._msg, owned=False)
+        return Batch(self.signal, self._data, self.items, context, self._msg, owned=False, ids=self.ids)
 
     def __repr__(self) -> str:
         return f"Batch({self.signal}, items={self.items}, tenant={self.context.tenant!r})"

@@ -80,7 +80,8 @@ class AttributesProcessor:
 
     def _process_wire(self, batch: Batch, data: bytes, ctx: RequestContext) -> Batch | None:
         """The fast path; None where the bytes need the upb path."""
-        batch.message()  # the receiver's parse: free there, and the same errors as the upb path elsewhere
+        if batch.ids is None:  # checked bytes parse; others raise here what the upb path raises
+            batch.message()
         suffix = []
         checks = []
         for a, fld in zip(self.actions.actions, self._fields, strict=True):

@@ -14,8 +14,11 @@ tracestate already carrying rv/th in hash_seed mode, an inconsistent th) drop th
 The decision depends on the trace id and tracestate only, so every span of a trace gets the same one
 in any process; the only attribute read is `sampling.priority`.
 
-Fast path: trace ids and trace states are read from the batch's parse (the receiver's, or the one of
-the batch an earlier wire-level processor rewrote: `pipelines.wire.source_of`), decisions are made
+Fast path: trace ids and trace states are read from the batch (or from the batch an earlier
+wire-level processor rewrote: `pipelines.wire.source_of`): where the receiver's check
+(`pipelines.otlp.check`, `Batch.ids`) found every span's bytes beginning with its only trace_id and
+no trace_state, the ids are sliced from the span bodies in C and every state is ""; else they are read
+from the batch's parse. Decisions are made
 per (tracestate, priority) as a rule on the trace id (`_rule`: a threshold compared with the id's low
 56 bits as bytes, or the hash), and the output is the kept spans' bytes (`pipelines.wire.rebuild`),
 each with its new `trace_state` field appended where it changes. `process_upb` stays the reference.
@@ -26,6 +29,7 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from google.protobuf.message import DecodeError
@@ -154,6 +158,7 @@ Decision = tuple[bool, str | None]
 Rule = tuple[Any, ...] | None
 _ZERO_ID = bytes(16)
 _ANY_ID = b"\x01" * 16
+_LEADING_TRACE_ID = itemgetter(slice(2, 18))  # of a span body that begins with its trace_id field
 
 
 def _state_field(state: str) -> bytes:
@@ -273,19 +278,28 @@ class ProbabilisticSampler:
         data = batch.data()
         source = wire.source_of(data)
         if source is not None:
-            req, msg = source[0], source[1].message()
+            req, origin = source
         else:
             try:
                 req = wire.walk(data)
             except wire.WireError:
                 return self.process_upb(batch)
-            msg = batch.message()
-        spans = [sp for rs in msg.resource_spans for ss in rs.scope_spans for sp in ss.spans]
-        n = len(spans)
-        if n != len(req):
-            return self.process_upb(batch)
-        tids = [sp.trace_id for sp in spans]
-        states = [sp.trace_state for sp in spans]
+            origin = batch
+        checked = origin.ids
+        states: list[str] | None
+        if checked is not None and checked.ids_first and checked.plain_states:
+            # `req.bodies` are the checked bytes' spans (a rewrite keeps its source's ids and states).
+            tids = list(map(_LEADING_TRACE_ID, req.bodies))
+            states = None
+            n = len(tids)
+        else:
+            msg = origin.message()
+            spans = [sp for rs in msg.resource_spans for ss in rs.scope_spans for sp in ss.spans]
+            n = len(spans)
+            if n != len(req):
+                return self.process_upb(batch)
+            tids = [sp.trace_id for sp in spans]
+            states = [sp.trace_state for sp in spans]
         prios: list[int] | None = None
         if _PRIORITY_BYTES in data:
             # The priority is an attribute: read from the bytes as they are now (an earlier processor
@@ -297,11 +311,11 @@ class ProbabilisticSampler:
                 except DecodeError:
                     return self.process_upb(batch)
         extra: list[bytes | None]
-        first = states[0] if n else ""
-        if prios is None and states.count(first) == n:
+        first = states[0] if states else ""
+        if prios is None and (states is None or states.count(first) == n):
             extra = self._decide_uniform(tids, first)
         else:
-            extra = self._decide_each(tids, states, prios)
+            extra = self._decide_each(tids, [""] * n if states is None else states, prios)
         dropped = extra.count(None)
         if dropped == n:
             return None

@@ -38,7 +38,8 @@ class ResourceProcessor:
         if not self.actions.may_touch(data):
             return batch
         self.actions.prepare(data)
-        batch.message()  # the receiver's parse: free there, and the same errors as the upb path elsewhere
+        if batch.ids is None:  # checked bytes parse; others raise here what the upb path raises
+            batch.message()
         try:
             view = wire.resources(data)
             parsed = [Resource.FromString(b"".join(entry.resource)) for entry in view.resources]

@@ -13,11 +13,18 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from pipelines import otlp, schema_views, wire
+from pipelines.batch import Batch, RequestContext
 from pipelines.errors import PermanentError
+from pipelines.processors.attributes import AttributesProcessor
+from pipelines.processors.attributes import Config as AttributesConfig
+from pipelines.processors.probabilistic_sampler import Config as SamplerConfig
+from pipelines.processors.probabilistic_sampler import ProbabilisticSampler
+from tests.processors.test_wire_fast_path import SAMPLERS, action_lists, requests, same
 
 
 def fld(number: int, payload: bytes) -> bytes:
@@ -267,6 +274,7 @@ def test_metrics_check_is_parse_and_validate_and_keeps_the_parse() -> None:
     data = metric_request([{"a": 1}, {"b": 2}]).SerializeToString()
     n, info = otlp.check("metrics", data)
     assert n == 2 and info.msg is not None
+    assert Batch("metrics", data, n, ids=info).message() is info.msg
     with pytest.raises(PermanentError, match="cannot decode OTLP metrics"):
         otlp.check("metrics", b"\x0a\x05")
 
@@ -354,6 +362,64 @@ def test_views_reject_bad_utf8_anywhere_as_the_real_parse_does() -> None:
             proto = descriptor_pb2.FileDescriptorProto()
             dep.CopyToProto(proto)
             assert proto.syntax == "proto3"
+
+
+def test_batch_carries_ids_with_its_bytes_only() -> None:
+    data = one_span(canonical())
+    n, info = otlp.check("traces", data)
+    batch = Batch("traces", data, n, RequestContext("t"), ids=info)
+    assert batch.share().ids is info and batch.with_context(RequestContext("u")).ids is info
+    assert batch.message().resource_spans[0].scope_spans[0].spans[0].trace_id == TID  # parsed when asked
+    owned = batch.share()
+    owned.mutable_message().resource_spans[0].scope_spans[0].spans[0].name = "x"
+    assert owned.ids is None and batch.ids is info
+    owned.changed()
+    assert owned.ids is None
+    with pytest.raises(ValueError):
+        Batch("traces", None, 1, msg=batch.message(), ids=info)
+
+
+# -- the sampler with and without the check's ids
+
+
+def _plain(req: ExportTraceServiceRequest, states: bool) -> ExportTraceServiceRequest:
+    if not states:
+        for rs in req.resource_spans:
+            for ss in rs.scope_spans:
+                for sp in ss.spans:
+                    sp.trace_state = ""
+    return req
+
+
+def _pair(req: ExportTraceServiceRequest) -> tuple[Batch, Batch]:
+    data = req.SerializeToString()
+    n, info = otlp.check("traces", data)
+    ctx = RequestContext("t", {"env": ("prod",)})
+    return Batch("traces", data, n, ctx, ids=info), Batch("traces", data, n, ctx, otlp.parse("traces", data))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(requests(), st.booleans(), SAMPLERS)
+def test_sampler_decides_the_same_with_the_ids(req: ExportTraceServiceRequest, states: bool,
+                                               config: SamplerConfig) -> None:
+    s = ProbabilisticSampler(config)
+    with_ids, parsed = _pair(_plain(req, states))
+    assert with_ids.ids is not None and with_ids.ids.ids_first and (states or with_ids.ids.plain_states)
+    same(s.process(with_ids), s.process(parsed), with_ids, parsed)
+    same(s.process(with_ids), s.process_upb(parsed), with_ids, parsed)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(requests(), st.booleans(), action_lists, SAMPLERS)
+def test_attributes_then_sampler_the_same_with_the_ids(req: ExportTraceServiceRequest, states: bool, actions: Any,
+                                                       config: SamplerConfig) -> None:
+    """The sampler reads the ids of the batch the attributes processor rewrote (`wire.source_of`)."""
+    proc = AttributesProcessor(AttributesConfig(actions=tuple(actions)), "traces")
+    s = ProbabilisticSampler(config)
+    with_ids, parsed = _pair(_plain(req, states))
+    mid, ref_mid = proc.process(with_ids), proc.process(parsed)
+    assert mid is not None and ref_mid is not None
+    same(s.process(mid), s.process_upb(ref_mid), mid, ref_mid)
 
 
 def test_nesting_depth_limit_is_the_real_parse_s() -> None:

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 
 from pipelines.errors import ConsumerError, PermanentError, RetryableError
@@ -28,12 +29,15 @@ RETRYABLE_HTTP_STATUSES = frozenset({429, 502, 503, 504})
 def retry_info_delay(trailing: Iterable[tuple[str, Any]] | None) -> float | None:
     for key, value in trailing or ():
         if key == "grpc-status-details-bin" and isinstance(value, bytes):
-            status = status_pb2.Status.FromString(value)
-            for detail in status.details:
-                if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-                    info = error_details_pb2.RetryInfo()
-                    detail.Unpack(info)
-                    return float(info.retry_delay.ToNanoseconds()) / 1e9
+            try:
+                status = status_pb2.Status.FromString(value)
+                for detail in status.details:
+                    if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                        info = error_details_pb2.RetryInfo()
+                        detail.Unpack(info)
+                        return max(0.0, float(info.retry_delay.ToNanoseconds()) / 1e9)
+            except DecodeError:
+                return None  # details a backend got wrong: no delay asked for
     return None
 
 

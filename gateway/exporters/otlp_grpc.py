@@ -2,28 +2,35 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import os
 import ssl
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
 
 import grpc
+from google.protobuf.message import DecodeError
 
+from gateway import __version__
 from gateway.component import Settings
 from gateway.components import Factory
 from gateway.exporters import classify
+from gateway.exporters.h2client import GrpcCallError, H2Client
 from gateway.exporters.helper import Exporter
 from gateway.exporters.otlp_common import OtlpCommon, log_partial_success
 from gateway.receivers.otlp_grpc import SERVICES
+from gateway.tls import _VERSIONS, TLSClientConfig, _load_pem_chain
 from pipelines import otlp
 from pipelines.batch import Batch
 from pipelines.errors import RetryableError
 
 log = logging.getLogger("gateway.exporter")
 
-_COMPRESSION = {"gzip": grpc.Compression.Gzip, "deflate": grpc.Compression.Deflate,
-                "none": grpc.Compression.NoCompression, "": grpc.Compression.NoCompression}
+_COMPRESSION = ("gzip", "deflate", "none", "")
+# gRPC status code number -> grpc.StatusCode, which `classify` speaks.
+_STATUS = {code.value[0]: code for code in grpc.StatusCode}
+USER_AGENT = f"otel-trace-gateway/{__version__} (asyncio h2)"
+MAX_RESPONSE = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -42,81 +49,100 @@ def target_of(endpoint: str) -> tuple[str, bool | None]:
     for scheme, secure in (("https://", True), ("http://", False)):
         if endpoint.startswith(scheme):
             return endpoint[len(scheme):].rstrip("/"), secure
+    if endpoint.startswith("dns:"):
+        endpoint = endpoint[4:].lstrip("/")
     return endpoint, None
+
+
+def client_ssl_context(tls: TLSClientConfig) -> ssl.SSLContext:
+    """As the Collector's gRPC client: a given CA replaces the system roots (unless
+    include_system_ca_certs_pool), an optional client certificate (files or inline PEM), ALPN "h2";
+    without a CA, grpcio's GRPC_DEFAULT_SSL_ROOTS_FILE_PATH if set, else the system roots."""
+    ca, cert, key = tls.read()
+    if tls.insecure_skip_verify:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    elif ca is not None:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(cadata=ca.decode())
+        if tls.include_system_ca_certs_pool:
+            ctx.load_default_certs()
+    elif os.environ.get("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"):
+        # grpcio's override of its default roots: deployments (and tests) set it, so it stays honoured.
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(cafile=os.environ["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"])
+    else:
+        ctx = ssl.create_default_context()
+    ctx.minimum_version = _VERSIONS.get(tls.min_version or "1.2", ssl.TLSVersion.TLSv1_2)
+    if tls.max_version:
+        ctx.maximum_version = _VERSIONS[tls.max_version]
+    if tls.cert_file and tls.key_file:
+        ctx.load_cert_chain(Path(tls.cert_file), Path(tls.key_file))
+    elif cert is not None and key is not None:
+        _load_pem_chain(ctx, cert, key)
+    ctx.set_alpn_protocols(["h2"])
+    return ctx
 
 
 class GrpcPusher:
     def __init__(self, settings: Settings) -> None:
         self.id = settings.id
         self.config: Config = settings.config
-        self._channel: grpc.aio.Channel | None = None
-        self._calls: dict[str, Any] = {}
-        self._metadata = tuple((k.lower(), v) for k, v in self.config.headers.items())
+        self._client: H2Client | None = None
+        self._paths = {signal: f"/{service}/Export" for signal, service in SERVICES.items()}
 
-    async def _credentials(self, host: str) -> grpc.ChannelCredentials:
-        tls = self.config.tls
-        ca, cert, key = tls.read()
-        if tls.insecure_skip_verify:
-            # gRPC Python cannot turn verification off: trust the certificate the server presents
-            # (fetched off the event loop; the host name is still checked).
-            h, _, p = host.rpartition(":")
-            try:
-                ca = (await asyncio.to_thread(ssl.get_server_certificate, (h.strip("[]"), int(p)), timeout=5)).encode()
-            except OSError as exc:
-                raise RetryableError(f"cannot fetch {host}'s certificate for insecure_skip_verify: {exc}") from None
-        return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
-
-    async def start(self) -> None:
-        try:
-            await self._connect()
-        except RetryableError as exc:
-            # A backend that is down at start must not stop the gateway: connect again on the first push.
-            log.warning("exporter %s: %s; will retry", self.id, exc)
-
-    async def _connect(self) -> None:
+    def _make_client(self) -> H2Client:
         cfg = self.config
         target, scheme_secure = target_of(cfg.endpoint)
         secure = scheme_secure if scheme_secure is not None else not cfg.tls.insecure
-        options: list[tuple[str, Any]] = [
-            ("grpc.max_send_message_length", -1),
-            ("grpc.max_receive_message_length", 16 * 1024 * 1024),
-        ]
-        if cfg.tls.server_name_override:
-            options.append(("grpc.ssl_target_name_override", cfg.tls.server_name_override))
-        compression = _COMPRESSION[cfg.compression]
-        if secure:
-            self._channel = grpc.aio.secure_channel(target, await self._credentials(target), options, compression)
-        else:
-            self._channel = grpc.aio.insecure_channel(target, options, compression)
-        for signal, service in SERVICES.items():
-            self._calls[signal] = self._channel.unary_unary(
-                f"/{service}/Export",
-                request_serializer=None,
-                response_deserializer=otlp.SHAPES[signal].response.FromString,
-            )
+        try:
+            ctx = client_ssl_context(cfg.tls) if secure else None
+        except (OSError, ValueError) as exc:  # unreadable or invalid CA / certificate / key
+            raise RetryableError(f"TLS settings of {self.id}: {exc}") from None
+        override = cfg.tls.server_name_override or None
+        return H2Client(
+            target, ssl_context=ctx, server_hostname=override, authority=override,
+            metadata=[(k.lower(), v) for k, v in cfg.headers.items()],
+            compression=cfg.compression, user_agent=USER_AGENT, max_response=MAX_RESPONSE,
+            connect_timeout=max(cfg.timeout or 20.0, 1.0),
+        )
+
+    async def start(self) -> None:
+        # Connections are made on the first push: a backend that is down at start must not stop the gateway.
+        try:
+            self._client = self._make_client()
+        except RetryableError as exc:
+            log.warning("exporter %s: %s; will retry", self.id, exc)
 
     def metadata(self, batch: Batch) -> tuple[tuple[str, str], ...]:
+        """Per-call metadata beyond the configured headers: the tenant header."""
         tenant = batch.context.tenant
         if self.config.tenant_header and tenant:
-            return (*self._metadata, (self.config.tenant_header.lower(), tenant))
-        return self._metadata
+            return ((self.config.tenant_header.lower(), tenant),)
+        return ()
 
     async def push(self, batch: Batch) -> int:
         """Send a batch; return how many items the backend rejected in a partial-success answer."""
-        if self._channel is None:
-            await self._connect()
-        call = self._calls[batch.signal]
+        client = self._client
+        if client is None:
+            client = self._client = self._make_client()
         try:
-            response = await call(batch.data(), timeout=self.config.timeout or None, metadata=self.metadata(batch))
-        except grpc.aio.AioRpcError as exc:
-            trailing: Any = exc.trailing_metadata()
-            raise classify.from_grpc(exc.code(), exc.details() or "", trailing) from None
+            data = await client.unary(self._paths[batch.signal], batch.data(), self.metadata(batch),
+                                      self.config.timeout or None)
+        except GrpcCallError as exc:
+            code = _STATUS.get(exc.code, grpc.StatusCode.UNKNOWN)
+            raise classify.from_grpc(code, exc.message, exc.trailing) from None
+        try:
+            response = otlp.SHAPES[batch.signal].response.FromString(data)
+        except DecodeError as exc:
+            raise RetryableError(f"gRPC: cannot parse the backend's response: {exc}") from None
         return log_partial_success(self.id, batch.signal, response)
 
     async def shutdown(self) -> None:
-        if self._channel is not None:
-            await self._channel.close(None)
-            self._channel = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
 
 def create(settings: Settings) -> Exporter:

@@ -1,0 +1,836 @@
+"""A gRPC client for unary calls, on asyncio and our own HTTP/2 framing (the counterpart of
+`gateway.receivers.h2grpc`).
+
+Why not grpcio's aio channel: each call hops between gRPC core's threads, its poller and the event
+loop, about 2.6 ms of CPU per 3 MB export; here a call is framed, sent and read on the event loop.
+
+Of HTTP/2 (RFC 9113): one connection, h2c with prior knowledge or TLS with ALPN "h2"; SETTINGS
+(MAX_CONCURRENT_STREAMS waited for, MAX_FRAME_SIZE, INITIAL_WINDOW_SIZE) and PING acknowledged; send
+and receive flow control; HEADERS + CONTINUATION (HPACK decoding by `hpack`, our own blocks never
+indexed); RST_STREAM; GOAWAY (streams above its last id fail, new calls use a new connection).
+Of gRPC: the length-prefixed message, gzip/deflate, `grpc-timeout`, Trailers-Only responses,
+`grpc-status` / `grpc-message` / `grpc-status-details-bin`, and the HTTP-to-gRPC and HTTP/2-error-to-gRPC
+code tables. Every failure is a `GrpcCallError`; transport failures and anything malformed from the
+peer are UNAVAILABLE, the deadline DEADLINE_EXCEEDED (the stream is then reset with CANCEL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import math
+import ssl
+import struct
+import time
+import urllib.parse
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import cast
+
+import hpack
+
+from gateway.receivers.h2grpc import (
+    ACK,
+    COMPRESSION_ERROR,
+    CONTINUATION,
+    DATA,
+    DEFAULT_PEER_WINDOW,
+    END_HEADERS,
+    END_STREAM,
+    FLOW_CONTROL_ERROR,
+    FRAME_SIZE_ERROR,
+    GOAWAY,
+    HEADERS,
+    INTERNAL_ERROR,
+    MAX_WINDOW,
+    NO_ERROR,
+    PADDED,
+    PING,
+    PREFACE,
+    PRIORITY_FLAG,
+    PROTOCOL_ERROR,
+    PUSH_PROMISE,
+    REFUSED_STREAM,
+    RST_STREAM,
+    S_ENABLE_PUSH,
+    S_INITIAL_WINDOW_SIZE,
+    S_MAX_CONCURRENT_STREAMS,
+    S_MAX_FRAME_SIZE,
+    S_MAX_HEADER_LIST_SIZE,
+    SETTINGS,
+    WINDOW_UPDATE,
+    ConnectionError_,
+    frame,
+)
+
+log = logging.getLogger("gateway.exporter.h2")
+
+# gRPC status codes
+OK, CANCELLED, UNKNOWN, DEADLINE_EXCEEDED = 0, 1, 2, 4
+PERMISSION_DENIED, RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, UNAUTHENTICATED = 7, 8, 12, 13, 14, 16
+CANCEL, ENHANCE_YOUR_CALM, INADEQUATE_SECURITY = 0x8, 0xB, 0xC
+
+# The gRPC spec's tables: an HTTP status without grpc-status, and an HTTP/2 RST_STREAM error code.
+HTTP_TO_GRPC = {400: INTERNAL, 401: UNAUTHENTICATED, 403: PERMISSION_DENIED, 404: UNIMPLEMENTED,
+                429: UNAVAILABLE, 502: UNAVAILABLE, 503: UNAVAILABLE, 504: UNAVAILABLE}
+RST_TO_GRPC = {REFUSED_STREAM: UNAVAILABLE, CANCEL: CANCELLED, ENHANCE_YOUR_CALM: RESOURCE_EXHAUSTED,
+               INADEQUATE_SECURITY: PERMISSION_DENIED}  # every other code: INTERNAL
+
+MIN_FRAME = 16384
+RECV_MAX_FRAME = 1 << 20  # the largest frame we accept
+STREAM_WINDOW = 4 * 1024 * 1024  # per response stream, replenished when half is used
+CONN_WINDOW = 16 * 1024 * 1024
+MAX_HEADER_LIST = 64 * 1024
+MAX_STREAM_ID = 2**31 - 1
+OFFLOAD_COMPRESSION = 1024 * 1024  # compress messages at least this large in a worker thread
+ACCEPT_ENCODING = "identity,gzip,deflate"
+
+_U32 = struct.Struct(">I")
+_SETTING = struct.Struct(">HI")
+
+Trailing = list[tuple[str, str | bytes]]
+
+
+class GrpcCallError(Exception):
+    """A call that did not return OK: the gRPC status code, its message, and the trailing metadata
+    (`-bin` values decoded to bytes)."""
+
+    def __init__(self, code: int, message: str, trailing: Trailing | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.trailing: Trailing = trailing or []
+
+
+class _NotSent(Exception):
+    """The connection cannot take a new stream; nothing of the call went out: use another connection."""
+
+
+def _malformed(why: str) -> GrpcCallError:
+    return GrpcCallError(UNAVAILABLE, f"malformed response: {why}")
+
+
+# -- HPACK encoding: static-table names and literals "without indexing" (as in h2grpc).
+def _hpack_int(value: int, prefix_bits: int, first: int = 0) -> bytes:
+    limit = (1 << prefix_bits) - 1
+    if value < limit:
+        return bytes((first | value,))
+    out = bytearray((first | limit,))
+    value -= limit
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _hpack_str(s: bytes) -> bytes:
+    return _hpack_int(len(s), 7) + s
+
+
+def _literal(name: str, value: str) -> bytes:
+    return b"\x00" + _hpack_str(name.encode()) + _hpack_str(value.encode())
+
+
+def _indexed_name(index: int, value: str) -> bytes:
+    return _hpack_int(index, 4) + _hpack_str(value.encode())
+
+
+def grpc_timeout(seconds: float) -> str:
+    """`grpc-timeout`: at most 8 digits and a unit."""
+    ms = max(1, math.ceil(seconds * 1000))
+    return f"{ms}m" if ms < 10**8 else f"{min(10**8 - 1, math.ceil(seconds))}S"
+
+
+def compress(data: bytes, encoding: str) -> bytes:
+    return zlib.compress(data, 6, wbits=31 if encoding == "gzip" else 15)
+
+
+def _head(length: int, kind: int, flags: int, sid: int) -> bytes:
+    return bytes((length >> 16, (length >> 8) & 0xFF, length & 0xFF, kind, flags)) + _U32.pack(sid)
+
+
+@dataclass(slots=True, eq=False)
+class _Call:
+    sid: int
+    send_window: int
+    done: asyncio.Future[bytes]
+    recv_window: int = STREAM_WINDOW
+    recv_unacked: int = 0
+    headers: list[tuple[str, str]] | None = None
+    parts: list[bytes] = field(default_factory=list)
+    size: int = 0
+    reset: bool = False  # RST_STREAM sent or received: nothing more to send on it
+
+
+class _Connection(asyncio.Protocol):
+    """One HTTP/2 connection: frames in (`data_received`), calls out (`call`)."""
+
+    def __init__(self, max_response: int) -> None:
+        self.max_response = max_response
+        loop = asyncio.get_running_loop()
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.out: list[bytes] = []
+        self.decoder = hpack.Decoder(max_header_list_size=MAX_HEADER_LIST)
+        self.calls: dict[int, _Call] = {}
+        self.next_sid = 1
+        self.settled: asyncio.Future[None] = loop.create_future()  # the server's first SETTINGS
+        self.lost: asyncio.Future[None] = loop.create_future()
+        self.error: GrpcCallError | None = None  # set once the connection is unusable
+        self.goaway = False  # no new streams (GOAWAY received, or stream ids used up)
+        self.max_streams = MAX_STREAM_ID
+        self.max_frame = MIN_FRAME
+        self.peer_initial_window = DEFAULT_PEER_WINDOW
+        self.send_window = DEFAULT_PEER_WINDOW
+        self.recv_window = CONN_WINDOW
+        self.recv_unacked = 0
+        self.continuing: tuple[int, int, bytearray] | None = None
+        self.paused = False
+        self.waiters: list[asyncio.Future[None]] = []
+
+    def usable(self) -> bool:
+        return self.error is None and not self.goaway and self.transport is not None
+
+    # -- asyncio
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        settings = [(S_ENABLE_PUSH, 0), (S_INITIAL_WINDOW_SIZE, STREAM_WINDOW), (S_MAX_FRAME_SIZE, RECV_MAX_FRAME),
+                    (S_MAX_HEADER_LIST_SIZE, MAX_HEADER_LIST)]
+        transport.write(PREFACE + frame(SETTINGS, 0, 0, b"".join(_SETTING.pack(k, v) for k, v in settings))
+                        + frame(WINDOW_UPDATE, 0, 0, _U32.pack(CONN_WINDOW - DEFAULT_PEER_WINDOW)))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        why = f"connection lost: {exc}" if exc else "connection closed by the server"
+        self._fail_all(GrpcCallError(UNAVAILABLE, why))
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self._wake()
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        try:
+            buf += data
+            with memoryview(buf) as mv:
+                consumed = self._frames(mv)
+            del buf[:consumed]
+        except ConnectionError_ as exc:
+            self.abort(exc.code, f"protocol error: {exc}")
+        except Exception as exc:  # a peer must never crash us: whatever it sent ends the connection
+            log.debug("HTTP/2 client: unexpected failure reading frames", exc_info=True)
+            self.abort(INTERNAL_ERROR, f"cannot read the server's frames: {exc!r}")
+        self._send_now()
+
+    def _send_now(self) -> None:
+        if self.out:
+            if self.transport is not None:
+                self.transport.write(b"".join(self.out))
+            self.out.clear()
+
+    def _wake(self) -> None:
+        waiters, self.waiters = self.waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    async def _wait(self) -> None:
+        w = self.loop.create_future()
+        self.waiters.append(w)
+        await w
+
+    # -- ending
+    def _fail_all(self, error: GrpcCallError) -> None:
+        if self.error is None:
+            self.error = error
+        calls, self.calls = self.calls, {}
+        for call in calls.values():
+            if not call.done.done():
+                call.done.set_exception(error)
+        if not self.settled.done():
+            self.settled.set_exception(error)
+            self.settled.exception()  # retrieved: whoever connects reads it from `error`
+        self._wake()
+
+    def abort(self, code: int, why: str) -> None:
+        """End the connection: GOAWAY(code) and close; every call fails as UNAVAILABLE."""
+        log.debug("HTTP/2 client: closing the connection: %s", why)
+        if self.transport is not None:
+            self._send_now()
+            self.transport.write(frame(GOAWAY, 0, 0, _U32.pack(0) + _U32.pack(code) + why.encode()[:256]))
+            self.transport.close()
+            self.transport = None
+        self.out.clear()
+        self._fail_all(GrpcCallError(UNAVAILABLE, why))
+
+    def close(self, why: str) -> None:
+        """Drop the connection at once (no TLS close_notify to wait for); every call fails as UNAVAILABLE."""
+        if self.transport is not None:
+            self.transport.abort()
+            self.transport = None
+        self._fail_all(GrpcCallError(UNAVAILABLE, why))
+
+    def _finished(self) -> None:
+        """A call left `calls`: a stream slot is free; a connection told to go away closes once idle."""
+        if self.goaway and not self.calls and self.transport is not None:
+            self.transport.close()
+        self._wake()
+
+    def _reset(self, call: _Call, code: int, error: GrpcCallError) -> None:
+        """A stream-level error: RST_STREAM(code) and fail the call."""
+        if self.calls.pop(call.sid, None) is not None:
+            call.reset = True
+            self.out.append(frame(RST_STREAM, 0, call.sid, _U32.pack(code)))
+            if not call.done.done():
+                call.done.set_exception(error)
+            self._finished()
+
+    # -- frames in
+    def _frames(self, mv: memoryview) -> int:
+        pos = 0
+        n = len(mv)
+        while n - pos >= 9:
+            length = (mv[pos] << 16) | (mv[pos + 1] << 8) | mv[pos + 2]
+            if length > RECV_MAX_FRAME:
+                raise ConnectionError_(FRAME_SIZE_ERROR, f"frame of {length} bytes")
+            end = pos + 9 + length
+            if end > n:
+                break
+            kind = mv[pos + 3]
+            flags = mv[pos + 4]
+            sid = _U32.unpack_from(mv, pos + 5)[0] & 0x7FFFFFFF
+            start = pos + 9
+            pos = end
+            if not self.settled.done() and (kind != SETTINGS or flags & ACK):
+                raise ConnectionError_(PROTOCOL_ERROR, "the server's first frame is not SETTINGS")
+            if self.continuing is not None and kind != CONTINUATION:
+                raise ConnectionError_(PROTOCOL_ERROR, "expected CONTINUATION")
+            if kind == DATA:
+                self._data(sid, flags, mv, start, end)
+            elif kind == HEADERS:
+                if sid == 0:
+                    raise ConnectionError_(PROTOCOL_ERROR, "HEADERS on stream 0")
+                if flags & PADDED:
+                    start, end = self._unpad(mv, start, end)
+                if flags & PRIORITY_FLAG:
+                    start += 5
+                    if start > end:
+                        raise ConnectionError_(FRAME_SIZE_ERROR, "HEADERS too short for its priority")
+                block = bytearray(mv[start:end])
+                if flags & END_HEADERS:
+                    self._headers(sid, flags, block)
+                else:
+                    self.continuing = (sid, flags, block)
+            elif kind == CONTINUATION:
+                if self.continuing is None or self.continuing[0] != sid:
+                    raise ConnectionError_(PROTOCOL_ERROR, "unexpected CONTINUATION")
+                self.continuing[2].extend(mv[start:end])
+                if len(self.continuing[2]) > 4 * MAX_HEADER_LIST:
+                    raise ConnectionError_(PROTOCOL_ERROR, "header block too large")
+                if flags & END_HEADERS:
+                    c_sid, c_flags, block = self.continuing
+                    self.continuing = None
+                    self._headers(c_sid, c_flags, block)
+            elif kind == SETTINGS:
+                if sid != 0:
+                    raise ConnectionError_(PROTOCOL_ERROR, "SETTINGS on a stream")
+                if flags & ACK:
+                    if length:
+                        raise ConnectionError_(FRAME_SIZE_ERROR, "SETTINGS ACK with a payload")
+                else:
+                    self._settings(mv[start:end])
+                    self.out.append(frame(SETTINGS, ACK, 0))
+                    if not self.settled.done():
+                        self.settled.set_result(None)
+            elif kind == PING:
+                if length != 8 or sid != 0:
+                    raise ConnectionError_(FRAME_SIZE_ERROR if length != 8 else PROTOCOL_ERROR, "bad PING")
+                if not flags & ACK:
+                    self.out.append(frame(PING, ACK, 0, bytes(mv[start:end])))
+            elif kind == WINDOW_UPDATE:
+                if length != 4:
+                    raise ConnectionError_(FRAME_SIZE_ERROR, "WINDOW_UPDATE of the wrong size")
+                self._window_update(sid, _U32.unpack_from(mv, start)[0] & 0x7FFFFFFF)
+            elif kind == RST_STREAM:
+                if length != 4 or sid == 0:
+                    raise ConnectionError_(FRAME_SIZE_ERROR if length != 4 else PROTOCOL_ERROR, "bad RST_STREAM")
+                self._rst_stream(sid, _U32.unpack_from(mv, start)[0])
+            elif kind == GOAWAY:
+                if length < 8 or sid != 0:
+                    raise ConnectionError_(FRAME_SIZE_ERROR if length < 8 else PROTOCOL_ERROR, "bad GOAWAY")
+                self._goaway(_U32.unpack_from(mv, start)[0] & 0x7FFFFFFF, _U32.unpack_from(mv, start + 4)[0],
+                             bytes(mv[start + 8:end]))
+            elif kind == PUSH_PROMISE:
+                raise ConnectionError_(PROTOCOL_ERROR, "PUSH_PROMISE, though push is disabled")
+            # PRIORITY and unknown frame types are ignored, as RFC 9113 asks.
+        if self.recv_unacked >= CONN_WINDOW // 2:
+            self.out.append(frame(WINDOW_UPDATE, 0, 0, _U32.pack(self.recv_unacked)))
+            self.recv_window += self.recv_unacked
+            self.recv_unacked = 0
+        return pos
+
+    @staticmethod
+    def _unpad(mv: memoryview, start: int, end: int) -> tuple[int, int]:
+        if end <= start:
+            raise ConnectionError_(PROTOCOL_ERROR, "padded frame without a pad length")
+        pad = mv[start]
+        if pad >= end - start:
+            raise ConnectionError_(PROTOCOL_ERROR, "padding longer than the frame")
+        return start + 1, end - pad
+
+    def _known(self, sid: int) -> _Call | None:
+        """The open call on `sid`; None for a stream we closed; a connection error for one never opened."""
+        call = self.calls.get(sid)
+        if call is None and (sid % 2 == 0 or sid >= self.next_sid):
+            raise ConnectionError_(PROTOCOL_ERROR, f"frame on idle stream {sid}")
+        return call
+
+    def _data(self, sid: int, flags: int, mv: memoryview, start: int, end: int) -> None:
+        if sid == 0:
+            raise ConnectionError_(PROTOCOL_ERROR, "DATA on stream 0")
+        length = end - start
+        self.recv_window -= length
+        if self.recv_window < 0:
+            raise ConnectionError_(FLOW_CONTROL_ERROR, "DATA beyond the connection window")
+        self.recv_unacked += length
+        call = self._known(sid)
+        if call is None:
+            return
+        call.recv_window -= length
+        if call.recv_window < 0:
+            self._reset(call, FLOW_CONTROL_ERROR, _malformed("DATA beyond the stream window"))
+            return
+        if flags & PADDED:
+            start, end = self._unpad(mv, start, end)
+        if call.headers is None:
+            self._reset(call, PROTOCOL_ERROR, _malformed("DATA before the response headers"))
+            return
+        if end > start:
+            call.parts.append(bytes(mv[start:end]))
+            call.size += end - start
+            if call.size > self.max_response + 5:
+                self._reset(call, CANCEL, GrpcCallError(
+                    RESOURCE_EXHAUSTED, f"response larger than max ({self.max_response} bytes)"))
+                return
+        if flags & END_STREAM:
+            self.calls.pop(sid, None)
+            if not call.done.done():
+                call.done.set_exception(_malformed("the stream ended without trailers"))
+            self._finished()
+            return
+        call.recv_unacked += length
+        if call.recv_unacked >= STREAM_WINDOW // 2:
+            self.out.append(frame(WINDOW_UPDATE, 0, sid, _U32.pack(call.recv_unacked)))
+            call.recv_window += call.recv_unacked
+            call.recv_unacked = 0
+
+    def _headers(self, sid: int, flags: int, block: bytearray) -> None:
+        try:  # always decoded: the HPACK dynamic table is the connection's
+            headers = cast("list[tuple[str, str]]", self.decoder.decode(bytes(block)))
+        except hpack.HPACKError as exc:
+            raise ConnectionError_(COMPRESSION_ERROR, f"cannot decode headers: {exc}") from None
+        call = self._known(sid)
+        if call is None:
+            return
+        if call.headers is None:
+            status = next((v for k, v in headers if k == ":status"), "")
+            if status[:1] == "1" and not flags & END_STREAM:
+                return  # an informational response: the real one follows
+            call.headers = headers
+            if flags & END_STREAM:
+                self._end(call, headers)  # Trailers-Only
+        elif flags & END_STREAM:
+            self._end(call, headers)
+        else:
+            self._reset(call, PROTOCOL_ERROR, _malformed("a second header block without END_STREAM"))
+
+    def _settings(self, payload: memoryview) -> None:
+        if len(payload) % 6:
+            raise ConnectionError_(FRAME_SIZE_ERROR, "SETTINGS payload not a multiple of 6")
+        for i in range(0, len(payload), 6):
+            key, value = _SETTING.unpack_from(payload, i)
+            if key == S_INITIAL_WINDOW_SIZE:
+                if value > MAX_WINDOW:
+                    raise ConnectionError_(FLOW_CONTROL_ERROR, "initial window too large")
+                delta = value - self.peer_initial_window
+                self.peer_initial_window = value
+                for call in self.calls.values():
+                    call.send_window += delta
+                self._wake()
+            elif key == S_MAX_FRAME_SIZE:
+                if not MIN_FRAME <= value <= 2**24 - 1:
+                    raise ConnectionError_(PROTOCOL_ERROR, f"SETTINGS_MAX_FRAME_SIZE {value}")
+                self.max_frame = value
+            elif key == S_MAX_CONCURRENT_STREAMS:
+                self.max_streams = value
+                self._wake()
+            # HEADER_TABLE_SIZE: our blocks never use the dynamic table; others do not concern a client.
+
+    def _window_update(self, sid: int, increment: int) -> None:
+        if sid == 0:
+            if increment == 0:
+                raise ConnectionError_(PROTOCOL_ERROR, "WINDOW_UPDATE of 0")
+            self.send_window += increment
+            if self.send_window > MAX_WINDOW:
+                raise ConnectionError_(FLOW_CONTROL_ERROR, "connection window above 2^31-1")
+        else:
+            call = self._known(sid)
+            if call is None:
+                return
+            if increment == 0:
+                self._reset(call, PROTOCOL_ERROR, _malformed("WINDOW_UPDATE of 0"))
+                return
+            call.send_window += increment
+            if call.send_window > MAX_WINDOW:
+                self._reset(call, FLOW_CONTROL_ERROR, _malformed("stream window above 2^31-1"))
+                return
+        self._wake()
+
+    def _rst_stream(self, sid: int, code: int) -> None:
+        call = self._known(sid)
+        if call is None:
+            return
+        del self.calls[sid]
+        call.reset = True
+        if not call.done.done():
+            call.done.set_exception(GrpcCallError(RST_TO_GRPC.get(code, INTERNAL),
+                                                  f"stream reset by the server with HTTP/2 error code {code}"))
+        self._finished()
+
+    def _goaway(self, last: int, code: int, debug: bytes) -> None:
+        self.goaway = True
+        why = f"the server is closing the connection (GOAWAY, HTTP/2 error code {code}"
+        why += f": {debug[:200].decode(errors='replace')})" if debug else ")"
+        for sid in [s for s in self.calls if s > last]:
+            call = self.calls.pop(sid)
+            call.reset = True
+            if not call.done.done():
+                call.done.set_exception(GrpcCallError(UNAVAILABLE, f"{why}; the call was not processed"))
+        if not self.calls and self.transport is not None:
+            self.transport.close()
+        self._wake()
+
+    # -- a response, once complete
+    def _end(self, call: _Call, trailers: list[tuple[str, str]]) -> None:
+        del self.calls[call.sid]
+        try:
+            result = self._outcome(call, trailers)
+        except GrpcCallError as exc:
+            if not call.done.done():
+                call.done.set_exception(exc)
+        else:
+            if not call.done.done():
+                call.done.set_result(result)
+        self._finished()
+
+    def _outcome(self, call: _Call, trailers: list[tuple[str, str]]) -> bytes:
+        headers = call.headers or []
+        status = next((v for k, v in headers if k == ":status"), "")
+        if not status.isdigit():
+            raise _malformed(f"no valid :status ({status!r})")
+        code_text = next((v for k, v in trailers if k == "grpc-status"), None)
+        if code_text is None:
+            if status != "200":
+                code = HTTP_TO_GRPC.get(int(status), UNKNOWN)
+                raise GrpcCallError(code, f"HTTP status {status} without grpc-status")
+            raise _malformed("no grpc-status in the trailers")
+        if not code_text.isdigit():
+            raise _malformed(f"grpc-status {code_text[:20]!r}")
+        code = int(code_text)
+        if code != OK:
+            if code > 16:
+                code = UNKNOWN
+            text = next((v for k, v in trailers if k == "grpc-message"), "")
+            raise GrpcCallError(code, urllib.parse.unquote(text, errors="replace"), _trailing(trailers))
+        data = b"".join(call.parts)
+        call.parts = []
+        if not data:
+            return b""  # no response message: read as an empty one
+        if len(data) < 5 or data[0] > 1 or _U32.unpack_from(data, 1)[0] != len(data) - 5:
+            raise _malformed("the response is not one length-prefixed message")
+        if not data[0]:
+            return data[5:]
+        encoding = next((v for k, v in headers if k == "grpc-encoding"), "identity")
+        if encoding not in ("gzip", "deflate"):
+            raise _malformed(f"compressed with grpc-encoding {encoding!r}")
+        inflater = zlib.decompressobj(wbits=47)  # gzip or zlib, by header
+        try:
+            message = inflater.decompress(memoryview(data)[5:], self.max_response)
+        except zlib.error as exc:
+            raise _malformed(f"cannot decompress: {exc}") from None
+        if inflater.unconsumed_tail:
+            raise GrpcCallError(RESOURCE_EXHAUSTED, f"response larger than max ({self.max_response} bytes)")
+        if not inflater.eof:
+            raise _malformed("truncated compressed message")
+        return message
+
+    # -- a call out
+    async def call(self, block: bytes, prefix: bytes, message: bytes) -> bytes:
+        """Send HEADERS (`block`) and the message (`prefix` + `message`); return the response message.
+        Raises `_NotSent` while nothing has gone out and the connection cannot take the stream."""
+        while len(self.calls) >= self.max_streams:
+            if not self.usable():
+                raise _NotSent
+            await self._wait()
+        if not self.usable() or self.next_sid > MAX_STREAM_ID:
+            self.goaway = self.goaway or self.next_sid > MAX_STREAM_ID
+            raise _NotSent
+        transport = self.transport
+        assert transport is not None
+        sid = self.next_sid
+        self.next_sid += 2
+        call = _Call(sid, self.peer_initial_window, self.loop.create_future())
+        self.calls[sid] = call
+        parts = self._header_frames(sid, block)
+        total = len(prefix) + len(message)
+        sent = 0
+        try:
+            with memoryview(message) as mv:
+                while not call.done.done() and self.transport is not None:
+                    avail = min(self.send_window, call.send_window, total - sent)
+                    if avail > 0 and not self.paused:
+                        self._data_frames(parts, sid, prefix, mv, sent, avail, sent + avail == total)
+                        self.send_window -= avail
+                        call.send_window -= avail
+                        sent += avail
+                        _write(transport, parts)
+                        parts.clear()
+                        if sent == total:
+                            break
+                    else:
+                        if parts:
+                            transport.write(b"".join(parts))
+                            parts.clear()
+                        await self._wait()
+            return await call.done
+        finally:
+            if self.calls.pop(sid, None) is not None:
+                # Cancelled (deadline, shutdown) while in flight: the server may stop working on it.
+                call.reset = True
+                if self.transport is not None:
+                    self.transport.write(frame(RST_STREAM, 0, sid, _U32.pack(CANCEL)))
+                self._finished()
+            elif sent < total and not call.reset and self.transport is not None:
+                # The response came before the whole request: close our side of the stream.
+                self.transport.write(frame(RST_STREAM, 0, sid, _U32.pack(NO_ERROR)))
+
+    def _header_frames(self, sid: int, block: bytes) -> list[bytes | memoryview]:
+        limit = self.max_frame
+        if len(block) <= limit:
+            return [_head(len(block), HEADERS, END_HEADERS, sid), block]
+        parts: list[bytes | memoryview] = [_head(limit, HEADERS, 0, sid), block[:limit]]
+        for i in range(limit, len(block), limit):
+            chunk = block[i:i + limit]
+            parts += [_head(len(chunk), CONTINUATION, END_HEADERS if i + limit >= len(block) else 0, sid), chunk]
+        return parts
+
+    def _data_frames(self, parts: list[bytes | memoryview], sid: int, prefix: bytes, mv: memoryview, start: int, n: int,
+                     last: bool) -> None:
+        """DATA frames for bytes [start, start + n) of prefix + message, no larger than the server allows."""
+        p = len(prefix)
+        stop = start + n
+        pos = start
+        limit = self.max_frame
+        while pos < stop:
+            size = min(limit, stop - pos)
+            end = pos + size
+            parts.append(_head(size, DATA, END_STREAM if last and end == stop else 0, sid))
+            if pos < p:
+                parts.append(prefix[pos:min(p, end)])
+                if end > p:
+                    parts.append(mv[: end - p])
+            else:
+                parts.append(mv[pos - p: end - p])
+            pos = end
+
+
+def _write(transport: asyncio.Transport, parts: list[bytes | memoryview]) -> None:
+    """Frames out in as few writes as copies allow: large slices of the message go as they are."""
+    small: list[bytes | memoryview] = []
+    for part in parts:
+        if len(part) >= 65536:
+            if small:
+                transport.write(b"".join(small))
+                small.clear()
+            transport.write(part)
+        else:
+            small.append(part)
+    if small:
+        transport.write(b"".join(small))
+
+
+def _trailing(trailers: list[tuple[str, str]]) -> Trailing:
+    out: Trailing = []
+    for key, value in trailers:
+        if key[:1] == ":" or key in ("grpc-status", "grpc-message"):
+            continue
+        if key.endswith("-bin"):
+            try:
+                out.append((key, base64.b64decode(value + "=" * (-len(value) % 4))))
+            except (binascii.Error, ValueError):
+                continue  # undecodable: dropped
+        else:
+            out.append((key, value))
+    return out
+
+
+class H2Client:
+    """Unary gRPC calls to one endpoint ("host:port") over one HTTP/2 connection at a time."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        authority: str | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
+        compression: str = "",
+        user_agent: str = "grpc-h2client",
+        max_response: int = 16 * 1024 * 1024,
+        connect_timeout: float = 20.0,
+    ) -> None:
+        host, sep, port = target.rpartition(":")
+        if not sep or not port.isdigit():
+            host, port = target, "443" if ssl_context is not None else "80"
+        self.host = host.strip("[]")
+        self.port = int(port)
+        self.target = target
+        self.ssl_context = ssl_context
+        self.server_hostname = server_hostname
+        self.compression = "" if compression in ("", "none", "identity") else compression
+        self.max_response = max_response
+        self.connect_timeout = connect_timeout
+        base = (b"\x83" + (b"\x87" if ssl_context is not None else b"\x86")  # :method POST, :scheme
+                + _indexed_name(1, authority or target)
+                + _indexed_name(31, "application/grpc") + _literal("te", "trailers")
+                + _indexed_name(58, user_agent) + _literal("grpc-accept-encoding", ACCEPT_ENCODING))
+        if self.compression:
+            base += _literal("grpc-encoding", self.compression)
+        base += b"".join(_literal(k.lower(), v) for k, v in metadata)
+        self._base = base
+        self._paths: dict[str, bytes] = {}
+        self._conn: _Connection | None = None
+        self._connecting: asyncio.Task[_Connection] | None = None
+        self._draining: set[_Connection] = set()
+        self._closed = False
+
+    async def unary(self, path: str, message: bytes, metadata: Sequence[tuple[str, str]] = (),
+                    time_limit: float | None = None) -> bytes:
+        """Call `path` with `message`; return the response message or raise `GrpcCallError`.
+        `time_limit` (seconds) bounds the whole call, connecting included, and is sent as `grpc-timeout`."""
+        deadline = time.monotonic() + time_limit if time_limit else None
+        try:
+            async with asyncio.timeout(time_limit or None) as scope:
+                flag = 0
+                if self.compression:
+                    packed = (await asyncio.to_thread(compress, message, self.compression)
+                              if len(message) >= OFFLOAD_COMPRESSION else compress(message, self.compression))
+                    if len(packed) < len(message):
+                        message, flag = packed, 1
+                prefix = bytes((flag,)) + _U32.pack(len(message))
+                for _ in range(3):
+                    conn = await self._connection()
+                    try:
+                        return await conn.call(self._block(path, metadata, deadline), prefix, message)
+                    except _NotSent:
+                        continue
+                raise GrpcCallError(UNAVAILABLE, f"no connection to {self.target} takes new calls")
+        except TimeoutError:
+            if scope.expired():
+                raise GrpcCallError(DEADLINE_EXCEEDED, f"deadline of {time_limit}s exceeded") from None
+            raise
+
+    def _block(self, path: str, metadata: Sequence[tuple[str, str]], deadline: float | None) -> bytes:
+        head = self._paths.get(path)
+        if head is None:
+            head = self._paths[path] = _indexed_name(4, path) + self._base  # :path
+        block = head + b"".join(_literal(k, v) for k, v in metadata)
+        if deadline is not None:
+            block += _literal("grpc-timeout", grpc_timeout(deadline - time.monotonic()))
+        return block
+
+    async def _connection(self) -> _Connection:
+        conn = self._conn
+        if conn is not None and conn.usable():
+            return conn
+        if self._closed:
+            raise GrpcCallError(UNAVAILABLE, "the client is closed")
+        if conn is not None:
+            self._conn = None
+            # After GOAWAY its calls finish, then it closes; `close()` must still find it meanwhile.
+            self._draining = {c for c in (*self._draining, conn) if c.transport is not None}
+        task = self._connecting
+        if task is None:
+            task = self._connecting = asyncio.get_running_loop().create_task(self._connect())
+            task.add_done_callback(self._connected)
+        conn = await asyncio.shield(task)
+        if not conn.usable():
+            raise GrpcCallError(UNAVAILABLE, f"the connection to {self.target} closed as it opened")
+        return conn
+
+    def _connected(self, task: asyncio.Task[_Connection]) -> None:
+        if self._connecting is task:
+            self._connecting = None
+        if not task.cancelled() and task.exception() is None:
+            conn = task.result()
+            if self._closed:
+                conn.close("the client is closed")
+            else:
+                self._conn = conn
+
+    async def _connect(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        conn: _Connection | None = None
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                if self.ssl_context is not None:
+                    _, conn = await loop.create_connection(
+                        lambda: _Connection(self.max_response), self.host, self.port, ssl=self.ssl_context,
+                        server_hostname=self.server_hostname or self.host)
+                    transport = conn.transport
+                    alpn = transport.get_extra_info("ssl_object").selected_alpn_protocol() if transport else None
+                    if alpn not in (None, "h2"):
+                        raise GrpcCallError(UNAVAILABLE, f"{self.target} negotiated {alpn!r}, not HTTP/2")
+                else:
+                    _, conn = await loop.create_connection(lambda: _Connection(self.max_response),
+                                                           self.host, self.port)
+                await conn.settled
+                return conn
+        except GrpcCallError as exc:
+            if conn is not None:
+                conn.close(exc.message)
+            raise GrpcCallError(UNAVAILABLE, f"cannot connect to {self.target}: {exc.message}") from None
+        except (OSError, EOFError) as exc:  # refused, unreachable, TLS handshake or verification, timeout
+            if conn is not None:
+                conn.close(str(exc))
+            why = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
+            raise GrpcCallError(UNAVAILABLE, f"cannot connect to {self.target}: {why}") from None
+        except BaseException:
+            if conn is not None:
+                conn.close("connect cancelled")
+            raise
+
+    async def close(self) -> None:
+        """Fail calls in flight (UNAVAILABLE) and close every connection."""
+        self._closed = True
+        if self._connecting is not None:
+            self._connecting.cancel()
+        conns = [c for c in (self._conn, *self._draining) if c is not None]
+        self._conn = None
+        self._draining.clear()
+        for conn in conns:
+            conn.close("the client is closed")
+        if conns:
+            await asyncio.wait([c.lost for c in conns], timeout=1.0)

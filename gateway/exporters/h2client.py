@@ -105,6 +105,11 @@ class GrpcCallError(Exception):
         self.trailing: Trailing = trailing or []
 
 
+class _Refused(GrpcCallError):
+    """RST_STREAM(REFUSED_STREAM): the server did not process the stream (RFC 9113 8.7), so it is safe
+    to send again at once; a server that frees a stream slot a moment after our side saw it close does this."""
+
+
 class _NotSent(Exception):
     """The connection cannot take a new stream; nothing of the call went out: use another connection."""
 
@@ -504,8 +509,9 @@ class _Connection(asyncio.Protocol):
         del self.calls[sid]
         call.reset = True
         if not call.done.done():
-            call.done.set_exception(GrpcCallError(RST_TO_GRPC.get(code, INTERNAL),
-                                                  f"stream reset by the server with HTTP/2 error code {code}"))
+            kind = _Refused if code == REFUSED_STREAM else GrpcCallError
+            call.done.set_exception(kind(RST_TO_GRPC.get(code, INTERNAL),
+                                         f"stream reset by the server with HTTP/2 error code {code}"))
         self._finished()
 
     def _goaway(self, last: int, code: int, debug: bytes) -> None:
@@ -740,12 +746,18 @@ class H2Client:
                     if len(packed) < len(message):
                         message, flag = packed, 1
                 prefix = bytes((flag,)) + _U32.pack(len(message))
-                for _ in range(3):
+                refused: _Refused | None = None
+                for attempt in range(8):
                     conn = await self._connection()
                     try:
                         return await conn.call(self._block(path, metadata, deadline), prefix, message)
                     except _NotSent:
                         continue
+                    except _Refused as exc:
+                        refused = exc
+                        await asyncio.sleep(0.005 * (attempt + 1))
+                if refused is not None:
+                    raise refused
                 raise GrpcCallError(UNAVAILABLE, f"no connection to {self.target} takes new calls")
         except TimeoutError:
             if scope.expired():

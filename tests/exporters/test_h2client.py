@@ -450,6 +450,19 @@ def test_ok_response_with_trailers() -> None:
     assert outcomes == [b"ok"]
 
 
+def test_refused_stream_is_sent_again() -> None:
+    # REFUSED_STREAM means the server never processed the stream (as grpc core does when its stream
+    # slot frees a moment after we saw the previous call end): the client sends it again itself.
+    def script(n: int, sid: int, w: asyncio.StreamWriter) -> None:
+        if sid <= 3:  # the first two streams
+            w.write(frame(h2grpc.RST_STREAM, 0, sid, _U32.pack(h2grpc.REFUSED_STREAM)))
+        else:
+            w.write(_response(sid, (OK_HEADERS, False), ([("grpc-status", "0")], True), data=OK_MESSAGE))
+
+    outcomes, _ = scripted(script)
+    assert outcomes == [b"ok"]
+
+
 def test_goaway_sends_new_calls_to_a_new_connection() -> None:
     def script(n: int, sid: int, w: asyncio.StreamWriter) -> None:
         if n == 1:

@@ -64,6 +64,8 @@ from gateway.receivers.h2grpc import (
     WINDOW_UPDATE,
     ConnectionError_,
     frame,
+    hpack_indexed_name,
+    hpack_literal,
 )
 
 log = logging.getLogger("gateway.exporter.h2")
@@ -116,32 +118,6 @@ class _NotSent(Exception):
 
 def _malformed(why: str) -> GrpcCallError:
     return GrpcCallError(UNAVAILABLE, f"malformed response: {why}")
-
-
-# -- HPACK encoding: static-table names and literals "without indexing" (as in h2grpc).
-def _hpack_int(value: int, prefix_bits: int, first: int = 0) -> bytes:
-    limit = (1 << prefix_bits) - 1
-    if value < limit:
-        return bytes((first | value,))
-    out = bytearray((first | limit,))
-    value -= limit
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _hpack_str(s: bytes) -> bytes:
-    return _hpack_int(len(s), 7) + s
-
-
-def _literal(name: str, value: str) -> bytes:
-    return b"\x00" + _hpack_str(name.encode()) + _hpack_str(value.encode())
-
-
-def _indexed_name(index: int, value: str) -> bytes:
-    return _hpack_int(index, 4) + _hpack_str(value.encode())
 
 
 def grpc_timeout(seconds: float) -> str:
@@ -719,12 +695,12 @@ class H2Client:
         self.max_response = max_response
         self.connect_timeout = connect_timeout
         base = (b"\x83" + (b"\x87" if ssl_context is not None else b"\x86")  # :method POST, :scheme
-                + _indexed_name(1, authority or target)
-                + _indexed_name(31, "application/grpc") + _literal("te", "trailers")
-                + _indexed_name(58, user_agent) + _literal("grpc-accept-encoding", ACCEPT_ENCODING))
+                + hpack_indexed_name(1, authority or target)
+                + hpack_indexed_name(31, "application/grpc") + hpack_literal("te", "trailers")
+                + hpack_indexed_name(58, user_agent) + hpack_literal("grpc-accept-encoding", ACCEPT_ENCODING))
         if self.compression:
-            base += _literal("grpc-encoding", self.compression)
-        base += b"".join(_literal(k.lower(), v) for k, v in metadata)
+            base += hpack_literal("grpc-encoding", self.compression)
+        base += b"".join(hpack_literal(k.lower(), v) for k, v in metadata)
         self._base = base
         self._paths: dict[str, bytes] = {}
         self._conn: _Connection | None = None
@@ -767,10 +743,10 @@ class H2Client:
     def _block(self, path: str, metadata: Sequence[tuple[str, str]], deadline: float | None) -> bytes:
         head = self._paths.get(path)
         if head is None:
-            head = self._paths[path] = _indexed_name(4, path) + self._base  # :path
-        block = head + b"".join(_literal(k, v) for k, v in metadata)
+            head = self._paths[path] = hpack_indexed_name(4, path) + self._base  # :path
+        block = head + b"".join(hpack_literal(k, v) for k, v in metadata)
         if deadline is not None:
-            block += _literal("grpc-timeout", grpc_timeout(deadline - time.monotonic()))
+            block += hpack_literal("grpc-timeout", grpc_timeout(deadline - time.monotonic()))
         return block
 
     async def _connection(self) -> _Connection:

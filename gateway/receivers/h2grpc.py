@@ -98,9 +98,9 @@ def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
     return bytes((n >> 16, (n >> 8) & 0xFF, n & 0xFF, kind, flags)) + _U32.pack(stream) + payload
 
 
-# -- HPACK encoding of our responses: static-table entries and literals "without indexing", so the
-# blocks never touch the peer's dynamic table and most are constants.
-def _hpack_int(value: int, prefix_bits: int, first: int = 0) -> bytes:
+# -- HPACK encoding (ours and h2client's): static-table entries and literals "without indexing", so
+# the blocks never touch the peer's dynamic table and most are constants.
+def hpack_int(value: int, prefix_bits: int, first: int = 0) -> bytes:
     limit = (1 << prefix_bits) - 1
     if value < limit:
         return bytes((first | value,))
@@ -113,19 +113,24 @@ def _hpack_int(value: int, prefix_bits: int, first: int = 0) -> bytes:
     return bytes(out)
 
 
-def _hpack_str(s: bytes) -> bytes:
-    return _hpack_int(len(s), 7) + s
+def hpack_str(s: bytes) -> bytes:
+    return hpack_int(len(s), 7) + s
 
 
-def _literal(name: str, value: str | bytes) -> bytes:
+def hpack_indexed_name(index: int, value: str) -> bytes:
+    """A literal without indexing whose name is static-table entry `index`."""
+    return hpack_int(index, 4) + hpack_str(value.encode())
+
+
+def hpack_literal(name: str, value: str | bytes) -> bytes:
     raw = value if isinstance(value, bytes) else value.encode()
-    return b"\x00" + _hpack_str(name.encode()) + _hpack_str(raw)
+    return b"\x00" + hpack_str(name.encode()) + hpack_str(raw)
 
 
 _STATUS_200 = b"\x88"  # ":status: 200", static table index 8
-_CONTENT_TYPE = _hpack_int(31, 4) + _hpack_str(b"application/grpc")  # static name index 31
-RESPONSE_HEADERS = _STATUS_200 + _CONTENT_TYPE + _literal("grpc-accept-encoding", ACCEPT_ENCODING)
-OK_TRAILERS = _literal("grpc-status", "0")
+_CONTENT_TYPE = hpack_indexed_name(31, "application/grpc")  # static name index 31
+RESPONSE_HEADERS = _STATUS_200 + _CONTENT_TYPE + hpack_literal("grpc-accept-encoding", ACCEPT_ENCODING)
+OK_TRAILERS = hpack_literal("grpc-status", "0")
 
 
 def percent_encode(message: str, limit: int = MAX_GRPC_MESSAGE) -> bytes:
@@ -142,16 +147,16 @@ def percent_encode(message: str, limit: int = MAX_GRPC_MESSAGE) -> bytes:
 
 
 def error_trailers(code: int, message: str, details: bytes | None) -> bytes:
-    block = RESPONSE_HEADERS + _literal("grpc-status", str(code))
+    block = RESPONSE_HEADERS + hpack_literal("grpc-status", str(code))
     encoded = base64.b64encode(details).rstrip(b"=") if details else b""
     if len(encoded) > MAX_TRAILER_VALUES - 1024:  # no client would take them, nor the status with them
         log.debug("grpc-status-details-bin of %d bytes left out", len(encoded))
         encoded = b""
     if message:
         limit = min(MAX_GRPC_MESSAGE, MAX_TRAILER_VALUES - len(encoded))
-        block += _literal("grpc-message", percent_encode(message, limit))
+        block += hpack_literal("grpc-message", percent_encode(message, limit))
     if encoded:
-        block += _literal("grpc-status-details-bin", encoded)
+        block += hpack_literal("grpc-status-details-bin", encoded)
     return block
 
 
@@ -467,7 +472,7 @@ class _Connection(asyncio.Protocol):
             # Not a gRPC call: a plain HTTP status, as grpc-go answers (gRPC clients map it to a code).
             status = b"405" if method != "POST" else b"415"
             self.streams.pop(sid, None)
-            block = b"\x00" + _hpack_str(b":status") + _hpack_str(status)
+            block = b"\x00" + hpack_str(b":status") + hpack_str(status)
             out.append(frame(HEADERS, END_HEADERS | END_STREAM, sid, block))
             return
         handler = self.server.methods.get(path)

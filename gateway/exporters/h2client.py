@@ -66,6 +66,7 @@ from gateway.receivers.h2grpc import (
     frame,
     hpack_indexed_name,
     hpack_literal,
+    unpad,
 )
 
 log = logging.getLogger("gateway.exporter.h2")
@@ -303,7 +304,7 @@ class _Connection(asyncio.Protocol):
                 if sid == 0:
                     raise ConnectionError_(PROTOCOL_ERROR, "HEADERS on stream 0")
                 if flags & PADDED:
-                    start, end = self._unpad(mv, start, end)
+                    start, end = unpad(mv, start, end)
                 if flags & PRIORITY_FLAG:
                     start += 5
                     if start > end:
@@ -361,15 +362,6 @@ class _Connection(asyncio.Protocol):
             self.recv_unacked = 0
         return pos
 
-    @staticmethod
-    def _unpad(mv: memoryview, start: int, end: int) -> tuple[int, int]:
-        if end <= start:
-            raise ConnectionError_(PROTOCOL_ERROR, "padded frame without a pad length")
-        pad = mv[start]
-        if pad >= end - start:
-            raise ConnectionError_(PROTOCOL_ERROR, "padding longer than the frame")
-        return start + 1, end - pad
-
     def _known(self, sid: int) -> _Call | None:
         """The open call on `sid`; None for a stream we closed; a connection error for one never opened."""
         call = self.calls.get(sid)
@@ -393,7 +385,7 @@ class _Connection(asyncio.Protocol):
             self._reset(call, FLOW_CONTROL_ERROR, _malformed("DATA beyond the stream window"))
             return
         if flags & PADDED:
-            start, end = self._unpad(mv, start, end)
+            start, end = unpad(mv, start, end)
         if call.headers is None:
             self._reset(call, PROTOCOL_ERROR, _malformed("DATA before the response headers"))
             return

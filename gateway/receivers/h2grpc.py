@@ -93,6 +93,16 @@ class ConnectionError_(Exception):
         self.code = code
 
 
+def unpad(mv: memoryview, start: int, end: int) -> tuple[int, int]:
+    """The payload bounds of a PADDED frame's payload `mv[start:end]`, without its pad length and padding."""
+    if end <= start:
+        raise ConnectionError_(PROTOCOL_ERROR, "padded frame without a pad length")
+    pad = mv[start]
+    if pad >= end - start:
+        raise ConnectionError_(PROTOCOL_ERROR, "padding longer than the frame")
+    return start + 1, end - pad
+
+
 def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
     n = len(payload)
     return bytes((n >> 16, (n >> 8) & 0xFF, n & 0xFF, kind, flags)) + _U32.pack(stream) + payload
@@ -300,7 +310,7 @@ class _Connection(asyncio.Protocol):
             if kind == DATA:
                 self.unacked += length
                 if flags & PADDED:
-                    start, end = self._unpad(mv, start, end)
+                    start, end = unpad(mv, start, end)
                 st = streams.get(sid)
                 if st is not None and not st.refused:
                     self._data(sid, st, mv[start:end], out)
@@ -308,7 +318,7 @@ class _Connection(asyncio.Protocol):
                     self._end(sid, out)
             elif kind == HEADERS:
                 if flags & PADDED:
-                    start, end = self._unpad(mv, start, end)
+                    start, end = unpad(mv, start, end)
                 if flags & PRIORITY_FLAG:
                     start += 5
                 block = bytearray(mv[start:end])
@@ -351,15 +361,6 @@ class _Connection(asyncio.Protocol):
             out.append(frame(WINDOW_UPDATE, 0, 0, _U32.pack(self.unacked)))
             self.unacked = 0
         return pos
-
-    @staticmethod
-    def _unpad(mv: memoryview, start: int, end: int) -> tuple[int, int]:
-        if end <= start:
-            raise ConnectionError_(PROTOCOL_ERROR, "padded frame without a pad length")
-        pad = mv[start]
-        if pad >= end - start:
-            raise ConnectionError_(PROTOCOL_ERROR, "padding longer than the frame")
-        return start + 1, end - pad
 
     def _settings(self, payload: memoryview) -> None:
         if len(payload) % 6:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import http.client
 import os
 import signal
 import socket
@@ -54,14 +55,54 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+# Ports are handed out from below the kernel's ephemeral range, where bind(("", 0)) and outgoing
+# connections never land: a port chosen here and released stays free until its test binds it. (A
+# port the kernel chose, released, could be given straight back to the next server binding port 0,
+# such as a sink, and the gateway would then fail to bind it.) Each process walks the range from its
+# own random start, so concurrent runs on one machine rarely meet.
+_PORTS_LOW = 10_000
+_PORTS_HIGH = _ephemeral_low()
+_port_cursor = _PORTS_LOW + (os.getpid() * 7919) % max(1, _PORTS_HIGH - _PORTS_LOW)
+_port_lock = threading.Lock()
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_ports(n: int) -> list[int]:
-    """`n` distinct free ports: all held open while they are chosen, so the kernel cannot hand out
-    the same one twice (one socket after another may get a port just released)."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(n)]
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
+    """`n` distinct free ports that nothing else in this process will be handed before it wraps the
+    whole range (over 20,000 ports)."""
+    global _port_cursor
+    if _PORTS_HIGH - _PORTS_LOW < 1_000:   # an odd ephemeral range: let the kernel choose
+        with contextlib.ExitStack() as stack:
+            socks = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(n)]
+            for s in socks:
+                s.bind(("127.0.0.1", 0))
+            return [int(s.getsockname()[1]) for s in socks]
+    out: list[int] = []
+    with _port_lock:
+        for _ in range(_PORTS_HIGH - _PORTS_LOW):
+            port = _port_cursor
+            _port_cursor = _PORTS_LOW + (_port_cursor + 1 - _PORTS_LOW) % (_PORTS_HIGH - _PORTS_LOW)
+            if _bindable(port):
+                out.append(port)
+                if len(out) == n:
+                    return out
+    raise RuntimeError(f"no {n} free ports between {_PORTS_LOW} and {_PORTS_HIGH}")
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition",
@@ -307,7 +348,7 @@ class GatewayProcess:
                 return int(r.status)
         except urllib.error.HTTPError as e:
             return int(e.code)
-        except OSError:
+        except (OSError, http.client.HTTPException):   # not up yet, or something else holds the port
             return None
 
     def metrics(self) -> dict[str, float]:

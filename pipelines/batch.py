@@ -43,7 +43,7 @@ class Batch:
     change, and a processor that makes new bytes does not pass it on.
     """
 
-    __slots__ = ("_data", "_msg", "_owned", "context", "ids", "items", "signal")
+    __slots__ = ("_data", "_msg", "_owned", "_parts", "context", "ids", "items", "signal")
 
     def __init__(
         self,
@@ -61,6 +61,7 @@ class Batch:
             raise ValueError("checked ids describe bytes")
         self.signal: Signal = signal
         self._data = data
+        self._parts: list[bytes] | None = None
         self._msg = msg if msg is not None or ids is None else ids.msg
         self._owned = owned
         self.items = items
@@ -71,12 +72,34 @@ class Batch:
     def from_message(cls, signal: Signal, msg: Any, context: RequestContext = EMPTY_CONTEXT) -> Batch:
         return cls(signal, None, otlp.count_items(signal, msg), context, msg, owned=True)
 
+    @classmethod
+    def concat(cls, signal: Signal, parts: list[bytes], items: int, context: RequestContext = EMPTY_CONTEXT) -> Batch:
+        """Serialized requests of one signal as one: their bytes concatenate into a valid request (the
+        top-level repeated field merges), and are joined only if someone asks for `data()`; a sender
+        can write `chunks()` as they are."""
+        if len(parts) == 1:
+            return cls(signal, parts[0], items, context)
+        batch = cls(signal, b"", items, context)
+        batch._data = None
+        batch._parts = parts
+        return batch
+
     def data(self) -> bytes:
         if self._data is None:
-            self._data = self._msg.SerializeToString()
+            if self._parts is not None:
+                self._data = b"".join(self._parts)
+                self._parts = None
+            else:
+                self._data = self._msg.SerializeToString()
         return self._data
 
+    def chunks(self) -> list[bytes]:
+        """The serialized request as pieces whose concatenation is `data()` (without joining them)."""
+        return self._parts if self._parts is not None else [self.data()]
+
     def nbytes(self) -> int:
+        if self._parts is not None:
+            return sum(map(len, self._parts))
         return len(self.data())
 
     def message(self) -> Any:
@@ -88,22 +111,24 @@ class Batch:
         if not self._owned:
             self._msg = otlp.parse(self.signal, self.data())
             self._owned = True
-        self._data = None
+        self._data = self._parts = None
         self.ids = None
         return self._msg
 
     def changed(self) -> None:
         """Recount and drop stale bytes after the owned message was modified."""
-        self._data = None
+        self._data = self._parts = None
         self.ids = None
         self.items = otlp.count_items(self.signal, self._msg)
 
     def share(self) -> Batch:
         """A new handle on the same data for another branch of a fan-out: its `mutable_message()`
         copies, so no branch sees another's changes."""
-        return Batch(self.signal, self._data, self.items, self.context, self._msg, owned=False, ids=self.ids)
+        return self.with_context(self.context)
 
     def with_context(self, context: RequestContext) -> Batch:
+        if self._parts is not None:
+            return Batch.concat(self.signal, self._parts, self.items, context)
         return Batch(self.signal, self._data, self.items, context, self._msg, owned=False, ids=self.ids)
 
     def __repr__(self) -> str:

@@ -89,6 +89,7 @@ CONN_WINDOW = 16 * 1024 * 1024
 MAX_HEADER_LIST = 64 * 1024
 MAX_STREAM_ID = 2**31 - 1
 OFFLOAD_COMPRESSION = 1024 * 1024  # compress messages at least this large in a worker thread
+WRITE_CHUNK = 1024 * 1024  # request bytes handed to the transport at a time
 ACCEPT_ENCODING = "identity,gzip,deflate"
 
 _U32 = struct.Struct(">I")
@@ -550,9 +551,10 @@ class _Connection(asyncio.Protocol):
         return message
 
     # -- a call out
-    async def call(self, block: bytes, prefix: bytes, message: bytes) -> bytes:
-        """Send HEADERS (`block`) and the message (`prefix` + `message`); return the response message.
-        Raises `_NotSent` while nothing has gone out and the connection cannot take the stream."""
+    async def call(self, block: bytes, body: list[bytes]) -> bytes:
+        """Send HEADERS (`block`) and the request (the gRPC prefix and message, in pieces); return the
+        response message. Raises `_NotSent` while nothing has gone out and the connection cannot take
+        the stream."""
         while len(self.calls) >= self.max_streams:
             if not self.usable():
                 raise _NotSent
@@ -567,28 +569,32 @@ class _Connection(asyncio.Protocol):
         call = _Call(sid, self.peer_initial_window, self.loop.create_future())
         self.calls[sid] = call
         parts = self._header_frames(sid, block)
-        total = len(prefix) + len(message)
+        cursor = _Cursor(body)
+        total = cursor.total
         sent = 0
         try:
-            with memoryview(message) as mv:
-                while not call.done.done() and self.transport is not None:
-                    avail = min(self.send_window, call.send_window, total - sent)
-                    if avail > 0 and not self.paused:
-                        self._data_frames(parts, sid, prefix, mv, sent, avail, sent + avail == total)
-                        self.send_window -= avail
-                        call.send_window -= avail
-                        sent += avail
-                        _write(transport, parts)
+            while not call.done.done() and self.transport is not None:
+                # At most WRITE_CHUNK at a time, then only once the transport has room again: what the
+                # socket does not take is copied into the transport's buffer, so that stays small.
+                avail = min(self.send_window, call.send_window, total - sent, WRITE_CHUNK)
+                if avail > 0 and not self.paused:
+                    self._data_frames(parts, sid, cursor, avail, sent + avail == total)
+                    self.send_window -= avail
+                    call.send_window -= avail
+                    sent += avail
+                    _write(transport, parts)
+                    parts.clear()
+                    if sent == total:
+                        break
+                else:
+                    if parts:
+                        transport.write(b"".join(parts))
                         parts.clear()
-                        if sent == total:
-                            break
-                    else:
-                        if parts:
-                            transport.write(b"".join(parts))
-                            parts.clear()
-                        await self._wait()
+                    await self._wait()
             return await call.done
         finally:
+            parts.clear()
+            cursor.release()
             if self.calls.pop(sid, None) is not None:
                 # Cancelled (deadline, shutdown) while in flight: the server may stop working on it.
                 call.reset = True
@@ -609,24 +615,43 @@ class _Connection(asyncio.Protocol):
             parts += [_head(len(chunk), CONTINUATION, END_HEADERS if i + limit >= len(block) else 0, sid), chunk]
         return parts
 
-    def _data_frames(self, parts: list[bytes | memoryview], sid: int, prefix: bytes, mv: memoryview, start: int, n: int,
-                     last: bool) -> None:
-        """DATA frames for bytes [start, start + n) of prefix + message, no larger than the server allows."""
-        p = len(prefix)
-        stop = start + n
-        pos = start
+    def _data_frames(self, parts: list[bytes | memoryview], sid: int, cursor: _Cursor, n: int, last: bool) -> None:
+        """DATA frames for the next `n` bytes of the request, no larger than the server allows."""
         limit = self.max_frame
-        while pos < stop:
-            size = min(limit, stop - pos)
-            end = pos + size
-            parts.append(_head(size, DATA, END_STREAM if last and end == stop else 0, sid))
-            if pos < p:
-                parts.append(prefix[pos:min(p, end)])
-                if end > p:
-                    parts.append(mv[: end - p])
-            else:
-                parts.append(mv[pos - p: end - p])
-            pos = end
+        while n > 0:
+            size = min(limit, n)
+            n -= size
+            parts.append(_head(size, DATA, END_STREAM if last and not n else 0, sid))
+            cursor.take(size, parts)
+
+
+class _Cursor:
+    """A request's bytes in consecutive pieces, handed out front to back as memoryview slices."""
+
+    __slots__ = ("index", "offset", "total", "views")
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.views = [memoryview(p) for p in pieces if p]
+        self.total = sum(map(len, self.views))
+        self.index = 0
+        self.offset = 0
+
+    def take(self, n: int, out: list[bytes | memoryview]) -> None:
+        while n > 0:
+            view = self.views[self.index]
+            rest = len(view) - self.offset
+            if n < rest:
+                out.append(view[self.offset:self.offset + n])
+                self.offset += n
+                return
+            out.append(view[self.offset:] if self.offset else view)
+            n -= rest
+            self.index += 1
+            self.offset = 0
+
+    def release(self) -> None:
+        for view in self.views:
+            view.release()
 
 
 def _write(transport: asyncio.Transport, parts: list[bytes | memoryview]) -> None:
@@ -700,25 +725,28 @@ class H2Client:
         self._draining: set[_Connection] = set()
         self._closed = False
 
-    async def unary(self, path: str, message: bytes, metadata: Sequence[tuple[str, str]] = (),
+    async def unary(self, path: str, message: bytes | Sequence[bytes], metadata: Sequence[tuple[str, str]] = (),
                     time_limit: float | None = None) -> bytes:
-        """Call `path` with `message`; return the response message or raise `GrpcCallError`.
-        `time_limit` (seconds) bounds the whole call, connecting included, and is sent as `grpc-timeout`."""
+        """Call `path` with `message` (bytes, or pieces whose concatenation is the message, written as
+        they are); return the response message or raise `GrpcCallError`. `time_limit` (seconds) bounds
+        the whole call, connecting included, and is sent as `grpc-timeout`."""
         deadline = time.monotonic() + time_limit if time_limit else None
+        pieces = [message] if isinstance(message, bytes) else list(message)
         try:
             async with asyncio.timeout(time_limit or None) as scope:
                 flag = 0
                 if self.compression:
-                    packed = (await asyncio.to_thread(compress, message, self.compression)
-                              if len(message) >= OFFLOAD_COMPRESSION else compress(message, self.compression))
-                    if len(packed) < len(message):
-                        message, flag = packed, 1
-                prefix = bytes((flag,)) + _U32.pack(len(message))
+                    whole = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+                    packed = (await asyncio.to_thread(compress, whole, self.compression)
+                              if len(whole) >= OFFLOAD_COMPRESSION else compress(whole, self.compression))
+                    if len(packed) < len(whole):
+                        pieces, flag = [packed], 1
+                prefix = bytes((flag,)) + _U32.pack(sum(map(len, pieces)))
                 refused: _Refused | None = None
                 for attempt in range(8):
                     conn = await self._connection()
                     try:
-                        return await conn.call(self._block(path, metadata, deadline), prefix, message)
+                        return await conn.call(self._block(path, metadata, deadline), [prefix, *pieces])
                     except _NotSent:
                         continue
                     except _Refused as exc:

@@ -235,11 +235,12 @@ class Exporter:
         signal = entries[0].signal
         items = sum(e.items for e in entries)
         try:
-            data = b"".join(queue.store.read(e) for e in entries)
+            parts = [queue.store.read(e) for e in entries]
         except OSError as exc:
             self._refused(signal, items, PermanentError(f"cannot read the queued data back: {exc}"))
             return True
-        for chunk in self._chunks(Batch(signal, data, items, entries[0].context)):
+        # Not joined here: a sender that can write the pieces as they are saves a copy of the batch.
+        for chunk in self._chunks(Batch.concat(signal, parts, items, entries[0].context)):
             try:
                 rejected = await self._retry.send(self.pusher.push, chunk)
             except Interrupted:

@@ -128,7 +128,7 @@ class GrpcPusher:
         if client is None:
             client = self._client = self._make_client()
         try:
-            data = await client.unary(self._paths[batch.signal], batch.data(), self.metadata(batch),
+            data = await client.unary(self._paths[batch.signal], batch.chunks(), self.metadata(batch),
                                       self.config.timeout or None)
         except GrpcCallError as exc:
             code = _STATUS.get(exc.code, grpc.StatusCode.UNKNOWN)

@@ -69,7 +69,7 @@ def run(body: Callable[[], Awaitable[Any]]) -> Any:
     return asyncio.run(asyncio.wait_for(body(), 60))
 
 
-async def call_once(port: int, message: bytes, *, time_limit: float | None = 10, **kwargs: Any) -> bytes:
+async def call_once(port: int, message: bytes | list[bytes], *, time_limit: float | None = 10, **kwargs: Any) -> bytes:
     client = H2Client(f"127.0.0.1:{port}", **kwargs)
     try:
         return await client.unary(PATH, message, time_limit=time_limit)
@@ -150,6 +150,28 @@ def test_8mb_each_way_flows_through_small_windows() -> None:
         assert run(lambda: call_once(server.port, message, max_response=16 * MiB)) == message
     finally:
         server.stop()
+
+
+PIECES = {
+    "one": [b"x" * 70_000],
+    "empty pieces between": [b"", b"ab", b"", b"cd" * 9000, b""],
+    "across frames and writes": [bytes(range(256)) * 300, b"y", bytes(3 * MiB), b"tail" * 5000],
+    "many small": [b"%d," % i for i in range(5000)],
+}
+
+
+@pytest.mark.parametrize("compression", ["", "gzip"])
+@pytest.mark.parametrize("layout", list(PIECES))
+def test_message_in_pieces_arrives_whole(layout: str, compression: str) -> None:
+    # The exporter hands the queued requests over unjoined; through 64 KiB windows (no BDP probing),
+    # 16 KiB frames and transport pauses the server must still see their concatenation.
+    server = GrpcioServer(options=(("grpc.http2.bdp_probe", 0),))
+    pieces = PIECES[layout]
+    try:
+        got = run(lambda: call_once(server.port, list(pieces), compression=compression, max_response=8 * MiB))
+    finally:
+        server.stop()
+    assert got == b"".join(pieces)
 
 
 def test_response_over_the_limit_is_refused(echo: GrpcioServer) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from pipelines.batch import Batch, RequestContext
 from pipelines.processors.batch import Batcher, Chunk, Config
 from tests.e2e.support import spans_request
 
@@ -140,3 +141,20 @@ def test_config_rules() -> None:
         "send_batch_max_size must be greater or equal to send_batch_size"]
     assert Config(send_batch_max_size=0).validate() == []
     assert Config(timeout=-1).validate() == ["timeout must not be negative"]
+
+
+def test_concat_batch_joins_only_when_asked() -> None:
+    parts = [_req(3, "a")[0], _req(2, "b")[0], _req(4, "c")[0]]
+    batch = Batch.concat("traces", parts, 9, RequestContext(tenant="t1"))
+    assert batch.chunks() is parts  # a sender writes the pieces as they are
+    assert batch.nbytes() == sum(map(len, parts))
+    other = batch.with_context(RequestContext(tenant="t2"))
+    assert other.chunks() == parts and other.context.tenant == "t2" and other.items == 9
+    assert [n[0] for n in _names([(batch.data(), 9)])] == list("aaabbcccc")  # one valid request
+    assert batch.chunks() == [batch.data()]
+    # Changing the message drops the pieces with the old bytes.
+    msg = other.mutable_message()
+    msg.resource_spans[0].scope_spans[0].spans[0].name = "changed"
+    other.changed()
+    assert _names([(other.data(), 9)])[0] == "changed" and other.chunks() == [other.data()]
+    assert Batch.concat("traces", parts[:1], 3).chunks() == parts[:1]

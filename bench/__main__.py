@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{key} {target} x{n}: {r.status} {r.reason} accepted={r.accepted} delivered={r.delivered} "
                       f"dropped={r.dropped} lost={r.lost} cpu={r.cpu_seconds:.2f}s "
                       f"spans/cpu-s={r.spans_per_cpu_s:,.0f} p99={r.p99_ms:.1f}ms "
-                      f"rss={r.peak_rss_process / 2**20:.0f}MiB", file=sys.stderr, flush=True)
+                      f"rss={r.steady_rss_process / 2**20:.0f}/{r.peak_rss_process / 2**20:.0f}MiB",
+                      file=sys.stderr, flush=True)
     command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])
     desc = (f"{args.spans} spans/request, {args.attributes} attributes x {args.attribute_size} B per span, "
             f"{args.concurrency} requests in flight over {args.connections} connections, {args.duration:g} s per run")

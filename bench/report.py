@@ -61,7 +61,7 @@ def _collector_for(results: Sequence[RunResult], scenario: str) -> RunResult | N
 
 def table(results: Sequence[RunResult]) -> str:
     head = ("| scenario | target | spans/s accepted | spans/s delivered | CPU-s per 1M spans | spans per CPU-s "
-            "| vs Collector | peak RSS per process (MiB) | p50 / p99 latency (ms) | lost |")
+            "| vs Collector | RSS per process, steady / peak (MiB) | p50 / p99 latency (ms) | lost |")
     rows = [head, "|" + "---|" * 10]
     for r in results:
         name = f"{r.scenario}: {SCENARIOS[r.scenario].title}"
@@ -75,7 +75,7 @@ def table(results: Sequence[RunResult]) -> str:
         rows.append(
             f"| {name} | {_label(r)} | {_fmt(r.accepted_per_s)} | {_fmt(r.delivered_per_s)} "
             f"| {_fmt(r.cpu_per_million, digits=2)} | {_fmt(r.spans_per_cpu_s)} | {ratio} "
-            f"| {_fmt(r.peak_rss_process / MIB, digits=1)}"
+            f"| {_fmt(r.steady_rss_process / MIB, digits=1)} / {_fmt(r.peak_rss_process / MIB, digits=1)}"
             f"{'' if r.processes <= 1 else f' ({r.processes} procs, {r.peak_rss_total / MIB:.0f} total)'} "
             f"| {_fmt(r.p50_ms, digits=2)} / {_fmt(r.p99_ms, digits=2)} | {lost} |"
         )
@@ -111,7 +111,9 @@ def write(results: Sequence[RunResult], out_dir: Path, command: str, load_desc: 
         "Latency is the round trip a request takes at the load generator (the gateway answers once its "
         "pipelines hold the request). Lost = accepted x fan-out - sampled out - delivered at the sink. "
         "The load generator and the counting sink run in their own processes on the same 2 cores, so "
-        "throughput (spans/s) is bounded by them too; spans per CPU-second is the comparable figure.",
+        "throughput (spans/s) is bounded by them too; spans per CPU-second is the comparable figure. "
+        "RSS is the largest process's: steady is the median of the samples (every 0.25 s) over the second "
+        "half of the load, peak the largest sample.",
         "",
         table(results),
         "",

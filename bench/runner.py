@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,6 +59,7 @@ class RunResult:
     cpu_seconds: float = 0.0
     peak_rss_total: int = 0
     peak_rss_process: int = 0
+    steady_rss_process: int = 0  # the median sample of the second half of the load (largest process)
     processes: int = 0
     p50_ms: float = float("nan")
     p99_ms: float = float("nan")
@@ -224,10 +226,14 @@ def _measure(res: RunResult, scenario: Scenario, proc: subprocess.Popen[bytes], 
         before = procstat.sample(proc.pid)
         pending = pool.apply_async(loadgen.run, (spec,))
         peak_total, peak_proc, nproc = before.rss_bytes, before.max_rss_bytes, before.processes
+        started = time.monotonic()
+        steady: list[int] = []  # samples once half the load's time has passed
         while not pending.ready():
             s = procstat.sample(proc.pid)
             peak_total, peak_proc = max(peak_total, s.rss_bytes), max(peak_proc, s.max_rss_bytes)
             nproc = max(nproc, s.processes)
+            if time.monotonic() - started >= load.duration / 2:
+                steady.append(s.max_rss_bytes)
             pending.wait(0.25)
         out: loadgen.LoadResult = pending.get()
     # Drained: the sink's count has not moved for longer than the batch timeout, twice over.
@@ -248,6 +254,7 @@ def _measure(res: RunResult, scenario: Scenario, proc: subprocess.Popen[bytes], 
     res.load_seconds = out.elapsed
     res.cpu_seconds = after.cpu_seconds - before.cpu_seconds
     res.peak_rss_total, res.peak_rss_process, res.processes = peak_total, peak_proc, nproc
+    res.steady_rss_process = int(statistics.median(steady)) if steady else peak_proc
     res.p50_ms = loadgen.percentile(out.latencies, 0.50) * 1000
     res.p99_ms = loadgen.percentile(out.latencies, 0.99) * 1000
     if out.errors:

@@ -10,6 +10,7 @@ import contextlib
 import gzip
 import http.client
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -69,7 +70,7 @@ def _ephemeral_low() -> int:
 # own random start, so concurrent runs on one machine rarely meet.
 _PORTS_LOW = 10_000
 _PORTS_HIGH = _ephemeral_low()
-_port_cursor = _PORTS_LOW + (os.getpid() * 7919) % max(1, _PORTS_HIGH - _PORTS_LOW)
+_port_cursor = _PORTS_LOW + random.SystemRandom().randrange(max(1, _PORTS_HIGH - _PORTS_LOW))
 _port_lock = threading.Lock()
 
 

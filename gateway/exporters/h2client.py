@@ -128,8 +128,10 @@ def grpc_timeout(seconds: float) -> str:
     return f"{ms}m" if ms < 10**8 else f"{min(10**8 - 1, math.ceil(seconds))}S"
 
 
-def compress(data: bytes, encoding: str) -> bytes:
-    return zlib.compress(data, 6, wbits=31 if encoding == "gzip" else 15)
+def compress(pieces: Sequence[bytes | bytearray | memoryview], encoding: str) -> bytes:
+    """The pieces' concatenation, compressed (without joining them first)."""
+    z = zlib.compressobj(6, wbits=31 if encoding == "gzip" else 15)
+    return b"".join([*map(z.compress, pieces), z.flush()])
 
 
 def _head(length: int, kind: int, flags: int, sid: int) -> bytes:
@@ -551,7 +553,7 @@ class _Connection(asyncio.Protocol):
         return message
 
     # -- a call out
-    async def call(self, block: bytes, body: list[bytes]) -> bytes:
+    async def call(self, block: bytes, body: list[bytes | bytearray | memoryview]) -> bytes:
         """Send HEADERS (`block`) and the request (the gRPC prefix and message, in pieces); return the
         response message. Raises `_NotSent` while nothing has gone out and the connection cannot take
         the stream."""
@@ -566,11 +568,11 @@ class _Connection(asyncio.Protocol):
         assert transport is not None
         sid = self.next_sid
         self.next_sid += 2
+        cursor = _Cursor(body)
+        total = cursor.total
         call = _Call(sid, self.peer_initial_window, self.loop.create_future())
         self.calls[sid] = call
         parts = self._header_frames(sid, block)
-        cursor = _Cursor(body)
-        total = cursor.total
         sent = 0
         try:
             while not call.done.done() and self.transport is not None:
@@ -594,7 +596,6 @@ class _Connection(asyncio.Protocol):
             return await call.done
         finally:
             parts.clear()
-            cursor.release()
             if self.calls.pop(sid, None) is not None:
                 # Cancelled (deadline, shutdown) while in flight: the server may stop working on it.
                 call.reset = True
@@ -630,8 +631,8 @@ class _Cursor:
 
     __slots__ = ("index", "offset", "total", "views")
 
-    def __init__(self, pieces: list[bytes]) -> None:
-        self.views = [memoryview(p) for p in pieces if p]
+    def __init__(self, pieces: list[bytes | bytearray | memoryview]) -> None:
+        self.views = [memoryview(p).cast("B") for p in pieces if len(p)]
         self.total = sum(map(len, self.views))
         self.index = 0
         self.offset = 0
@@ -644,14 +645,12 @@ class _Cursor:
                 out.append(view[self.offset:self.offset + n])
                 self.offset += n
                 return
-            out.append(view[self.offset:] if self.offset else view)
+            # Always a slice, never the piece's own view: a transport may keep what it was given
+            # (Python 3.12+ queues it uncopied), and a slice stays valid on its own.
+            out.append(view[self.offset:])
             n -= rest
             self.index += 1
             self.offset = 0
-
-    def release(self) -> None:
-        for view in self.views:
-            view.release()
 
 
 def _write(transport: asyncio.Transport, parts: list[bytes | memoryview]) -> None:
@@ -725,21 +724,22 @@ class H2Client:
         self._draining: set[_Connection] = set()
         self._closed = False
 
-    async def unary(self, path: str, message: bytes | Sequence[bytes], metadata: Sequence[tuple[str, str]] = (),
+    async def unary(self, path: str, message: bytes | bytearray | memoryview | Sequence[bytes],
+                    metadata: Sequence[tuple[str, str]] = (),
                     time_limit: float | None = None) -> bytes:
         """Call `path` with `message` (bytes, or pieces whose concatenation is the message, written as
         they are); return the response message or raise `GrpcCallError`. `time_limit` (seconds) bounds
         the whole call, connecting included, and is sent as `grpc-timeout`."""
         deadline = time.monotonic() + time_limit if time_limit else None
-        pieces = [message] if isinstance(message, bytes) else list(message)
+        pieces = [message] if isinstance(message, (bytes, bytearray, memoryview)) else list(message)
         try:
             async with asyncio.timeout(time_limit or None) as scope:
                 flag = 0
                 if self.compression:
-                    whole = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-                    packed = (await asyncio.to_thread(compress, whole, self.compression)
-                              if len(whole) >= OFFLOAD_COMPRESSION else compress(whole, self.compression))
-                    if len(packed) < len(whole):
+                    size = sum(map(len, pieces))
+                    packed = (await asyncio.to_thread(compress, pieces, self.compression)
+                              if size >= OFFLOAD_COMPRESSION else compress(pieces, self.compression))
+                    if len(packed) < size:
                         pieces, flag = [packed], 1
                 prefix = bytes((flag,)) + _U32.pack(sum(map(len, pieces)))
                 refused: _Refused | None = None

@@ -235,12 +235,13 @@ class Exporter:
         signal = entries[0].signal
         items = sum(e.items for e in entries)
         try:
-            parts = [queue.store.read(e) for e in entries]
+            # Not joined here: a sender that can write the pieces as they are saves a copy of the batch
+            # (and one that joins them holds only the joined bytes: nothing else keeps this list).
+            batch = Batch.concat(signal, [queue.store.read(e) for e in entries], items, entries[0].context)
         except OSError as exc:
             self._refused(signal, items, PermanentError(f"cannot read the queued data back: {exc}"))
             return True
-        # Not joined here: a sender that can write the pieces as they are saves a copy of the batch.
-        for chunk in self._chunks(Batch.concat(signal, parts, items, entries[0].context)):
+        for chunk in self._chunks(batch):
             try:
                 rejected = await self._retry.send(self.pusher.push, chunk)
             except Interrupted:

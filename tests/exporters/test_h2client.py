@@ -336,6 +336,13 @@ def test_against_h2grpc_server() -> None:
                 await big.unary(PATH, bytes(8 * MiB), time_limit=5)
             assert info.value.code == h2client.RESOURCE_EXHAUSTED
             assert await big.unary(PATH, b"again", time_limit=5) == b"niaga"
+            # The same in pieces of 200 KiB (whole pieces fit one of this server's large frames): the
+            # early refusal leaves the connection good for the next call.
+            with pytest.raises(GrpcCallError) as info:
+                await big.unary(PATH, [bytes(200 * 1024)] * 40, time_limit=5)
+            assert info.value.code == h2client.RESOURCE_EXHAUSTED
+            pieces = [bytes([i]) * (200 * 1024) for i in range(6)]
+            assert await big.unary(PATH, pieces, time_limit=5) == b"".join(pieces)[::-1]
             await big.close()
         finally:
             await client.close()

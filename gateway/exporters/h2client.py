@@ -28,7 +28,6 @@ import urllib.parse
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import cast
 
 import hpack
 
@@ -68,6 +67,7 @@ from gateway.receivers.h2grpc import (
     hpack_literal,
     unpad,
 )
+from gateway.receivers.hpack_decoder import HeaderDecoder
 
 log = logging.getLogger("gateway.exporter.h2")
 
@@ -161,7 +161,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.out: list[bytes] = []
-        self.decoder = hpack.Decoder(max_header_list_size=MAX_HEADER_LIST)
+        self.decoder = HeaderDecoder(MAX_HEADER_LIST)
         self.calls: dict[int, _Call] = {}
         self.next_sid = 1
         self.settled: asyncio.Future[None] = loop.create_future()  # the server's first SETTINGS
@@ -413,7 +413,7 @@ class _Connection(asyncio.Protocol):
 
     def _headers(self, sid: int, flags: int, block: bytearray) -> None:
         try:  # always decoded: the HPACK dynamic table is the connection's
-            headers = cast("list[tuple[str, str]]", self.decoder.decode(bytes(block)))
+            headers = self.decoder.decode(block)
         except hpack.HPACKError as exc:
             raise ConnectionError_(COMPRESSION_ERROR, f"cannot decode headers: {exc}") from None
         call = self._known(sid)

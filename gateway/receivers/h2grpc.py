@@ -34,9 +34,10 @@ import ssl
 import struct
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import hpack
+
+from gateway.receivers.hpack_decoder import HeaderDecoder
 
 log = logging.getLogger("gateway.receiver.grpc")
 
@@ -180,7 +181,7 @@ def _decompressor(encoding: str) -> Callable[[bytes, int], bytes] | None:
 
 @dataclass(slots=True)
 class _Stream:
-    headers: Any
+    headers: Metadata
     parts: list[bytes] = field(default_factory=list)
     size: int = 0
     declared: int = -1  # the gRPC message length from its prefix, once 5 bytes have arrived
@@ -196,7 +197,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.preface = False
-        self.decoder = hpack.Decoder(max_header_list_size=MAX_HEADER_LIST)
+        self.decoder = HeaderDecoder(MAX_HEADER_LIST)
         self.streams: dict[int, _Stream] = {}
         self.last_stream = 0
         self.unacked = 0  # bytes received on the connection since the last WINDOW_UPDATE we sent
@@ -396,7 +397,7 @@ class _Connection(asyncio.Protocol):
 
     def _headers(self, sid: int, flags: int, block: bytearray, out: list[bytes]) -> None:
         try:
-            headers = self.decoder.decode(bytes(block))
+            headers = self.decoder.decode(block)
         except hpack.HPACKError as exc:
             raise ConnectionError_(COMPRESSION_ERROR, f"cannot decode headers: {exc}") from None
         if sid in self.streams:  # trailers from the client

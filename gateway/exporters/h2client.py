@@ -6,8 +6,8 @@ loop, about 2.6 ms of CPU per 3 MB export; here a call is framed, sent and read 
 
 Of HTTP/2 (RFC 9113): one connection, h2c with prior knowledge or TLS with ALPN "h2"; SETTINGS
 (MAX_CONCURRENT_STREAMS waited for, MAX_FRAME_SIZE, INITIAL_WINDOW_SIZE) and PING acknowledged; send
-and receive flow control; HEADERS + CONTINUATION (HPACK decoding by `hpack`, our own blocks never
-indexed); RST_STREAM; GOAWAY (streams above its last id fail, new calls use a new connection).
+and receive flow control; HEADERS + CONTINUATION (HPACK decoding by `hpack_decoder`, our own blocks
+never indexed); RST_STREAM; GOAWAY (streams above its last id fail, new calls use a new connection).
 Of gRPC: the length-prefixed message, gzip/deflate, `grpc-timeout`, Trailers-Only responses,
 `grpc-status` / `grpc-message` / `grpc-status-details-bin`, and the HTTP-to-gRPC and HTTP/2-error-to-gRPC
 code tables. Every failure is a `GrpcCallError`; transport failures and anything malformed from the
@@ -44,6 +44,7 @@ from gateway.receivers.h2grpc import (
     GOAWAY,
     HEADERS,
     INTERNAL_ERROR,
+    MAX_HEADER_BLOCK,
     MAX_WINDOW,
     NO_ERROR,
     PADDED,
@@ -312,6 +313,8 @@ class _Connection(asyncio.Protocol):
                     start += 5
                     if start > end:
                         raise ConnectionError_(FRAME_SIZE_ERROR, "HEADERS too short for its priority")
+                if end - start > MAX_HEADER_BLOCK:
+                    raise ConnectionError_(PROTOCOL_ERROR, "header block too large")
                 block = bytearray(mv[start:end])
                 if flags & END_HEADERS:
                     self._headers(sid, flags, block)
@@ -321,7 +324,7 @@ class _Connection(asyncio.Protocol):
                 if self.continuing is None or self.continuing[0] != sid:
                     raise ConnectionError_(PROTOCOL_ERROR, "unexpected CONTINUATION")
                 self.continuing[2].extend(mv[start:end])
-                if len(self.continuing[2]) > 4 * MAX_HEADER_LIST:
+                if len(self.continuing[2]) > MAX_HEADER_BLOCK:
                     raise ConnectionError_(PROTOCOL_ERROR, "header block too large")
                 if flags & END_HEADERS:
                     c_sid, c_flags, block = self.continuing

@@ -7,8 +7,8 @@ loop, with no thread hop (see `bench/RESULTS.md`).
 
 What a unary gRPC call needs of HTTP/2 (RFC 9113), and all this implements:
 - the connection preface and SETTINGS exchange, PING acknowledgements, GOAWAY both ways;
-- HEADERS (+ CONTINUATION) decoded with HPACK (the `hpack` library: its dynamic table is per
-  connection), padding and priority fields skipped;
+- HEADERS (+ CONTINUATION) decoded with HPACK (`hpack_decoder`: its dynamic table is per connection),
+  a header block of at most 256 KiB, padding and priority fields skipped;
 - DATA gathered per stream until END_STREAM; receive windows kept open with WINDOW_UPDATE; responses
   sent as the peer's send windows allow, in frames of at most 16 KiB (what every peer accepts);
 - RST_STREAM from the client drops the stream; a stream over `max_concurrent_streams` is refused (a
@@ -65,6 +65,7 @@ MAX_FRAME = 2**24 - 1  # the largest frame we let a client send (fewer frames, l
 FRAME_OUT = 16384  # the largest frame we send: the SETTINGS_MAX_FRAME_SIZE every peer accepts
 CONN_WINDOW = 64 * 1024 * 1024  # replenished when half is used
 MAX_HEADER_LIST = 64 * 1024
+MAX_HEADER_BLOCK = 4 * MAX_HEADER_LIST  # the encoded block, HEADERS and CONTINUATION frames together
 DEFAULT_PEER_WINDOW = 65535
 ACCEPT_ENCODING = "identity,gzip,deflate,zstd"
 # Trailers past 8 KiB (names + values + 32 each) are refused by grpc core (at random, from its soft
@@ -322,6 +323,10 @@ class _Connection(asyncio.Protocol):
                     start, end = unpad(mv, start, end)
                 if flags & PRIORITY_FLAG:
                     start += 5
+                    if start > end:
+                        raise ConnectionError_(FRAME_SIZE_ERROR, "HEADERS too short for its priority")
+                if end - start > MAX_HEADER_BLOCK:
+                    raise ConnectionError_(PROTOCOL_ERROR, "header block too large")
                 block = bytearray(mv[start:end])
                 if flags & END_HEADERS:
                     self._headers(sid, flags, block, out)
@@ -331,7 +336,7 @@ class _Connection(asyncio.Protocol):
                 if self.continuing is None or self.continuing[0] != sid:
                     raise ConnectionError_(PROTOCOL_ERROR, "unexpected CONTINUATION")
                 self.continuing[2].extend(mv[start:end])
-                if len(self.continuing[2]) > 4 * MAX_HEADER_LIST:
+                if len(self.continuing[2]) > MAX_HEADER_BLOCK:
                     raise ConnectionError_(PROTOCOL_ERROR, "header block too large")
                 if flags & END_HEADERS:
                     c_sid, c_flags, block = self.continuing

@@ -17,7 +17,7 @@ from hpack.table import HeaderTable
 
 Header = tuple[str, str]
 _ENTRY_OVERHEAD = 32  # RFC 7541 4.1
-_MAX_INT_BYTES = 6  # continuation bytes of an integer beyond its prefix: up to 2**35, far past any limit here
+_MAX_INT_BYTES = 5  # continuation bytes after an integer's prefix (up to about 2**35), as hpack allows
 
 
 def _text(raw: bytes) -> str:
@@ -27,9 +27,11 @@ def _text(raw: bytes) -> str:
         raise HPACKDecodingError("Unable to decode headers as UTF-8") from exc
 
 
-# (name, value, size in the table) for indexes 1..61; index 0 is invalid.
-_STATIC: list[tuple[str, str, int]] = [("", "", 0)] + [
-    (_text(n), _text(v), len(n) + len(v) + _ENTRY_OVERHEAD) for n, v in HeaderTable.STATIC_TABLE]
+# An entry: (name, value, its size in the table, the name's length in octets).
+Entry = tuple[str, str, int, int]
+# Indexes 1..61; index 0 is invalid.
+_STATIC: list[Entry] = [("", "", 0, 0)] + [
+    (_text(n), _text(v), len(n) + len(v) + _ENTRY_OVERHEAD, len(n)) for n, v in HeaderTable.STATIC_TABLE]
 _STATIC_LEN = len(_STATIC) - 1
 
 
@@ -43,7 +45,7 @@ class HeaderDecoder:
         self.max_table_size = max_table_size  # SETTINGS_HEADER_TABLE_SIZE (we keep the default)
         self.max_size = max_table_size  # what the peer's encoder last chose, at most max_table_size
         self.size = 0
-        self.dynamic: deque[tuple[str, str, int]] = deque()  # newest first (index 62)
+        self.dynamic: deque[Entry] = deque()  # newest first (index 62)
 
     def decode(self, data: bytes | bytearray) -> list[Header]:
         headers: list[Header] = []
@@ -54,12 +56,11 @@ class HeaderDecoder:
             b = data[pos]
             if b & 0x80:  # indexed field
                 index, pos = self._int(data, pos, 0x7F)
-                name, value, size = self._entry(index)
+                name, value, size, _ = self._entry(index)
             elif b & 0x40 or not b & 0x20:  # literal: with incremental indexing (01), or not indexed (0000/0001)
                 index, pos = self._int(data, pos, 0x3F if b & 0x40 else 0x0F)
                 if index:
-                    name = self._entry(index)[0]
-                    raw_name_len = len(name.encode("utf-8"))
+                    name, _, _, raw_name_len = self._entry(index)
                 else:
                     raw, pos = self._string(data, pos)
                     name, raw_name_len = _text(raw), len(raw)
@@ -67,11 +68,15 @@ class HeaderDecoder:
                 value = _text(raw)
                 size = raw_name_len + len(raw) + _ENTRY_OVERHEAD
                 if b & 0x40:
-                    self._add(name, value, size)
+                    self._add((name, value, size, raw_name_len))
             else:  # dynamic table size update (001): only before the block's first field
                 if headers:
                     raise HPACKDecodingError("Table size update not at the start of the block")
+                start = pos
                 new, pos = self._int(data, pos, 0x1F)
+                total += pos - start  # a block of nothing but size updates is not free either
+                if total > self.max_header_list_size:
+                    raise OversizedHeaderListError("A header block of table size updates too long")
                 if new > self.max_table_size:
                     raise InvalidTableSizeError(
                         f"Encoder attempted to set table size to {new}, max is {self.max_table_size}")
@@ -85,7 +90,7 @@ class HeaderDecoder:
                     f"A header list larger than {self.max_header_list_size} has been received")
         return headers
 
-    def _entry(self, index: int) -> tuple[str, str, int]:
+    def _entry(self, index: int) -> Entry:
         if 0 < index <= _STATIC_LEN:
             return _STATIC[index]
         i = index - _STATIC_LEN - 1
@@ -93,12 +98,13 @@ class HeaderDecoder:
             raise InvalidTableIndexError(f"Invalid table index {index}")
         return self.dynamic[i]
 
-    def _add(self, name: str, value: str, size: int) -> None:
+    def _add(self, entry: Entry) -> None:
+        size = entry[2]
         if size > self.max_size:  # RFC 7541 4.4: an entry larger than the table empties it
             self.dynamic.clear()
             self.size = 0
             return
-        self.dynamic.appendleft((name, value, size))
+        self.dynamic.appendleft(entry)
         self.size += size
         self._evict()
 

@@ -707,6 +707,17 @@ def test_padding_longer_than_the_frame_is_protocol_error(conn: Conn) -> None:
     assert conn.closed()
 
 
+def test_headers_too_short_for_their_priority_is_frame_size_error(conn: Conn) -> None:
+    conn.send(frame(HEADERS, END_HEADERS | PRIORITY_FLAG, 1, b"\x00\x00"))
+    assert conn.goaway() == (0, FRAME_SIZE_ERROR)
+
+
+def test_header_block_over_256_kib_in_one_frame_is_refused_before_decoding(conn: Conn) -> None:
+    # Table size updates alone: never a header, so no header-list limit would stop them in the decoder.
+    conn.send(frame(HEADERS, END_HEADERS, 1, b"\x20" * (h2grpc.MAX_HEADER_BLOCK + 1)))
+    assert conn.goaway() == (0, PROTOCOL_ERROR)
+
+
 def requests_on_one_connection(c: Conn) -> bytes:
     """Preface, settings and two requests: the second's headers come from the HPACK dynamic table."""
     return (PREFACE + frame(SETTINGS, 0, 0) + c.request(1, b"first" * 10)

@@ -61,6 +61,7 @@ def test_same_verdict_as_hpack_on_arbitrary_bytes(blocks: list[bytes]) -> None:
     b"\x82\x3f\xe1\x1f",          # a size update after a field
     b"\x3f\xe2\x1f",              # a size update above SETTINGS_HEADER_TABLE_SIZE (4096)
     b"\xbe",                      # a dynamic index with an empty table
+    b"\x3f\x80\x80\x80\x80\x80\x00",  # an integer of more continuation bytes than hpack allows
 ])
 def test_malformed_blocks_are_errors(block: bytes) -> None:
     with pytest.raises(hpack.HPACKError):
@@ -82,3 +83,15 @@ def test_eviction_keeps_indexes_right() -> None:
         headers = [("x-a", f"value-{i}"), ("x-b", f"{i}" * 10), ("x-a", f"value-{i}")]
         assert dec.decode(enc.encode(headers)) == headers
     assert dec.size <= 100
+
+
+def test_a_block_of_size_updates_counts_against_the_limit() -> None:
+    with pytest.raises(hpack.OversizedHeaderListError):
+        HeaderDecoder(1000).decode(b"\x20" * 2000)
+    assert HeaderDecoder(LIMIT).decode(b"\x20" * 10 + b"\x82") == [(":method", "GET")]
+
+
+def test_never_indexed_field_with_an_indexed_name_stays_out_of_the_table() -> None:
+    block = hpack.Encoder().encode([hpack.NeverIndexedHeaderTuple(":path", "/secret")])
+    dec = HeaderDecoder(LIMIT)
+    assert dec.decode(block) == [(":path", "/secret")] and not dec.dynamic

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import gzip
 import ssl
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,14 +27,20 @@ _OFF_LOOP_BYTES = 256 * 1024
 _SIGNAL_PATHS = {"traces": "/v1/traces", "metrics": "/v1/metrics", "logs": "/v1/logs"}
 
 
-def _zstd(data: bytes) -> bytes:
-    return zstandard.ZstdCompressor().compress(data)
+def _streamed(make: Callable[[int], Any]) -> Callable[[list[bytes]], bytes]:
+    """A compressor of a request given as pieces (a batch's queued requests), without joining them;
+    `make(total size)` gives the compressing object."""
+    def compress(pieces: list[bytes]) -> bytes:
+        z = make(sum(map(len, pieces)))
+        return b"".join([*map(z.compress, pieces), z.flush()])
+    return compress
 
 
-_COMPRESSORS: dict[str, Any] = {
-    "gzip": lambda d: gzip.compress(d, compresslevel=1),
-    "deflate": zlib.compress,
-    "zstd": _zstd,
+_COMPRESSORS: dict[str, Callable[[list[bytes]], bytes] | None] = {
+    "gzip": _streamed(lambda size: zlib.compressobj(1, wbits=31)),
+    "deflate": _streamed(lambda size: zlib.compressobj()),
+    # The size goes in the frame header, as ZstdCompressor.compress writes it: some decoders need it.
+    "zstd": _streamed(lambda size: zstandard.ZstdCompressor().compressobj(size=size)),
     "none": None,
     "": None,
 }
@@ -87,8 +93,13 @@ class HttpPusher:
         )
 
     def body(self, batch: Batch) -> bytes:
-        data = otlp_json.encode(batch.message()) if self.config.encoding == "json" else batch.data()
-        return self._compress(data) if self._compress is not None else data
+        if self.config.encoding == "json":
+            pieces = [otlp_json.encode(batch.message())]
+        elif self._compress is not None:
+            pieces = batch.chunks()
+        else:
+            return batch.data()
+        return self._compress(pieces) if self._compress is not None else pieces[0]
 
     async def push(self, batch: Batch) -> int:
         """Send a batch; return how many items the backend rejected in a partial-success answer."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import ssl
 import time
+import zlib
 from collections.abc import Iterator
 
 import pytest
@@ -13,9 +14,10 @@ import zstandard
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from gateway.exporters import otlp_http
+from pipelines.batch import Batch
 from pipelines.errors import RetryableError
-from tests.e2e.support import Certs, RecordingHttpSink
-from tests.exporters.exporting import export
+from tests.e2e.support import Certs, RecordingHttpSink, spans_request
+from tests.exporters.exporting import export, make
 from tests.harness import Fault, Sink
 
 
@@ -127,3 +129,14 @@ def test_timeout_bounds_a_slow_backend() -> None:
         assert isinstance(error, RetryableError)
     finally:
         sink.stop()
+
+
+@pytest.mark.parametrize("compression", ["gzip", "deflate", "zstd", "none"])
+def test_body_of_queued_requests_is_compressed_from_the_pieces(compression: str) -> None:
+    inflate = {"gzip": gzip.decompress, "deflate": zlib.decompress, "zstd": zstandard.ZstdDecompressor().decompress,
+               "none": bytes}[compression]
+    exporter, _ = make(otlp_http, {"endpoint": "http://127.0.0.1:1", "compression": compression}, "otlphttp")
+    parts = [spans_request(2, name=f"r{i}").SerializeToString() for i in range(3)]
+    body = exporter.pusher.body(Batch.concat("traces", parts, 6))
+    assert inflate(body) == b"".join(parts)
+    assert [n[:2] for n in _spans(inflate(body))] == ["r0", "r0", "r1", "r1", "r2", "r2"]

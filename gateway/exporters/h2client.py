@@ -580,7 +580,7 @@ class _Connection(asyncio.Protocol):
         try:
             while not call.done.done() and self.transport is not None:
                 # At most WRITE_CHUNK at a time, then only once the transport has room again: what the
-                # socket does not take is copied into the transport's buffer, so that stays small.
+                # socket does not take waits in the transport's buffer, so that stays small.
                 avail = min(self.send_window, call.send_window, total - sent, WRITE_CHUNK)
                 if avail > 0 and not self.paused:
                     self._data_frames(parts, sid, cursor, avail, sent + avail == total)

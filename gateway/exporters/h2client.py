@@ -44,13 +44,11 @@ from gateway.receivers.h2grpc import (
     GOAWAY,
     HEADERS,
     INTERNAL_ERROR,
-    MAX_HEADER_BLOCK,
     MAX_WINDOW,
     NO_ERROR,
     PADDED,
     PING,
     PREFACE,
-    PRIORITY_FLAG,
     PROTOCOL_ERROR,
     PUSH_PROMISE,
     REFUSED_STREAM,
@@ -63,6 +61,7 @@ from gateway.receivers.h2grpc import (
     SETTINGS,
     WINDOW_UPDATE,
     ConnectionError_,
+    HeaderBlock,
     frame,
     hpack_indexed_name,
     hpack_literal,
@@ -175,7 +174,7 @@ class _Connection(asyncio.Protocol):
         self.send_window = DEFAULT_PEER_WINDOW
         self.recv_window = CONN_WINDOW
         self.recv_unacked = 0
-        self.continuing: tuple[int, int, bytearray] | None = None
+        self.blocks = HeaderBlock()
         self.paused = False
         self.waiters: list[asyncio.Future[None]] = []
 
@@ -300,36 +299,20 @@ class _Connection(asyncio.Protocol):
             pos = end
             if not self.settled.done() and (kind != SETTINGS or flags & ACK):
                 raise ConnectionError_(PROTOCOL_ERROR, "the server's first frame is not SETTINGS")
-            if self.continuing is not None and kind != CONTINUATION:
+            if self.blocks.pending is not None and kind != CONTINUATION:
                 raise ConnectionError_(PROTOCOL_ERROR, "expected CONTINUATION")
             if kind == DATA:
                 self._data(sid, flags, mv, start, end)
             elif kind == HEADERS:
                 if sid == 0:
                     raise ConnectionError_(PROTOCOL_ERROR, "HEADERS on stream 0")
-                if flags & PADDED:
-                    start, end = unpad(mv, start, end)
-                if flags & PRIORITY_FLAG:
-                    start += 5
-                    if start > end:
-                        raise ConnectionError_(FRAME_SIZE_ERROR, "HEADERS too short for its priority")
-                if end - start > MAX_HEADER_BLOCK:
-                    raise ConnectionError_(PROTOCOL_ERROR, "header block too large")
-                block = bytearray(mv[start:end])
-                if flags & END_HEADERS:
+                block = self.blocks.headers(sid, flags, mv, start, end)
+                if block is not None:
                     self._headers(sid, flags, block)
-                else:
-                    self.continuing = (sid, flags, block)
             elif kind == CONTINUATION:
-                if self.continuing is None or self.continuing[0] != sid:
-                    raise ConnectionError_(PROTOCOL_ERROR, "unexpected CONTINUATION")
-                self.continuing[2].extend(mv[start:end])
-                if len(self.continuing[2]) > MAX_HEADER_BLOCK:
-                    raise ConnectionError_(PROTOCOL_ERROR, "header block too large")
-                if flags & END_HEADERS:
-                    c_sid, c_flags, block = self.continuing
-                    self.continuing = None
-                    self._headers(c_sid, c_flags, block)
+                block = self.blocks.continuation(sid, flags, mv, start, end)
+                if block is not None:
+                    self._headers(self.blocks.sid, self.blocks.flags, block)
             elif kind == SETTINGS:
                 if sid != 0:
                     raise ConnectionError_(PROTOCOL_ERROR, "SETTINGS on a stream")

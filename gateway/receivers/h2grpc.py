@@ -105,6 +105,48 @@ def unpad(mv: memoryview, start: int, end: int) -> tuple[int, int]:
     return start + 1, end - pad
 
 
+class HeaderBlock:
+    """A header block as it arrives, in a HEADERS frame and any CONTINUATION frames after it (RFC 9113
+    6.2, 6.10): padding and priority fields skipped, at most MAX_HEADER_BLOCK bytes. `pending` while
+    CONTINUATION frames must follow; `sid` and `flags` are then the HEADERS frame's."""
+
+    __slots__ = ("flags", "pending", "sid")
+
+    def __init__(self) -> None:
+        self.sid = 0
+        self.flags = 0
+        self.pending: bytearray | None = None
+
+    def headers(self, sid: int, flags: int, mv: memoryview, start: int, end: int) -> bytearray | None:
+        """The block of a HEADERS frame `mv[start:end]` if it is whole, else None (it continues)."""
+        if flags & PADDED:
+            start, end = unpad(mv, start, end)
+        if flags & PRIORITY_FLAG:
+            start += 5
+            if start > end:
+                raise ConnectionError_(FRAME_SIZE_ERROR, "HEADERS too short for its priority")
+        if end - start > MAX_HEADER_BLOCK:
+            raise ConnectionError_(PROTOCOL_ERROR, "header block too large")
+        block = bytearray(mv[start:end])
+        if flags & END_HEADERS:
+            return block
+        self.sid, self.flags, self.pending = sid, flags, block
+        return None
+
+    def continuation(self, sid: int, flags: int, mv: memoryview, start: int, end: int) -> bytearray | None:
+        """The whole block once this CONTINUATION frame ends it, else None."""
+        block = self.pending
+        if block is None or self.sid != sid:
+            raise ConnectionError_(PROTOCOL_ERROR, "unexpected CONTINUATION")
+        block.extend(mv[start:end])
+        if len(block) > MAX_HEADER_BLOCK:
+            raise ConnectionError_(PROTOCOL_ERROR, "header block too large")
+        if not flags & END_HEADERS:
+            return None
+        self.pending = None
+        return block
+
+
 def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
     n = len(payload)
     return bytes((n >> 16, (n >> 8) & 0xFF, n & 0xFF, kind, flags)) + _U32.pack(stream) + payload
@@ -202,7 +244,7 @@ class _Connection(asyncio.Protocol):
         self.streams: dict[int, _Stream] = {}
         self.last_stream = 0
         self.unacked = 0  # bytes received on the connection since the last WINDOW_UPDATE we sent
-        self.continuing: tuple[int, int, bytearray] | None = None  # (stream, flags, block so far)
+        self.blocks = HeaderBlock()
         self.peer_window = DEFAULT_PEER_WINDOW  # for streams the peer has not told us about
         self.conn_send_window = DEFAULT_PEER_WINDOW
         self.blocked: list[tuple[int, bytes]] = []  # (stream, the rest of its response) waiting for send window
@@ -307,7 +349,7 @@ class _Connection(asyncio.Protocol):
             sid = _U32.unpack_from(mv, pos + 5)[0] & 0x7FFFFFFF
             start = pos + 9
             pos = end
-            if self.continuing is not None and kind != CONTINUATION:
+            if self.blocks.pending is not None and kind != CONTINUATION:
                 raise ConnectionError_(PROTOCOL_ERROR, "expected CONTINUATION")
             if kind == DATA:
                 self.unacked += length
@@ -319,29 +361,13 @@ class _Connection(asyncio.Protocol):
                 if flags & END_STREAM and st is not None:
                     self._end(sid, out)
             elif kind == HEADERS:
-                if flags & PADDED:
-                    start, end = unpad(mv, start, end)
-                if flags & PRIORITY_FLAG:
-                    start += 5
-                    if start > end:
-                        raise ConnectionError_(FRAME_SIZE_ERROR, "HEADERS too short for its priority")
-                if end - start > MAX_HEADER_BLOCK:
-                    raise ConnectionError_(PROTOCOL_ERROR, "header block too large")
-                block = bytearray(mv[start:end])
-                if flags & END_HEADERS:
+                block = self.blocks.headers(sid, flags, mv, start, end)
+                if block is not None:
                     self._headers(sid, flags, block, out)
-                else:
-                    self.continuing = (sid, flags, block)
             elif kind == CONTINUATION:
-                if self.continuing is None or self.continuing[0] != sid:
-                    raise ConnectionError_(PROTOCOL_ERROR, "unexpected CONTINUATION")
-                self.continuing[2].extend(mv[start:end])
-                if len(self.continuing[2]) > MAX_HEADER_BLOCK:
-                    raise ConnectionError_(PROTOCOL_ERROR, "header block too large")
-                if flags & END_HEADERS:
-                    c_sid, c_flags, block = self.continuing
-                    self.continuing = None
-                    self._headers(c_sid, c_flags, block, out)
+                block = self.blocks.continuation(sid, flags, mv, start, end)
+                if block is not None:
+                    self._headers(self.blocks.sid, self.blocks.flags, block, out)
             elif kind == SETTINGS:
                 if not flags & ACK:
                     self._settings(mv[start:end])

@@ -1,4 +1,5 @@
-"""`python -m gateway [--config FILE]` runs; `python -m gateway validate --config FILE` checks.
+"""`python -m gateway [--config FILE]` runs; `python -m gateway validate --config FILE` checks;
+`python -m gateway graph --config FILE` prints the pipeline graph the service would build (nothing starts).
 
 Only this module exits the process."""
 
@@ -22,7 +23,7 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="otel-gateway", description="OpenTelemetry trace gateway")
-    p.add_argument("command", nargs="?", choices=["run", "validate"], default="run")
+    p.add_argument("command", nargs="?", choices=["run", "validate", "graph"], default="run")
     p.add_argument("--config", action="append", metavar="FILE",
                    help="Collector-format YAML config (default: config.yaml); repeat to merge files in order")
     p.add_argument("--version", action="version", version=f"otel-gateway {__version__}")
@@ -90,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     if args.command == "validate":
         print(f"{' + '.join(paths)}: configuration is valid")
+        return 0
+    if args.command == "graph":
+        print(Service(loaded.config).build().describe())
         return 0
     setup_logging(loaded.config.service.telemetry.logs.level)
     if loaded.config.service.workers > 1:

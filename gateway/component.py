@@ -1,18 +1,38 @@
-"""The contracts between the service and its components, and what a component is given at creation."""
+"""The contracts between the service and its components, and what each kind of factory is.
+
+A component is a type name, a config class and a constructor (`*Factory`). What the constructor
+returns is known by its kind, never discovered: a receiver is a `Component`; a processor or a connector
+a `Stage` (a `Consumer` with a lifecycle); an exporter an `ExporterNode`, which also drains and takes a
+batching policy; an extension an `Extension`, which is told when the pipelines are ready.
+"""
 
 from __future__ import annotations
 
+import builtins
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
-from pipelines.batch import Batch
+from pipelines.batch import Batch, Signal
+from pipelines.processors.batch import BatchPolicy
 
 if TYPE_CHECKING:
     from gateway.telemetry import Telemetry
 
+C = TypeVar("C")
+
+ALL_SIGNALS: frozenset[Signal] = frozenset({"traces", "metrics", "logs"})
+
 
 class Consumer(Protocol):
-    """Takes a batch or raises a typed refusal (pipelines.errors)."""
+    """Takes a batch or raises a typed refusal (pipelines.errors).
+
+    `admit` answers synchronously whether the consumer can take `batch` now, by raising the refusal
+    `consume` would raise (a RetryableError for a full queue or memory over its limit), and changes
+    nothing. A fan-out asks every branch before handing the batch to any, so a request one branch must
+    refuse is refused as a whole and the client's retry duplicates nothing."""
+
+    def admit(self, batch: Batch) -> None: ...
 
     async def consume(self, batch: Batch) -> None: ...
 
@@ -23,16 +43,42 @@ class Component(Protocol):
     async def shutdown(self) -> None: ...
 
 
+class Stage(Consumer, Component, Protocol):
+    """A processor or a connector in the graph: a consumer that starts and stops."""
+
+
+class Drainable(Protocol):
+    async def drain(self, within: float) -> None:
+        """Send what is held, for at most `within` seconds; called before `shutdown`."""
+        ...
+
+
+class ExporterNode(Stage, Drainable, Protocol):
+    def set_batching(self, policy: BatchPolicy) -> None:
+        """How this exporter forms batches: given by the graph when the pipeline that feeds it has a
+        `batch` processor (the first such pipeline wins when several do)."""
+        ...
+
+
+class Extension(Component, Protocol):
+    """An extension; `ready` and `not_ready` tell it when the pipelines start taking data and when
+    they stop (the Collector's PipelineWatcher): the health check turns 200 and 503 on them."""
+
+    def ready(self) -> None: ...
+
+    def not_ready(self) -> None: ...
+
+
 class Host(Protocol):
     """What a component may ask of the running service."""
 
-    def extension(self, component_id: str) -> Any: ...
+    def extension(self, component_id: str) -> Extension: ...
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(Generic[C]):
     id: str
-    config: Any
+    config: C
     telemetry: Telemetry
     host: Host
     # Several worker processes share the listening ports (SO_REUSEPORT).
@@ -41,3 +87,59 @@ class Settings:
     @property
     def type(self) -> str:
         return self.id.partition("/")[0]
+
+
+# Rules only the pipeline a component runs in can check: (config, signal) -> error messages.
+SignalCheck = Callable[[C, str], list[str]]
+
+
+@dataclass(frozen=True)
+class ReceiverFactory(Generic[C]):
+    type: str
+    config: builtins.type[C]
+    # One consumer per signal the receiver feeds: the fan-out into every pipeline that lists it.
+    create: Callable[[Settings[C], Mapping[Signal, Consumer]], Component]
+    signals: frozenset[Signal] = ALL_SIGNALS
+
+
+@dataclass(frozen=True)
+class ProcessorFactory(Generic[C]):
+    type: str
+    config: builtins.type[C]
+    # (settings, the next consumer in the pipeline, the pipeline's signal)
+    create: Callable[[Settings[C], Consumer, Signal], Stage]
+    signals: frozenset[Signal] = ALL_SIGNALS
+    check_for_signal: SignalCheck[C] | None = None
+    # A processor whose config shapes the batches of the exporters downstream (the `batch` processor).
+    batching: Callable[[Settings[C]], BatchPolicy] | None = None
+
+
+@dataclass(frozen=True)
+class ExporterFactory(Generic[C]):
+    type: str
+    config: builtins.type[C]
+    create: Callable[[Settings[C]], ExporterNode]
+    signals: frozenset[Signal] = ALL_SIGNALS
+
+
+@dataclass(frozen=True)
+class ExtensionFactory(Generic[C]):
+    type: str
+    config: builtins.type[C]
+    create: Callable[[Settings[C]], Extension]
+
+
+@dataclass(frozen=True)
+class ConnectorFactory(Generic[C]):
+    """A connector is an exporter of one pipeline and a receiver of others; `pairs` are the (exporter
+    side, receiver side) signals it joins."""
+
+    type: str
+    config: builtins.type[C]
+    # (settings, the entries of the pipelines it feeds by pipeline id, its exporter-side signal)
+    create: Callable[[Settings[C], Mapping[str, Consumer], Signal], Stage]
+    pairs: frozenset[tuple[Signal, Signal]]
+    check_for_signal: SignalCheck[C] | None = None
+    # Checks of the config against the pipelines it feeds: (config, their ids) -> error messages.
+    check_pipelines: Callable[[C, frozenset[str]], list[str]] | None = None
+

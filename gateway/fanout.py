@@ -1,46 +1,22 @@
 """Joints of the pipeline graph: a receiver feeding several pipelines, a pipeline feeding several
-exporters. Each branch gets its own handle on the same data (`Batch.share()`), so a processor that
-changes its copy never changes another pipeline's.
+exporters or connectors. Each branch gets its own handle on the same data (`Batch.share()`), so a
+processor that changes its copy never changes another pipeline's.
 
 Admission: before a fan-out hands a request to any branch, it asks every branch whether it can take it
-now (`admit`, answered by exporter queues and the memory limiter, synchronously). So a request that
-one queue must refuse is refused as a whole, and the client's retry does not duplicate it in the
-branches that had room. Stages that do not know `admit` are treated as always admitting.
+now (`Consumer.admit`, answered by exporter queues and the memory limiter, synchronously). So a
+request that one queue must refuse is refused as a whole, and the client's retry does not duplicate it
+in the branches that had room.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Sequence
 
 from prometheus_client import Counter
 
 from gateway.component import Consumer
 from pipelines.batch import Batch
-
-
-def admit(consumer: Any, batch: Batch) -> None:
-    """Raise the refusal `consumer` would answer now (RetryableError), if it can tell without trying."""
-    check = getattr(consumer, "admit", None)
-    if check is not None:
-        check(batch)
-
-
-def downstream(consumer: Any) -> Iterator[Any]:
-    """Every node reachable from `consumer` through the joints and stages that expose their next hop."""
-    nodes = [consumer]
-    seen: set[int] = set()
-    while nodes:
-        node = nodes.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        yield node
-        nodes.extend(getattr(node, "_consumers", ()))
-        nxt = getattr(node, "_next", None)
-        if nxt is not None:
-            nodes.append(nxt)
 
 
 class Counted:
@@ -51,7 +27,7 @@ class Counted:
         self._next = next_consumer
 
     def admit(self, batch: Batch) -> None:
-        admit(self._next, batch)
+        self._next.admit(batch)
 
     async def consume(self, batch: Batch) -> None:
         self._counter.inc(batch.items)
@@ -62,19 +38,25 @@ class Fanout:
     """Every consumer gets the batch, concurrently, once all of them said they can take it; the first
     refusal is raised after all have answered."""
 
-    def __init__(self, consumers: list[Consumer]) -> None:
-        self._consumers = consumers
+    def __init__(self, consumers: Sequence[Consumer]) -> None:
+        self._consumers = tuple(consumers)
 
     def admit(self, batch: Batch) -> None:
         for c in self._consumers:
-            admit(c, batch)
+            c.admit(batch)
 
     async def consume(self, batch: Batch) -> None:
         if len(self._consumers) == 1:
             await self._consumers[0].consume(batch)
             return
         self.admit(batch)
-        results = await asyncio.gather(*(c.consume(batch.share()) for c in self._consumers), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        await consume_all([(c, batch.share()) for c in self._consumers])
+
+
+async def consume_all(deliveries: Sequence[tuple[Consumer, Batch]]) -> None:
+    """Hand each batch to its consumer concurrently; raise the first refusal once all have answered, so
+    the request is answered only when every branch holds its part or has refused it."""
+    results = await asyncio.gather(*(c.consume(b) for c, b in deliveries), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result

@@ -1,5 +1,6 @@
-"""Builds the pipeline graph from a loaded config and runs it: start downstream-first (extensions,
-exporters, processors, receivers), stop receivers-first so every stage drains into the next."""
+"""Runs the pipeline graph of a loaded config (`gateway.graph`): start downstream-first (extensions,
+exporters, connectors and processors consumers first, receivers), stop receivers-first so every stage
+drains into the next."""
 
 from __future__ import annotations
 
@@ -8,14 +9,11 @@ import contextlib
 import logging
 from typing import Any
 
-from gateway import components
-from gateway.component import Component, Consumer, Settings
+from gateway import graph
+from gateway.component import Component, ExporterNode, Extension, Settings
 from gateway.config.model import GatewayConfig
-from gateway.fanout import Counted, Fanout
 from gateway.metrics_server import MetricsServer
-from gateway.processors.stage import ProcessorStage
 from gateway.telemetry import Telemetry
-from pipelines.batch import Signal
 
 log = logging.getLogger("gateway.service")
 
@@ -31,124 +29,109 @@ class Service:
         self.config = config
         self.telemetry = telemetry or Telemetry()
         self.reuse_port = reuse_port
-        self.extensions: dict[str, Any] = {}
-        self.exporters: dict[str, Any] = {}
-        self.stages: list[Any] = []
-        self.receivers: dict[str, Any] = {}
+        self.graph: graph.Graph | None = None
         self.metrics_server: MetricsServer | None = None
         self._started: list[Component] = []
 
     # Host
-    def extension(self, component_id: str) -> Any:
-        if component_id not in self.extensions:
+    def extension(self, component_id: str) -> Extension:
+        extensions = self.graph.extensions if self.graph is not None else {}
+        if component_id not in extensions:
             raise KeyError(f"extension {component_id!r} is not configured or not enabled in service::extensions")
-        return self.extensions[component_id]
+        return extensions[component_id]
 
-    def _settings(self, cid: str, config: Any) -> Settings:
+    def extensions(self) -> list[Extension]:
+        return list(self.graph.extensions.values()) if self.graph is not None else []
+
+    def _settings(self, cid: str, config: Any) -> Settings[Any]:
         return Settings(cid, config, self.telemetry, self, self.reuse_port)
 
-    def _factory(self, kind: components.Kind, cid: str) -> components.Factory:
-        factory = components.lookup(kind, cid.partition("/")[0])
-        assert factory is not None, f"{kind}::{cid} was validated at load"
-        return factory
-
-    def build(self) -> None:
-        cfg = self.config
-        for eid in cfg.service.extensions:
-            self.extensions[eid] = self._factory("extensions", eid).create(self._settings(eid, cfg.extensions[eid]))
-        heads: dict[str, dict[Signal, list[Consumer]]] = {}
-        for pid, pipe in cfg.service.pipelines.items():
-            signal: Signal = pid.partition("/")[0]  # type: ignore[assignment]
-            exporters: list[Consumer] = []
-            for xid in pipe.exporters:
-                if xid not in self.exporters:
-                    factory = self._factory("exporters", xid)
-                    self.exporters[xid] = factory.create(self._settings(xid, cfg.exporters[xid]))
-                exporters.append(self.exporters[xid])
-            node: Consumer = Counted(self.telemetry.pipeline_outgoing(pid), Fanout(exporters))
-            for prid in reversed(pipe.processors):
-                settings = self._settings(prid, cfg.processors[prid])
-                made = self._factory("processors", prid).create(settings, node, signal)
-                stage = made if hasattr(made, "consume") else ProcessorStage(settings, made, node, signal)
-                self.stages.append(stage)
-                node = stage
-            entry = Counted(self.telemetry.pipeline_incoming(pid), node)
-            for rid in pipe.receivers:
-                heads.setdefault(rid, {}).setdefault(signal, []).append(entry)
-        for rid, by_signal in heads.items():
-            consumers: dict[Signal, Consumer] = {s: Fanout(c) for s, c in by_signal.items()}
-            self.receivers[rid] = self._factory("receivers", rid).create(
-                self._settings(rid, cfg.receivers[rid]), consumers
-            )
-        address = cfg.metrics_address()
+    def build(self) -> graph.Graph:
+        # Extensions are created first and looked up (`extension`) while the rest is built.
+        self.graph = graph.Graph()
+        graph.build(self.config, self.telemetry, self._settings, self.graph)
+        address = self.config.metrics_address()
         if address:
             self.metrics_server = MetricsServer(address, self.telemetry.registry, self.reuse_port)
+        return self.graph
+
+    def _phases(self, g: graph.Graph) -> list[list[tuple[str, Component]]]:
+        """What stops together, in the order it stops: receivers, processors and connectors, exporters,
+        then the metrics server and extensions (one by one, in reverse)."""
+        exporters: list[tuple[str, Component]] = []
+        for x in g.exporters.values():
+            assert x.component is not None
+            exporters.append((x.key, x.component))
+        receivers: list[tuple[str, Component]] = []
+        for r in g.receivers.values():
+            assert r.component is not None
+            receivers.append((r.key, r.component))
+        extensions = [(f"extension:{eid}", ext) for eid, ext in reversed(g.extensions.items())]
+        metrics = [("telemetry:metrics", self.metrics_server)] if self.metrics_server else []
+        return [receivers, list(reversed(g.stages())), exporters, [*metrics, *extensions]]
 
     async def start(self) -> None:
         """Start every component, downstream first. If one fails, what had started is shut down again
         (within 5 s) before the error is raised, so a failed start leaves no listener, task or file open."""
-        if not self.receivers:
-            self.build()
-        order: list[Component] = [
-            *self.extensions.values(),
-            *([self.metrics_server] if self.metrics_server else []),
-            *self.exporters.values(),
-            *reversed(self.stages),
-            *self.receivers.values(),
-        ]
+        g = self.graph if self.graph is not None else self.build()
+        receivers, stages, exporters, last = self._phases(g)
+        order = [*reversed(last), *exporters, *reversed(stages), *receivers]
         try:
-            for component in order:
+            for _, component in order:
                 await component.start()
                 self._started.append(component)
         except Exception:
             with contextlib.suppress(ShutdownErrors):
                 await self.shutdown(deadline=5.0)
             raise
-        for ext in self.extensions.values():
-            if hasattr(ext, "ready"):
-                ext.ready()
-        log.info("gateway started: %d pipeline(s), %d receiver(s), %d exporter(s)",
-                 len(self.config.service.pipelines), len(self.receivers), len(self.exporters))
+        for ext in g.extensions.values():
+            ext.ready()
+        log.info("gateway started: %d pipeline(s), %d receiver(s), %d connector(s), %d exporter(s)",
+                 len(g.pipelines), len(g.receivers), len(g.connectors), len(g.exporters))
 
     async def shutdown(self, deadline: float | None = None) -> None:
-        """Receivers first (stop accepting), then processors, then exporters drain their queues, all
-        within `deadline` (service::shutdown_timeout): the stages of a phase stop together, so one dead
-        backend cannot eat the other exporters' share of the deadline."""
-        for ext in self.extensions.values():
-            if hasattr(ext, "not_ready"):
-                ext.not_ready()
+        """Receivers first (stop accepting), then processors and connectors, then exporters drain their
+        queues, all within `deadline` (service::shutdown_timeout): the components of a phase stop
+        together, so one dead backend cannot eat the other exporters' share of the deadline."""
+        g = self.graph
+        if g is None:
+            return
+        for ext in g.extensions.values():
+            ext.not_ready()
         timeout = deadline if deadline is not None else self.config.service.shutdown_timeout
         started = set(map(id, self._started))
-        phases: list[list[Any]] = [
-            list(self.receivers.values()),
-            list(self.stages),
-            list(self.exporters.values()),
-            [*([self.metrics_server] if self.metrics_server else []), *reversed(list(self.extensions.values()))],
-        ]
+        # Exporters drain (typed `ExporterNode`, from the graph) between stages and extensions.
+        receivers, stages, _, last = self._phases(g)
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
         errors: list[BaseException] = []
-        for phase in phases[:3]:
-            live = [c for c in phase if id(c) in started]
-            results = await asyncio.gather(*(self._stop_one(c, end) for c in live), return_exceptions=True)
+        for phase in (receivers, stages):
+            live = [(n, c) for n, c in phase if id(c) in started]
+            results = await asyncio.gather(*(self._stop_one(n, c, end) for n, c in live), return_exceptions=True)
             errors.extend(r for r in results if isinstance(r, BaseException))
+        drains = [self._drain_one(x.key, x.component, end) for x in g.exporters.values()
+                  if x.component is not None and id(x.component) in started]
+        results = await asyncio.gather(*drains, return_exceptions=True)
+        errors.extend(r for r in results if isinstance(r, BaseException))
         # Extensions (file storage among them) close after every exporter, one by one in reverse order.
-        for component in phases[3]:
+        for name, component in last:
             if id(component) in started:
                 try:
-                    await self._stop_one(component, end)
+                    await self._stop_one(name, component, end)
                 except Exception as exc:
                     errors.append(exc)
         self._started.clear()
         if errors:
             raise ShutdownErrors(errors)
 
-    async def _stop_one(self, component: Any, end: float) -> None:
+    async def _drain_one(self, name: str, exporter: ExporterNode, end: float) -> None:
         loop = asyncio.get_running_loop()
-        name = getattr(component, "id", type(component).__name__)
-        if hasattr(component, "drain"):
-            # Leave a little of the deadline for closing connections and files after the drain.
-            await component.drain(max(0.0, end - loop.time() - 0.5))
+        # Leave a little of the deadline for closing connections and files after the drain.
+        await exporter.drain(max(0.0, end - loop.time() - 0.5))
+        await self._stop_one(name, exporter, end)
+
+    async def _stop_one(self, name: str, component: Component, end: float) -> None:
+        loop = asyncio.get_running_loop()
         try:
             await asyncio.wait_for(component.shutdown(), max(0.5, end - loop.time()))
         except TimeoutError:

@@ -163,7 +163,7 @@ class _Worker:
 class _Health(HealthCheck):
     """The configured health_check endpoint, answered for all workers at once."""
 
-    def __init__(self, settings: Settings, supervisor: Supervisor) -> None:
+    def __init__(self, settings: Settings[Any], supervisor: Supervisor) -> None:
         super().__init__(settings)
         self._supervisor = supervisor
 
@@ -429,7 +429,7 @@ async def _serve_worker(loaded: Loaded, index: int, status_fd: int | None) -> in
         log.error("worker failed to start: %s", exc)
         return 1
     if status_fd is not None:
-        health = [(ext.port, ext.config.path) for ext in service.extensions.values() if isinstance(ext, HealthCheck)]
+        health = [(ext.port, ext.config.path) for ext in service.extensions() if isinstance(ext, HealthCheck)]
         ms = service.metrics_server
         status = {"pid": os.getpid(), "metrics_port": ms.port if ms else None, "health": health}
         os.write(status_fd, json.dumps(status).encode() + b"\n")

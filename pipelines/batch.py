@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pipelines import otlp
+
+if TYPE_CHECKING:
+    from pipelines.wire import Rewrite
 
 Signal = Literal["traces", "metrics", "logs"]
 
@@ -41,9 +44,11 @@ class Batch:
     `ids`: what `otlp.check` learnt about the bytes (the receiver's; None when unchecked). It says the
     bytes parse, and holds facts about their ids; it goes with the bytes, so it is dropped when they
     change, and a processor that makes new bytes does not pass it on.
+    `rewrite`: set by a wire-level processor on the bytes it built (`pipelines.wire.Rewrite`): how they
+    were built and from which batch, for the next processor; like `ids`, dropped when the bytes change.
     """
 
-    __slots__ = ("_data", "_msg", "_owned", "_parts", "context", "ids", "items", "signal")
+    __slots__ = ("_data", "_msg", "_owned", "_parts", "context", "ids", "items", "rewrite", "signal")
 
     def __init__(
         self,
@@ -54,6 +59,7 @@ class Batch:
         msg: Any = None,
         owned: bool = False,
         ids: otlp.Checked | None = None,
+        rewrite: Rewrite | None = None,
     ) -> None:
         if data is None and msg is None:
             raise ValueError("a batch needs bytes or a message")
@@ -67,6 +73,7 @@ class Batch:
         self.items = items
         self.context = context
         self.ids = ids
+        self.rewrite = rewrite
 
     @classmethod
     def from_message(cls, signal: Signal, msg: Any, context: RequestContext = EMPTY_CONTEXT) -> Batch:
@@ -112,13 +119,13 @@ class Batch:
             self._msg = otlp.parse(self.signal, self.data())
             self._owned = True
         self._data = self._parts = None
-        self.ids = None
+        self.ids = self.rewrite = None
         return self._msg
 
     def changed(self) -> None:
         """Recount and drop stale bytes after the owned message was modified."""
         self._data = self._parts = None
-        self.ids = None
+        self.ids = self.rewrite = None
         self.items = otlp.count_items(self.signal, self._msg)
 
     def share(self) -> Batch:
@@ -129,7 +136,8 @@ class Batch:
     def with_context(self, context: RequestContext) -> Batch:
         if self._parts is not None:
             return Batch.concat(self.signal, self._parts, self.items, context)
-        return Batch(self.signal, self._data, self.items, context, self._msg, owned=False, ids=self.ids)
+        return Batch(self.signal, self._data, self.items, context, self._msg, owned=False, ids=self.ids,
+                     rewrite=self.rewrite)
 
     def __repr__(self) -> str:
         return f"Batch({self.signal}, items={self.items}, tenant={self.context.tenant!r})"

@@ -13,16 +13,12 @@ in order; other fields (schema_url, unknown ones) are re-serialized by upb as th
 a span's bytes is protobuf concatenation: an appended repeated field (an attribute, field 9) lands
 after the span's own entries, an appended singular field (trace_state, field 3) overrides earlier ones.
 
-`remember_source` / `source_of`: a processor that rewrote a batch without changing the spans' trace
-ids and trace states records the rewrite and the batch it came from, so the next processor reads those
-fields from that batch's parse (free when the receiver parsed it) and builds from the same pieces
-without splitting again. The note is keyed by the identity of the new bytes object and holds it, so a
-hit is always for those bytes.
+`Rewrite`: a processor that rewrote a batch without changing the spans' trace ids and trace states
+passes the rewrite and the batch it came from on in the new batch (`Batch.rewrite`).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import compress
@@ -119,7 +115,7 @@ class Request:
 
     It may also describe a rewrite: span i is then `replaced[i]` (where given) or its body, followed
     by `added[i]` (see `span`). A processor that rewrote a request this way hands the description to
-    the next one (`remember_source`), which builds from it without splitting the new bytes again."""
+    the next one (`Rewrite`), which builds from it without splitting the new bytes again."""
 
     head: bytes
     tail: bytes
@@ -258,23 +254,12 @@ def _scope_spans(req: Request, extra: list[bytes | None] | list[bytes], a: int, 
     return pieces, sum(ns) + sum(map(len, headers))
 
 
-# -- which batch rewritten bytes came from
-_SOURCES: OrderedDict[int, tuple[bytes, Request, Batch]] = OrderedDict()
-_MAX_SOURCES = 2  # the next processor looks at once; more would only hold memory
+@dataclass(frozen=True, slots=True)
+class Rewrite:
+    """Bytes a wire-level processor built from `request` (a split request with `added`/`replaced`),
+    whose spans have the trace ids and trace states of `source`'s spans, in order. It travels with the
+    new bytes in `Batch.rewrite`, so the next processor reads those fields from `source` (free when the
+    receiver checked it) and builds from the same pieces without splitting again."""
 
-
-def remember_source(data: bytes, rewrite: Request, source: Batch) -> None:
-    """Note that `data` is `rewrite` (a split request with `added`/`replaced`) built, and that its
-    spans have the trace ids and trace states of `source`'s spans, in order."""
-    key = id(data)
-    _SOURCES[key] = (data, rewrite, source)
-    _SOURCES.move_to_end(key)
-    while len(_SOURCES) > _MAX_SOURCES:
-        _SOURCES.popitem(last=False)
-
-
-def source_of(data: bytes) -> tuple[Request, Batch] | None:
-    hit = _SOURCES.get(id(data))
-    if hit is None or hit[0] is not data:
-        return None
-    return hit[1], hit[2]
+    request: Request
+    source: Batch

@@ -13,12 +13,21 @@ from typing import Any, cast
 
 import yaml
 
-from gateway import components
+from gateway import registry
+from gateway.component import ConnectorFactory, ExtensionFactory, ProcessorFactory
 from gateway.config.decode import Errors, decode, join
 from gateway.config.expand import expand
-from gateway.config.model import SECTIONS, SIGNALS, GatewayConfig, PipelineConfig, ServiceConfig, valid_id
+from gateway.config.model import (
+    SECTIONS,
+    SIGNALS,
+    GatewayConfig,
+    PipelineConfig,
+    ServiceConfig,
+    pipeline_order,
+    valid_id,
+)
 
-_TOP_LEVEL = (*SECTIONS, "service", "connectors")
+_TOP_LEVEL = (*SECTIONS, "service")
 
 
 class ConfigError(Exception):
@@ -82,21 +91,20 @@ def _load(raw: Any, env: Mapping[str, str] | None) -> Loaded:
     for key in raw:
         if key not in _TOP_LEVEL:
             errors.add("", f"unknown top-level key {key!r}")
-    if raw.get("connectors"):
-        errors.add("connectors", "connectors are not supported by this gateway")
     before = len(errors.lines)
     raw = expand(raw, os.environ if env is None else env, errors)
     expansion_errors = errors.lines[before:]
 
     sections: dict[str, dict[str, Any]] = {}
     for section in SECTIONS:
-        sections[section] = _load_section(cast(components.Kind, section), raw.get(section), errors, warnings)
+        sections[section] = _load_section(cast(registry.Kind, section), raw.get(section), errors, warnings)
 
     raw_service = raw.get("service")
     service = _load_service(raw_service, errors)
     # Pipelines that were written but failed to decode were reported already.
     declared = isinstance(raw_service, dict) and bool(raw_service.get("pipelines"))
     _check_service(service, sections, errors, pipelines_declared=declared)
+    _check_connectors(service, sections, errors)
     _check_authenticators(service, sections, errors)
     _check_queue_storage(service, sections, errors)
     _drop_consequences(errors, expansion_errors)
@@ -108,6 +116,7 @@ def _load(raw: Any, env: Mapping[str, str] | None) -> Loaded:
         exporters=sections["exporters"],
         extensions=sections["extensions"],
         service=service,
+        connectors=sections["connectors"],
     )
     return Loaded(config, tuple(warnings))
 
@@ -144,7 +153,7 @@ def _load_service(data: Any, errors: Errors) -> ServiceConfig:
     return dataclasses.replace(service, pipelines=pipelines)
 
 
-def _load_section(kind: components.Kind, data: Any, errors: Errors, warnings: list[str]) -> dict[str, Any]:
+def _load_section(kind: registry.Kind, data: Any, errors: Errors, warnings: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if data is None:
         return out
@@ -158,12 +167,12 @@ def _load_section(kind: components.Kind, data: Any, errors: Errors, warnings: li
             errors.add(path, "invalid component id: want type[/name]")
             continue
         type_name = cid.partition("/")[0]
-        factory = components.lookup(kind, type_name)
+        factory = registry.lookup(kind, type_name)
         if factory is None:
-            known = ", ".join(components.known(kind))
+            known = ", ".join(registry.known(kind))
             errors.add(path, f"unknown type {type_name!r} (known: {known})")
             continue
-        new_name = components.DEPRECATED.get((kind, type_name))
+        new_name = registry.DEPRECATED.get((kind, type_name))
         if new_name:
             warnings.append(f"{path}: {type_name!r} is a deprecated name, use {new_name!r}")
         cfg = decode(factory.config, body, path, errors)
@@ -193,14 +202,20 @@ def _check_service(
                 if ref in seen:
                     errors.add(path, f"references {kind} {ref!r} more than once")
                 seen.add(ref)
+                if kind != "processor" and ref in sections["connectors"]:
+                    if ref in sections[section]:
+                        errors.add(path, f"{ref!r} is ambiguous: a {kind} and a connector have that id")
+                    continue  # a connector's signals are checked with its other ends (_check_connectors)
                 if ref not in sections[section]:
-                    if not _declared_with_error(section, ref, errors):
+                    if not _declared_with_error(section, ref, errors) and not _declared_with_error(
+                            "connectors", ref, errors):
                         errors.add(path, f"references {kind} {ref!r} which is not configured")
                     continue
-                factory = components.lookup(cast(components.Kind, section), ref.partition("/")[0])
-                if factory is not None and signal not in factory.signals:
+                factory = registry.lookup(cast(registry.Kind, section), ref.partition("/")[0])
+                if factory is not None and not isinstance(factory, ExtensionFactory | ConnectorFactory) \
+                        and signal not in factory.signals:
                     errors.add(path, f"{kind} {ref!r} does not support {signal}")
-                elif factory is not None and factory.check_for_signal is not None:
+                elif isinstance(factory, ProcessorFactory) and factory.check_for_signal is not None:
                     for message in factory.check_for_signal(sections[section][ref], signal):
                         errors.add(path, f"{kind} {ref!r}: {message}")
         if not pipe.receivers:
@@ -246,3 +261,42 @@ def _check_queue_storage(service: ServiceConfig, sections: dict[str, dict[str, A
                 errors.add(path, f"references extension {storage!r} which is not configured")
         elif storage not in service.extensions:
             errors.add(path, f"references extension {storage!r} which is not enabled in service::extensions")
+
+
+def _check_connectors(service: ServiceConfig, sections: dict[str, dict[str, Any]], errors: Errors) -> None:
+    """Each connector in a pipeline joins an exporter side to a receiver side of signals it supports,
+    its config fits the pipelines it feeds, and connectors form no cycle (the Collector's rules)."""
+    pipes = {pid: p for pid, p in service.pipelines.items()
+             if valid_id(pid) and pid.partition("/")[0] in SIGNALS}
+    for cid, cfg in sections["connectors"].items():
+        factory = registry.connector(cid.partition("/")[0])
+        as_exporter = [pid for pid, p in pipes.items() if cid in p.exporters]
+        as_receiver = [pid for pid, p in pipes.items() if cid in p.receivers]
+        if not as_exporter and not as_receiver:
+            continue  # configured, not used: the Collector builds nothing for it either
+        path = join("connectors", cid)
+        exporter_signals = {pid.partition("/")[0] for pid in as_exporter}
+        receiver_signals = {pid.partition("/")[0] for pid in as_receiver}
+        for pid in as_exporter:
+            s = pid.partition("/")[0]
+            if not any((s, r) in factory.pairs for r in receiver_signals):
+                errors.add(join("service::pipelines", pid),
+                           f"connector {cid!r} used as exporter in {s} pipeline but not used in any supported "
+                           f"receiver pipeline")
+            elif factory.check_for_signal is not None:
+                for message in factory.check_for_signal(cfg, s):
+                    errors.add(path, message)
+        for pid in as_receiver:
+            r = pid.partition("/")[0]
+            if not any((s, r) in factory.pairs for s in exporter_signals):
+                errors.add(join("service::pipelines", pid),
+                           f"connector {cid!r} used as receiver in {r} pipeline but not used in any supported "
+                           f"exporter pipeline")
+        if factory.check_pipelines is not None:
+            for message in factory.check_pipelines(cfg, frozenset(as_receiver)):
+                errors.add(path, message)
+    try:
+        pipeline_order(pipes, frozenset(sections["connectors"]))
+    except ValueError as exc:
+        errors.add("service::pipelines", str(exc))
+

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pipelines.config_types import Duration
 
 SIGNALS = ("traces", "metrics", "logs")
-SECTIONS = ("receivers", "processors", "exporters", "extensions")
+SECTIONS = ("receivers", "processors", "exporters", "extensions", "connectors")
 _ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(/[^\s/]+)?$")
 
 
@@ -22,6 +23,31 @@ class PipelineConfig:
     receivers: tuple[str, ...] = ()
     processors: tuple[str, ...] = ()
     exporters: tuple[str, ...] = ()
+
+
+def pipeline_order(pipes: Mapping[str, PipelineConfig], connectors: frozenset[str]) -> list[str]:
+    """The pipeline ids with every pipeline a connector feeds placed before the pipelines feeding it
+    (the order the graph is built in), otherwise in config order. ValueError names a cycle."""
+    feeds = {pid: [o for o, q in pipes.items() if any(x in connectors and x in q.receivers for x in p.exporters)]
+             for pid, p in pipes.items()}
+    state: dict[str, bool] = {}  # False: being placed, True: placed
+    order: list[str] = []
+
+    def place(pid: str, path: tuple[str, ...]) -> None:
+        if state.get(pid) is True:
+            return
+        if state.get(pid) is False:
+            cycle = (*path[path.index(pid):], pid)
+            raise ValueError("connectors join pipelines in a cycle: " + " -> ".join(cycle))
+        state[pid] = False
+        for nxt in feeds[pid]:
+            place(nxt, (*path, pid))
+        state[pid] = True
+        order.append(pid)
+
+    for pid in pipes:
+        place(pid, ())
+    return order
 
 
 @dataclass(frozen=True)
@@ -70,6 +96,7 @@ class GatewayConfig:
     exporters: dict[str, Any]
     extensions: dict[str, Any]
     service: ServiceConfig
+    connectors: dict[str, Any] = field(default_factory=dict)
 
     def metrics_address(self) -> str | None:
         """Where /metrics listens, or None when telemetry metrics are off."""

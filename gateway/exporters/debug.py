@@ -10,8 +10,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Literal, TextIO
 
-from gateway.component import Settings
-from gateway.components import Factory
+from gateway.component import ExporterFactory, Settings
 from gateway.telemetry import UNITS
 from pipelines import otlp
 from pipelines.batch import Batch
@@ -171,7 +170,7 @@ def render(batch: Batch, level: str, name: str = "debug") -> str:
 
 
 class DebugPusher:
-    def __init__(self, settings: Settings, stream: TextIO | None = None) -> None:
+    def __init__(self, settings: Settings[Config], stream: TextIO | None = None) -> None:
         self.config: Config = settings.config
         self.id = settings.id
         self._stream = stream
@@ -188,10 +187,10 @@ class DebugPusher:
         pass
 
 
-def create(settings: Settings) -> Any:
+def create(settings: Settings[Config]) -> Any:
     from gateway.exporters.helper import Exporter
 
     return Exporter(settings, DebugPusher(settings))
 
 
-FACTORY = Factory(type="debug", config=Config, create=create)
+FACTORY = ExporterFactory(type="debug", config=Config, create=create)

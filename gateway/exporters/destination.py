@@ -77,7 +77,7 @@ def otlp_config(cfg: DestinationConfig, endpoint: str, headers: dict[str, str],
     )
 
 
-def create(settings: Settings, config: otlp_grpc.Config | otlp_http.Config) -> Any:
+def create(settings: Settings[Any], config: otlp_grpc.Config | otlp_http.Config) -> Any:
     """The exporter for `config`, built by the `otlp` or `otlphttp` factory under this component's id."""
     factory = otlp_grpc.FACTORY if isinstance(config, otlp_grpc.Config) else otlp_http.FACTORY
     return factory.create(dataclasses.replace(settings, config=config))

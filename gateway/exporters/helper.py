@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from gateway.component import Settings
-from gateway.exporters.queue import BatchPolicy, Entry, MemoryStore, SendingQueue, Store
+from gateway.exporters.queue import Entry, MemoryStore, QueueStorage, SendingQueue, Store
 from gateway.exporters.retry import Interrupted, RetrySender
 from gateway.telemetry import UNITS
 from pipelines.batch import Batch
 from pipelines.config_types import Duration
 from pipelines.errors import ConsumerError, PermanentError, RetryableError
-from pipelines.processors.batch import Batcher
+from pipelines.processors.batch import Batcher, BatchPolicy
 from pipelines.processors.batch import Config as BatcherConfig
 
 log = logging.getLogger("gateway.exporter")
@@ -112,7 +112,7 @@ _FALLBACK_DRAIN = 5.0
 class Exporter:
     """An exporter: a pusher behind a sending queue and retry, with its metrics. Consumers see this object."""
 
-    def __init__(self, settings: Settings, pusher: Pusher) -> None:
+    def __init__(self, settings: Settings[Any], pusher: Pusher) -> None:
         self.id = settings.id
         self.pusher = pusher
         config = settings.config
@@ -131,19 +131,13 @@ class Exporter:
         self._stop = asyncio.Event()
         self._retry = RetrySender(settings.id, self.retry_config, self._stop)
         self.policy = BatchPolicy()
-        self._policy_from: str | None = None
         self.queue: SendingQueue | None = None
         self._consumers: list[asyncio.Task[None]] = []
         self._drained = False
 
     def set_batching(self, policy: BatchPolicy) -> None:
-        """Called by an upstream `batch` processor: its settings shape this exporter's batches."""
-        if self._policy_from is not None and self._policy_from != policy.processor:
-            log.info("exporter %s is fed by %s and %s; batching as %s says", self.id, self._policy_from,
-                     policy.processor, self._policy_from)
-            return
+        """From the graph, when a `batch` processor is upstream: its settings shape this exporter's batches."""
         self.policy = policy
-        self._policy_from = policy.processor
         if self.queue is not None:
             self.queue.rekey(policy)
 
@@ -154,7 +148,10 @@ class Exporter:
             return
         store: Store = MemoryStore()
         if qc.storage:
-            store = self._host.extension(qc.storage).open_queue(self.id)
+            storage = self._host.extension(qc.storage)
+            if not isinstance(storage, QueueStorage):
+                raise TypeError(f"exporter {self.id}: sending_queue::storage {qc.storage!r} is not a storage extension")
+            store = storage.open_queue(self.id)
         self.queue = SendingQueue(qc.queue_size, qc.sizer, store, self._size_gauge.set)
         loaded = self.queue.load(self.policy)
         if loaded:

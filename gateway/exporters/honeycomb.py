@@ -17,8 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from gateway.component import Settings
-from gateway.components import Factory
+from gateway.component import ExporterFactory, Settings
 from gateway.exporters import destination
 from gateway.exporters.destination import DestinationConfig
 
@@ -82,9 +81,9 @@ class Config(DestinationConfig):
         return errors
 
 
-def create(settings: Settings) -> Any:
+def create(settings: Settings[Config]) -> Any:
     config: Config = settings.config
     return destination.create(settings, config.otlp())
 
 
-FACTORY = Factory(type="honeycomb", config=Config, create=create)
+FACTORY = ExporterFactory(type="honeycomb", config=Config, create=create)

@@ -15,8 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.component import Settings
-from gateway.components import Factory
+from gateway.component import ExporterFactory, Settings
 from gateway.exporters import destination
 from gateway.exporters.destination import DestinationConfig
 
@@ -39,9 +38,9 @@ class Config(DestinationConfig):
         return errors
 
 
-def create(settings: Settings) -> Any:
+def create(settings: Settings[Config]) -> Any:
     config: Config = settings.config
     return destination.create(settings, config.otlp())
 
 
-FACTORY = Factory(type="jaeger", config=Config, create=create, signals=frozenset({"traces"}))
+FACTORY = ExporterFactory(type="jaeger", config=Config, create=create, signals=frozenset({"traces"}))

@@ -12,8 +12,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from gateway import __version__
-from gateway.component import Settings
-from gateway.components import Factory
+from gateway.component import ExporterFactory, Settings
 from gateway.exporters import classify
 from gateway.exporters.h2client import GrpcCallError, H2Client
 from gateway.exporters.helper import Exporter
@@ -86,7 +85,7 @@ def client_ssl_context(tls: TLSClientConfig) -> ssl.SSLContext:
 
 
 class GrpcPusher:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings[Config]) -> None:
         self.id = settings.id
         self.config: Config = settings.config
         self._client: H2Client | None = None
@@ -145,8 +144,8 @@ class GrpcPusher:
             self._client = None
 
 
-def create(settings: Settings) -> Exporter:
+def create(settings: Settings[Config]) -> Exporter:
     return Exporter(settings, GrpcPusher(settings))
 
 
-FACTORY = Factory(type="otlp", config=Config, create=create)
+FACTORY = ExporterFactory(type="otlp", config=Config, create=create)

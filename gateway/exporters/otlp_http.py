@@ -13,8 +13,7 @@ import aiohttp
 import zstandard
 from google.protobuf.message import DecodeError
 
-from gateway.component import Settings
-from gateway.components import Factory
+from gateway.component import ExporterFactory, Settings
 from gateway.exporters import classify
 from gateway.exporters.helper import Exporter
 from gateway.exporters.otlp_common import OtlpCommon, log_partial_success
@@ -72,7 +71,7 @@ class Config(OtlpCommon):
 
 
 class HttpPusher:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings[Config]) -> None:
         self.id = settings.id
         self.config: Config = settings.config
         self._session: aiohttp.ClientSession | None = None
@@ -134,8 +133,8 @@ class HttpPusher:
             self._session = None
 
 
-def create(settings: Settings) -> Exporter:
+def create(settings: Settings[Config]) -> Exporter:
     return Exporter(settings, HttpPusher(settings))
 
 
-FACTORY = Factory(type="otlphttp", config=Config, create=create)
+FACTORY = ExporterFactory(type="otlphttp", config=Config, create=create)

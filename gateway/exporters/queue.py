@@ -18,11 +18,11 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pipelines.batch import Batch, RequestContext, Signal
 from pipelines.errors import PermanentError
+from pipelines.processors.batch import BatchPolicy
 
 Sizer = Literal["requests", "items", "bytes"]
 
@@ -50,31 +50,12 @@ class Entry:
         self.waiter: asyncio.Future[None] | None = None
 
 
-@dataclass(frozen=True)
-class BatchPolicy:
-    """How consumers batch entries: the upstream `batch` processor's settings, or merge-what-is-queued."""
+@runtime_checkable
+class QueueStorage(Protocol):
+    """An extension that keeps sending queues (`file_storage`), named by an exporter's
+    `sending_queue::storage`."""
 
-    send_batch_size: int = 8192
-    send_batch_max_size: int = 0
-    send_batch_max_bytes: int = 4 * 1024 * 1024 - 64 * 1024
-    timeout: float = 0.0
-    metadata_keys: tuple[str, ...] = ()
-    processor: str | None = None
-    # Called with (items, bytes, size_triggered) for each batch formed, for the batch processor's metrics.
-    observe: Callable[[int, int, bool], None] | None = None
-
-    def key(self, context: RequestContext) -> tuple[Any, ...]:
-        return context.batch_key(self.metadata_keys)
-
-    def kept(self, context: RequestContext) -> RequestContext:
-        """What of a request's context the queue keeps: the tenant and the batching `metadata_keys`.
-
-        Nothing after the queue reads other headers, and a persistent queue must not write request
-        headers such as `authorization` to disk."""
-        if not context.metadata:
-            return context
-        wanted = {k: v for k in self.metadata_keys if (v := context.get_metadata(k))}
-        return RequestContext(context.tenant, wanted)
+    def open_queue(self, owner: str) -> Store: ...
 
 
 class Store(Protocol):

@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.auth import AuthError
-from gateway.component import Settings
-from gateway.components import Factory
+from gateway.component import ExtensionFactory, Settings
 from pipelines.config_types import Duration
 
 log = logging.getLogger("gateway.extension.bearertokenauth")
@@ -101,7 +100,7 @@ def _file_key(path: str) -> tuple[int, int, int, int] | None:
 
 
 class BearerTokenAuth:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings[Config]) -> None:
         self.id = settings.id
         self.config: Config = settings.config
         self._header = self.config.header.lower()
@@ -174,6 +173,12 @@ class BearerTokenAuth:
         self._stop.clear()
         self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
+    def ready(self) -> None:
+        pass  # nothing of this extension changes when the pipelines start or stop taking data
+
+    def not_ready(self) -> None:
+        pass
+
     async def shutdown(self) -> None:
         self._stop.set()
         if self._watcher is not None:
@@ -181,8 +186,8 @@ class BearerTokenAuth:
             self._watcher = None
 
 
-def create(settings: Settings) -> BearerTokenAuth:
+def create(settings: Settings[Config]) -> BearerTokenAuth:
     return BearerTokenAuth(settings)
 
 
-FACTORY = Factory(type="bearertokenauth", config=Config, create=create)
+FACTORY = ExtensionFactory(type="bearertokenauth", config=Config, create=create)

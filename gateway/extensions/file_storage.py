@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.component import Settings
-from gateway.components import Factory
+from gateway.component import ExtensionFactory, Settings
 from gateway.exporters.persistent_queue import DiskStore
 from pipelines.config_types import Duration
 
@@ -53,7 +52,7 @@ def queue_dirname(owner: str) -> str:
 
 
 class FileStorage:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings[Config]) -> None:
         self.id = settings.id
         self.config: Config = settings.config
         self.limit = self.config.max_size_mib * MIB
@@ -92,14 +91,20 @@ class FileStorage:
         self._stores.append(store)
         return store
 
+    def ready(self) -> None:
+        pass  # nothing of this extension changes when the pipelines start or stop taking data
+
+    def not_ready(self) -> None:
+        pass
+
     async def shutdown(self) -> None:
         for store in self._stores:
             store.close()
         self._stores.clear()
 
 
-def create(settings: Settings) -> FileStorage:
+def create(settings: Settings[Config]) -> FileStorage:
     return FileStorage(settings)
 
 
-FACTORY = Factory(type="file_storage", config=Config, create=create)
+FACTORY = ExtensionFactory(type="file_storage", config=Config, create=create)

@@ -9,8 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.component import Settings
-from gateway.components import Factory
+from gateway.component import ExtensionFactory, Settings
 from gateway.http_site import start_site
 from gateway.tls import TLSServerConfig
 
@@ -40,7 +39,7 @@ class Config:
 class HealthCheck:
     """Status is set by the service: `ready()` once all pipelines started, `not_ready()` at shutdown."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings[Config]) -> None:
         self.config: Config = settings.config
         self._reuse_port = settings.reuse_port
         self._ready = False
@@ -81,8 +80,8 @@ class HealthCheck:
             self._runner = None
 
 
-def create(settings: Settings) -> HealthCheck:
+def create(settings: Settings[Config]) -> HealthCheck:
     return HealthCheck(settings)
 
 
-FACTORY = Factory(type="health_check", config=Config, create=create)
+FACTORY = ExtensionFactory(type="health_check", config=Config, create=create)

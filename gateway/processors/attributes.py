@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from gateway.component import Consumer, Settings
-from gateway.components import Factory
+from gateway.component import Consumer, ProcessorFactory, Settings
+from gateway.processors.stage import ProcessorStage
 from pipelines.batch import Signal
 from pipelines.processors import matching
 from pipelines.processors.attributes import AttributesProcessor, Config
 
 
-def create(settings: Settings, next_consumer: Consumer, signal: Signal) -> AttributesProcessor:
-    return AttributesProcessor(settings.config, signal)
+def create(settings: Settings[Config], next_consumer: Consumer, signal: Signal) -> ProcessorStage:
+    return ProcessorStage(settings, AttributesProcessor(settings.config, signal), next_consumer, signal)
 
 
 def check_for_signal(config: Config, signal: str) -> list[str]:
@@ -23,4 +23,4 @@ def check_for_signal(config: Config, signal: str) -> list[str]:
     return errors
 
 
-FACTORY = Factory(type="attributes", config=Config, create=create, check_for_signal=check_for_signal)
+FACTORY = ProcessorFactory(type="attributes", config=Config, create=create, check_for_signal=check_for_signal)

@@ -19,9 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.component import Consumer, Settings
-from gateway.components import Factory
-from gateway.fanout import admit
+from gateway.component import Consumer, ProcessorFactory, Settings
 from gateway.telemetry import read_rss
 from pipelines.batch import Batch, Signal
 from pipelines.errors import RetryableError
@@ -126,7 +124,7 @@ _LIMITERS: dict[Config, MemoryLimiter] = {}
 
 
 class MemoryLimiterStage:
-    def __init__(self, settings: Settings, next_consumer: Consumer, signal: Signal) -> None:
+    def __init__(self, settings: Settings[Config], next_consumer: Consumer, signal: Signal) -> None:
         self.id = settings.id
         self._next = next_consumer
         self.limiter = _LIMITERS.setdefault(settings.config, MemoryLimiter(settings.config))
@@ -142,7 +140,7 @@ class MemoryLimiterStage:
                 f"{self.id}: memory usage {self.limiter.rss >> 20} MiB is above the limit "
                 f"{self.limiter.limits.soft >> 20} MiB", RETRY_AFTER
             )
-        admit(self._next, batch)
+        self._next.admit(batch)
 
     async def consume(self, batch: Batch) -> None:
         if self.limiter.state != "ok":
@@ -153,8 +151,8 @@ class MemoryLimiterStage:
         await self.limiter.release()
 
 
-def create(settings: Settings, next_consumer: Consumer, signal: Signal) -> MemoryLimiterStage:
+def create(settings: Settings[Config], next_consumer: Consumer, signal: Signal) -> MemoryLimiterStage:
     return MemoryLimiterStage(settings, next_consumer, signal)
 
 
-FACTORY = Factory(type="memory_limiter", config=Config, create=create)
+FACTORY = ProcessorFactory(type="memory_limiter", config=Config, create=create)

@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-from gateway.component import Consumer, Settings
-from gateway.components import Factory
+from gateway.component import Consumer, ProcessorFactory, Settings
+from gateway.processors.stage import ProcessorStage
 from pipelines.batch import Signal
 from pipelines.processors.probabilistic_sampler import Config, ProbabilisticSampler
 
 
-def create(settings: Settings, next_consumer: Consumer, signal: Signal) -> ProbabilisticSampler:
-    return ProbabilisticSampler(settings.config)
+def create(settings: Settings[Config], next_consumer: Consumer, signal: Signal) -> ProcessorStage:
+    return ProcessorStage(settings, ProbabilisticSampler(settings.config), next_consumer, signal)
 
 
-FACTORY = Factory(type="probabilistic_sampler", config=Config, create=create, signals=frozenset({"traces"}))
+FACTORY = ProcessorFactory(type="probabilistic_sampler", config=Config, create=create, signals=frozenset({"traces"}))

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from gateway.component import Consumer, Settings
-from gateway.components import Factory
+from gateway.component import Consumer, ProcessorFactory, Settings
+from gateway.processors.stage import ProcessorStage
 from pipelines.batch import Signal
 from pipelines.processors.resource import Config, ResourceProcessor
 
 
-def create(settings: Settings, next_consumer: Consumer, signal: Signal) -> ResourceProcessor:
-    return ResourceProcessor(settings.config, signal)
+def create(settings: Settings[Config], next_consumer: Consumer, signal: Signal) -> ProcessorStage:
+    return ProcessorStage(settings, ResourceProcessor(settings.config, signal), next_consumer, signal)
 
 
-FACTORY = Factory(type="resource", config=Config, create=create)
+FACTORY = ProcessorFactory(type="resource", config=Config, create=create)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from gateway.component import Consumer, Settings
 from pipelines.batch import Batch, Signal
 from pipelines.processor import Processor
 
 
 class ProcessorStage:
-    def __init__(self, settings: Settings, processor: Processor, next_consumer: Consumer, signal: Signal) -> None:
+    def __init__(self, settings: Settings[Any], processor: Processor, next_consumer: Consumer, signal: Signal) -> None:
         self.id = settings.id
         self.processor = processor
         self._next = next_consumer
@@ -16,6 +18,10 @@ class ProcessorStage:
 
     async def start(self) -> None:
         pass
+
+    def admit(self, batch: Batch) -> None:
+        # A processor transforms what it is given; whether it can be taken is the next stages' answer.
+        self._next.admit(batch)
 
     async def consume(self, batch: Batch) -> None:
         before = batch.items

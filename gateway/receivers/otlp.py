@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gateway.auth import Authenticator
-from gateway.component import Consumer, Settings
-from gateway.components import Factory
+from gateway.component import Consumer, ReceiverFactory, Settings
 from gateway.receivers.ingest import Ingest
 from gateway.tls import TLSServerConfig
 from pipelines.batch import Signal
@@ -89,7 +89,7 @@ class Config:
 
 
 class OtlpReceiver:
-    def __init__(self, settings: Settings, consumers: dict[Signal, Consumer]) -> None:
+    def __init__(self, settings: Settings[Config], consumers: Mapping[Signal, Consumer]) -> None:
         from gateway.receivers.otlp_grpc import GrpcServer
         from gateway.receivers.otlp_http import HttpServer
 
@@ -98,9 +98,12 @@ class OtlpReceiver:
         self._servers: list[GrpcServer | HttpServer] = []
 
         def ingests(transport: str, auth: AuthConfig | None, include_metadata: bool) -> dict[Signal, Ingest]:
-            authenticator: Authenticator | None = (
-                settings.host.extension(auth.authenticator) if auth is not None else None
-            )
+            authenticator: Authenticator | None = None
+            if auth is not None:
+                ext = settings.host.extension(auth.authenticator)
+                if not isinstance(ext, Authenticator):
+                    raise TypeError(f"{settings.id}: {auth.authenticator!r} is not a server authenticator")
+                authenticator = ext
             return {
                 signal: Ingest(settings.id, transport, signal, consumer, settings.telemetry, authenticator,
                                include_metadata)
@@ -132,8 +135,8 @@ class OtlpReceiver:
             await server.shutdown()
 
 
-def create(settings: Settings, consumers: dict[Signal, Consumer]) -> OtlpReceiver:
+def create(settings: Settings[Config], consumers: Mapping[Signal, Consumer]) -> OtlpReceiver:
     return OtlpReceiver(settings, consumers)
 
 
-FACTORY = Factory(type="otlp", config=Config, create=create)
+FACTORY = ReceiverFactory(type="otlp", config=Config, create=create)

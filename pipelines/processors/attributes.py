@@ -124,8 +124,7 @@ class AttributesProcessor:
         req.replaced = bodies
         out = wire.rebuild(req, extra, keep_all=True)
         req.added = extra
-        wire.remember_source(out, req, batch)
-        return Batch(batch.signal, out, batch.items, ctx)
+        return Batch(batch.signal, out, batch.items, ctx, rewrite=wire.Rewrite(req, batch))
 
     def process_upb(self, batch: Batch) -> Batch | None:
         """The reference: the actions applied to the upb parse, span by span."""

@@ -9,9 +9,12 @@ message limit, which the Collector does not guarantee.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from pipelines import otlp
+from pipelines.batch import RequestContext
 from pipelines.config_types import Duration
 
 Chunk = tuple[bytes, int]
@@ -37,6 +40,49 @@ class Config:
         if self.timeout < 0:
             errors.append("timeout must not be negative")
         return errors
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    """How an exporter's consumers batch queued entries: the upstream `batch` processor's settings
+    (`policy`), or, with none upstream, merge what is queued."""
+
+    send_batch_size: int = 8192
+    send_batch_max_size: int = 0
+    send_batch_max_bytes: int = 4 * 1024 * 1024 - 64 * 1024
+    timeout: float = 0.0
+    metadata_keys: tuple[str, ...] = ()
+    processor: str | None = None
+    # Called with (items, bytes, size_triggered) for each batch formed, for the batch processor's metrics.
+    observe: Callable[[int, int, bool], None] | None = None
+
+    def key(self, context: RequestContext) -> tuple[Any, ...]:
+        return context.batch_key(self.metadata_keys)
+
+    def kept(self, context: RequestContext) -> RequestContext:
+        """What of a request's context the queue keeps: the tenant and the batching `metadata_keys`.
+
+        Nothing after the queue reads other headers, and a persistent queue must not write request
+        headers such as `authorization` to disk."""
+        if not context.metadata:
+            return context
+        wanted = {k: v for k in self.metadata_keys if (v := context.get_metadata(k))}
+        return RequestContext(context.tenant, wanted)
+
+
+def policy(c: Config, processor: str, observe: Callable[[int, int, bool], None] | None = None) -> BatchPolicy:
+    """The batching a `batch` processor's config asks of the exporters downstream of it."""
+    return BatchPolicy(
+        # `timeout: 0` in the Collector means "send at once": no waiting, whatever is queued goes.
+        # `send_batch_size: 0`: no size trigger, only the timer (bounded by the max sizes).
+        send_batch_size=0 if c.timeout <= 0 else c.send_batch_size or c.send_batch_max_size or 1 << 62,
+        send_batch_max_size=c.send_batch_max_size,
+        send_batch_max_bytes=c.send_batch_max_bytes,
+        timeout=c.timeout,
+        metadata_keys=tuple(k.lower() for k in c.metadata_keys),
+        processor=processor,
+        observe=observe,
+    )
 
 
 class Batcher:

@@ -15,7 +15,7 @@ The decision depends on the trace id and tracestate only, so every span of a tra
 in any process; the only attribute read is `sampling.priority`.
 
 Fast path: trace ids and trace states are read from the batch (or from the batch an earlier
-wire-level processor rewrote: `pipelines.wire.source_of`): where the receiver's check
+wire-level processor rewrote: `Batch.rewrite`): where the receiver's check
 (`pipelines.otlp.check`, `Batch.ids`) found every span's bytes beginning with its only trace_id and
 no trace_state, the ids are sliced from the span bodies in C and every state is ""; else they are read
 from the batch's parse. Decisions are made
@@ -276,9 +276,8 @@ class ProbabilisticSampler:
     # -- a batch
     def process(self, batch: Batch) -> Batch | None:
         data = batch.data()
-        source = wire.source_of(data)
-        if source is not None:
-            req, origin = source
+        if batch.rewrite is not None:
+            req, origin = batch.rewrite.request, batch.rewrite.source
         else:
             try:
                 req = wire.walk(data)

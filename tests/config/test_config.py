@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway import components
+from gateway import registry
 from gateway.config.load import ConfigError, load_file, load_text
 from gateway.config.model import (
     GatewayConfig,
@@ -146,7 +146,7 @@ def test_invalid_config_reports_every_error(name: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_text(yaml.safe_dump(case["config"], sort_keys=False), env={})
     # The registry grows; the list of known types in a message is filled in from it.
-    known = {f"known_{kind}": ", ".join(components.known(kind)) for kind in ("receivers", "exporters")}
+    known = {f"known_{kind}": ", ".join(registry.known(kind)) for kind in ("receivers", "exporters", "connectors")}
     assert info.value.errors == [line.format(**known) if "{known_" in line else line for line in case["errors"]]
 
 

@@ -15,11 +15,12 @@ from hypothesis import strategies as st
 from gateway.config.load import ConfigError, load_text
 from gateway.exporters.helper import RetryConfig
 from gateway.exporters.persistent_queue import DiskStore
-from gateway.exporters.queue import BatchPolicy, MemoryStore, SendingQueue
+from gateway.exporters.queue import MemoryStore, SendingQueue
 from gateway.exporters.retry import Backoff, GaveUp, Interrupted, RetrySender
 from pipelines import otlp
 from pipelines.batch import Batch, RequestContext
 from pipelines.errors import PermanentError, RetryableError
+from pipelines.processors.batch import BatchPolicy
 from pipelines.processors.memory_limiter import MIB, Config, Limits
 from tests.delivery.load import request
 

@@ -21,7 +21,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from gateway import components
+from gateway import registry
 from gateway.config.load import load_text
 from tests.e2e.support import StrictGrpcSink, http_request, make_certs, spans_request
 from tests.harness import REPO, GatewayProcess, Ports, Sink, wait_until
@@ -71,7 +71,7 @@ class _MergedConfigGateway(GatewayProcess):
         return self
 
 
-@pytest.mark.xfail(components.lookup("processors", "attributes") is None, strict=True,
+@pytest.mark.xfail(registry.lookup("processors", "attributes") is None, strict=True,
                    reason="the attributes processor is not registered yet (another engineer is writing it)")
 def test_seed_config_runs_against_test_backends(tmp_path: Path) -> None:
     certs = make_certs(tmp_path / "certs")
@@ -127,7 +127,7 @@ service:
         honeycomb.stop()
 
 
-@pytest.mark.xfail(components.lookup("processors", "attributes") is None, strict=True,
+@pytest.mark.xfail(registry.lookup("processors", "attributes") is None, strict=True,
                    reason="the attributes processor is not registered yet (another engineer is writing it)")
 def test_attributes_processor_inserts_deployment_environment_at_the_backend(tmp_path: Path) -> None:
     """The span attribute reaches the backends, not only the debug output (checked on the wire)."""

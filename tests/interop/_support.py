@@ -23,26 +23,26 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from gateway import components
+from gateway import registry
 from pipelines import otlp, otlp_json
 from tests.harness import RESPONSES, SERVICES, Ports
 
 # ---------------------------------------------------------------- components not landed yet
 
 
-def registered(kind: components.Kind, type_name: str) -> bool:
+def registered(kind: registry.Kind, type_name: str) -> bool:
     """True when the gateway's registry names the type and its module imports."""
     try:
-        return components.lookup(kind, type_name) is not None
+        return registry.lookup(kind, type_name) is not None
     except Exception:
         return False
 
 
-def needs(kind: components.Kind, type_name: str) -> pytest.MarkDecorator:
+def needs(kind: registry.Kind, type_name: str) -> pytest.MarkDecorator:
     """xfail (strict) while the gateway component another engineer is writing is not registered."""
     return pytest.mark.xfail(
         not registered(kind, type_name), strict=True,
-        reason=f"gateway {kind[:-1]} {type_name!r} is not registered in gateway/components.py yet",
+        reason=f"gateway {kind[:-1]} {type_name!r} is not registered in gateway/registry.py yet",
     )
 
 

@@ -413,7 +413,7 @@ def test_sampler_decides_the_same_with_the_ids(req: ExportTraceServiceRequest, s
 @given(requests(), st.booleans(), action_lists, SAMPLERS)
 def test_attributes_then_sampler_the_same_with_the_ids(req: ExportTraceServiceRequest, states: bool, actions: Any,
                                                        config: SamplerConfig) -> None:
-    """The sampler reads the ids of the batch the attributes processor rewrote (`wire.source_of`)."""
+    """The sampler reads the ids of the batch the attributes processor rewrote (`Batch.rewrite`)."""
     proc = AttributesProcessor(AttributesConfig(actions=tuple(actions)), "traces")
     s = ProbabilisticSampler(config)
     with_ids, parsed = _pair(_plain(req, states))

@@ -3,18 +3,13 @@ never overwrites; hashing is stable and type-aware."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.component import Settings
-from gateway.processors.batch import BatchStage
-from gateway.telemetry import Telemetry
 from pipelines import otlp
-from pipelines.batch import Batch, RequestContext
 from pipelines.processors import anyvalue
 from pipelines.processors.actions import ActionConfig
 from pipelines.processors.attributes import AttributesProcessor, Config
@@ -51,37 +46,6 @@ def test_batcher_conserves_every_span(sizes: list[int], batch_size: int, extra: 
     assert sorted(got) == sorted(expected)
     assert all(n == len(_names(data)) for data, n in sent)
     assert all(n <= batch_size + extra for _, n in sent)
-
-
-class _Recorder:
-    def __init__(self) -> None:
-        self.batches: list[Batch] = []
-
-    async def consume(self, batch: Batch) -> None:
-        self.batches.append(batch)
-
-
-@settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from([None, "team-a", "team-b", "team-c"]), st.integers(1, 5)),
-                min_size=1, max_size=20), st.integers(1, 12))
-def test_batches_never_mix_tenants(requests: list[tuple[str | None, int]], batch_size: int) -> None:
-    async def run() -> list[Batch]:
-        rec = _Recorder()
-        settings_ = Settings("batch", BatchConfig(send_batch_size=batch_size, timeout=10.0), Telemetry(), None)  # type: ignore[arg-type]
-        stage = BatchStage(settings_, rec, "traces")
-        for i, (tenant, n) in enumerate(requests):
-            req = span_request([{"name": f"{tenant}/{i}-{k}"} for k in range(n)])
-            await stage.consume(batch_of(req, context=RequestContext(tenant)))
-        await stage.shutdown()
-        return rec.batches
-
-    out = asyncio.run(run())
-    total = 0
-    for batch in out:
-        names = _names(batch.data())
-        total += len(names)
-        assert {n.split("/")[0] for n in names} == {str(batch.context.tenant)}
-    assert total == sum(n for _, n in requests)
 
 
 @settings(max_examples=150, deadline=None)

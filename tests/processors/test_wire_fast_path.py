@@ -100,10 +100,10 @@ def test_attributes_fast_path_equals_upb(req: ExportTraceServiceRequest, actions
     same(out, proc.process_upb(batch), batch)
     if out is not None and out is not batch:
         # The note for the next processor: these bytes, walked, from this batch.
-        hit = wire.source_of(out.data())
-        assert hit is not None and hit[1] is batch
+        hit = out.rewrite
+        assert hit is not None and hit.source is batch
         walked = wire.walk(out.data())
-        assert [hit[0].span(i) for i in range(len(hit[0]))] == [walked.span(i) for i in range(len(walked))]
+        assert [hit.request.span(i) for i in range(len(hit.request))] == [walked.span(i) for i in range(len(walked))]
 
 
 SAMPLERS = st.builds(
@@ -137,7 +137,7 @@ def test_rules_equal_decide(tid: bytes, state: str, prio: int, config: SamplerCo
 @given(requests(), action_lists, SAMPLERS)
 def test_attributes_then_sampler_equals_upb_chain(req: ExportTraceServiceRequest, actions: list[ActionConfig],
                                                   config: SamplerConfig) -> None:
-    """The sampler reads trace ids from the batch the attributes fast path rewrote (wire.source_of)."""
+    """The sampler reads trace ids from the batch the attributes fast path rewrote (Batch.rewrite)."""
     proc = AttributesProcessor(AttributesConfig(actions=tuple(actions)), "traces")
     s = ProbabilisticSampler(config)
     batch = batch_from(req)
@@ -160,9 +160,9 @@ def test_insert_of_an_absent_key_appends_one_field_per_span() -> None:
     assert out is not None and out.message() == proc.process_upb(batch).message()  # type: ignore[union-attr]
     # Canonical input, attribute appended last: the bytes are the upb serialization itself.
     assert out.data() == proc.process_upb(batch).data()  # type: ignore[union-attr]
-    hit = wire.source_of(out.data())
-    assert hit is not None and hit[1] is batch
-    assert wire.rebuild(hit[0], [b""] * 3) == out.data()
+    hit = out.rewrite  # type: ignore[union-attr]
+    assert hit is not None and hit.source is batch
+    assert wire.rebuild(hit.request, [b""] * 3) == out.data()  # type: ignore[union-attr]
 
 
 def test_non_canonical_spans_duplicate_trace_state_and_unknown_fields() -> None:

@@ -1,0 +1,1 @@
+"""Connectors: components that are an exporter of one pipeline and a receiver of others."""

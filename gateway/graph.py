@@ -1,0 +1,261 @@
+"""The pipeline graph as data: every receiver, processor, connector and exporter of a config, the
+joints between them, and which pipeline each belongs to, built once from a loaded config.
+
+Nodes, as the Collector's service graph has them:
+- a `receiver` node per receiver id, shared by every pipeline that lists it;
+- per pipeline: an `entry` (counts what enters it), one `processor` node per processor, and an `exit`
+  (counts what leaves the processors and fans out to the pipeline's exporters);
+- an `exporter` node per exporter id, shared by the pipelines that list it;
+- a `connector` node per connector id and exporter-side signal: an exporter of the pipelines that list
+  it under `exporters` and the receiver of those that list it under `receivers`.
+
+Edges are `Node.next`: the data flows from a node to each node in its `next`. Pipelines joined by
+connectors are built consumers first, so a connector is created with the entries of the pipelines it
+feeds; the config loader refuses a cycle of connectors. The graph is also where batching is decided:
+a pipeline's `batch` processor gives its policy to every exporter downstream of it (through connectors
+too), the first pipeline in config order winning where several feed one exporter.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
+
+from gateway import registry
+from gateway.component import Component, Consumer, ExporterNode, Extension, Settings, Stage
+from gateway.config.model import GatewayConfig, pipeline_order
+from gateway.fanout import Counted, Fanout
+from gateway.telemetry import Telemetry
+from pipelines.batch import Signal
+
+log = logging.getLogger("gateway.graph")
+
+NodeKind = Literal["receiver", "entry", "processor", "exit", "connector", "exporter"]
+
+
+@dataclass(eq=False)
+class Node:
+    kind: NodeKind
+    id: str  # the component id; for an entry or an exit, the pipeline id
+    signals: tuple[Signal, ...]
+    # The pipeline a per-pipeline node (entry, processor, exit) belongs to; None for shared nodes.
+    pipeline: str | None = None
+    next: list[Node] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        if self.pipeline is not None:
+            return f"{self.kind}:{self.pipeline}:{self.id}" if self.kind == "processor" else f"{self.kind}:{self.id}"
+        if self.kind == "connector":
+            return f"connector:{self.id}:{self.signals[0]}"
+        return f"{self.kind}:{self.id}"
+
+
+@dataclass(eq=False)
+class ReceiverNode(Node):
+    component: Component | None = None
+
+
+@dataclass(eq=False)
+class StageNode(Node):
+    """A processor, a connector, a pipeline's entry or exit: a consumer in the data path."""
+
+    consumer: Consumer | None = None
+    # Processors and connectors start and stop; entries and exits are joints with no lifecycle.
+    stage: Stage | None = None
+
+
+@dataclass(eq=False)
+class ExporterNodeData(Node):
+    component: ExporterNode | None = None
+
+
+@dataclass
+class Graph:
+    extensions: dict[str, Extension] = field(default_factory=dict)
+    receivers: dict[str, ReceiverNode] = field(default_factory=dict)
+    exporters: dict[str, ExporterNodeData] = field(default_factory=dict)
+    connectors: dict[tuple[str, Signal], StageNode] = field(default_factory=dict)
+    # Per pipeline, in config order: its entry, processors (in order) and exit.
+    pipelines: dict[str, list[StageNode]] = field(default_factory=dict)
+    # Exporter id -> the key of the `batch` processor node whose policy it batches by.
+    batching: dict[str, str] = field(default_factory=dict)
+
+    def nodes(self) -> Iterator[Node]:
+        yield from self.receivers.values()
+        for nodes in self.pipelines.values():
+            yield from nodes
+        yield from self.connectors.values()
+        yield from self.exporters.values()
+
+    def edges(self) -> Iterator[tuple[Node, Node]]:
+        for node in self.nodes():
+            for nxt in node.next:
+                yield node, nxt
+
+    @staticmethod
+    def downstream(start: Node) -> Iterator[Node]:
+        """Every node reachable from `start` (itself included), each once."""
+        todo = [start]
+        seen: set[int] = set()
+        while todo:
+            node = todo.pop()
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            yield node
+            todo.extend(reversed(node.next))
+
+    def stages(self) -> list[tuple[str, Stage]]:
+        """Processors and connectors by node key, consumers first: the order they start in."""
+        out = [(c.key, c.stage) for c in self.connectors.values() if c.stage is not None]
+        for nodes in reversed(list(self.pipelines.values())):
+            out.extend((n.key, n.stage) for n in reversed(nodes) if n.stage is not None)
+        return out
+
+    def describe(self) -> str:
+        """The graph as text: each pipeline's path, then each shared node's edges."""
+        lines = []
+        for pid, nodes in self.pipelines.items():
+            receivers = [n for n in self.nodes() if nodes[0] in n.next]
+            head = ", ".join(_label(n) for n in receivers)
+            body = " -> ".join(_label(n) for n in nodes)
+            tail = ", ".join(_label(n) for n in nodes[-1].next)
+            lines.append(f"pipeline {pid}: [{head}] -> {body} -> [{tail}]")
+        lines.extend(f"exporter {xid} batches by {key}" for xid, key in self.batching.items())
+        lines.append("edges:")
+        lines.extend(f"  {a.key} -> {b.key}" for a, b in self.edges())
+        return "\n".join(lines)
+
+
+def _label(node: Node) -> str:
+    if node.kind in ("entry", "exit"):
+        return node.kind
+    return f"{node.kind} {node.id}" + (f" ({node.signals[0]})" if node.kind == "connector" else "")
+
+
+SettingsFor = Callable[[str, Any], Settings[Any]]
+
+
+def signal_of(pipeline_id: str) -> Signal:
+    return cast(Signal, pipeline_id.partition("/")[0])
+
+
+def build(config: GatewayConfig, telemetry: Telemetry, settings_for: SettingsFor, graph: Graph | None = None) -> Graph:
+    """Create every component of `config` and join them, into `graph` if given (a host may look up the
+    extensions, created first, while the rest is built). Nothing is started."""
+    graph = graph if graph is not None else Graph()
+    for eid in config.service.extensions:
+        graph.extensions[eid] = registry.extension(eid.partition("/")[0]).create(
+            settings_for(eid, config.extensions[eid]))
+    entries: dict[str, StageNode] = {}
+    for pid in pipeline_order(config.service.pipelines, frozenset(config.connectors)):
+        entries[pid] = _build_pipeline(graph, config, pid, entries, telemetry, settings_for)
+    graph.pipelines = {pid: graph.pipelines[pid] for pid in config.service.pipelines}
+    _build_receivers(graph, config, entries, settings_for)
+    _apply_batching(graph, config, settings_for)
+    return graph
+
+
+def _build_pipeline(graph: Graph, config: GatewayConfig, pid: str, entries: Mapping[str, StageNode],
+                    telemetry: Telemetry, settings_for: SettingsFor) -> StageNode:
+    pipe = config.service.pipelines[pid]
+    signal = signal_of(pid)
+    targets: list[Node] = []
+    consumers: list[Consumer] = []
+    for xid in pipe.exporters:
+        if xid in config.connectors:
+            cnode = _connector(graph, config, xid, signal, entries, settings_for)
+            assert cnode.consumer is not None
+            targets.append(cnode)
+            consumers.append(cnode.consumer)
+            continue
+        xnode = graph.exporters.get(xid)
+        if xnode is None:
+            made = registry.exporter(xid.partition("/")[0]).create(settings_for(xid, config.exporters[xid]))
+            xnode = graph.exporters[xid] = ExporterNodeData("exporter", xid, (signal,), component=made)
+        elif signal not in xnode.signals:
+            xnode.signals = (*xnode.signals, signal)
+        assert xnode.component is not None
+        targets.append(xnode)
+        consumers.append(xnode.component)
+    exit_consumer = Counted(telemetry.pipeline_outgoing(pid), Fanout(consumers))
+    nodes = [StageNode("exit", pid, (signal,), pid, targets, consumer=exit_consumer)]
+    nxt: Consumer = exit_consumer
+    for prid in reversed(pipe.processors):
+        stage = registry.processor(prid.partition("/")[0]).create(
+            settings_for(prid, config.processors[prid]), nxt, signal)
+        nodes.insert(0, StageNode("processor", prid, (signal,), pid, [nodes[0]], consumer=stage, stage=stage))
+        nxt = stage
+    entry = StageNode("entry", pid, (signal,), pid, [nodes[0]],
+                      consumer=Counted(telemetry.pipeline_incoming(pid), nxt))
+    graph.pipelines[pid] = [entry, *nodes]
+    return entry
+
+
+def _connector(graph: Graph, config: GatewayConfig, cid: str, signal: Signal, entries: Mapping[str, StageNode],
+               settings_for: SettingsFor) -> StageNode:
+    """The connector `cid` on its exporter side `signal`, feeding the entries of the pipelines (built
+    already) that list it as a receiver with a signal it joins `signal` to."""
+    node = graph.connectors.get((cid, signal))
+    if node is not None:
+        return node
+    factory = registry.connector(cid.partition("/")[0])
+    fed = {pid: entries[pid] for pid, p in config.service.pipelines.items()
+           if cid in p.receivers and (signal, signal_of(pid)) in factory.pairs}
+    consumers: dict[str, Consumer] = {}
+    for pid, entry in fed.items():
+        assert entry.consumer is not None
+        consumers[pid] = entry.consumer
+    stage = factory.create(settings_for(cid, config.connectors[cid]), consumers, signal)
+    node = StageNode("connector", cid, (signal,), None, list(fed.values()), consumer=stage, stage=stage)
+    graph.connectors[(cid, signal)] = node
+    return node
+
+
+def _build_receivers(graph: Graph, config: GatewayConfig, entries: Mapping[str, StageNode],
+                     settings_for: SettingsFor) -> None:
+    by_receiver: dict[str, dict[Signal, list[StageNode]]] = {}
+    for pid, pipe in config.service.pipelines.items():
+        for rid in pipe.receivers:
+            if rid not in config.connectors:
+                by_receiver.setdefault(rid, {}).setdefault(signal_of(pid), []).append(entries[pid])
+    for rid, by_signal in by_receiver.items():
+        consumers: dict[Signal, Consumer] = {}
+        targets: list[Node] = []
+        for signal, nodes in by_signal.items():
+            pipeline_consumers: list[Consumer] = []
+            for n in nodes:
+                assert n.consumer is not None
+                pipeline_consumers.append(n.consumer)
+            consumers[signal] = Fanout(pipeline_consumers)
+            targets.extend(nodes)
+        made = registry.receiver(rid.partition("/")[0]).create(settings_for(rid, config.receivers[rid]), consumers)
+        graph.receivers[rid] = ReceiverNode("receiver", rid, tuple(by_signal), None, targets, component=made)
+
+
+def _apply_batching(graph: Graph, config: GatewayConfig, settings_for: SettingsFor) -> None:
+    """Each `batch` processor's policy goes to the exporters downstream of it. Where several feed one
+    exporter, the first pipeline in config order wins, and the others are logged."""
+    for pid in config.service.pipelines:
+        for node in graph.pipelines[pid]:
+            if node.kind != "processor":
+                continue
+            factory = registry.processor(node.id.partition("/")[0])
+            if factory.batching is None:
+                continue
+            policy = factory.batching(settings_for(node.id, config.processors[node.id]))
+            exporters = [n for n in graph.downstream(node) if isinstance(n, ExporterNodeData)]
+            if not exporters:
+                log.warning("%s in %s: no exporter downstream; requests pass unbatched", node.id, pid)
+            for xnode in exporters:
+                assert xnode.component is not None
+                given = graph.batching.get(xnode.id)
+                if given is not None:
+                    log.info("exporter %s is fed by %s and %s; batching as %s says", xnode.id, given,
+                             node.key, given)
+                    continue
+                graph.batching[xnode.id] = node.key
+                xnode.component.set_batching(policy)

@@ -1,0 +1,107 @@
+"""The pipeline graph as the service builds it: nodes, edges, the batching policy given to exporters
+(through connectors too), and the order pipelines joined by connectors are built in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config.load import load_file, load_text
+from gateway.config.model import PipelineConfig, pipeline_order
+from gateway.exporters.helper import Exporter
+from gateway.graph import ExporterNodeData, Graph
+from gateway.service import Service
+
+REPO = Path(__file__).resolve().parent.parent
+
+CONNECTED = """
+receivers:
+  otlp: {protocols: {grpc: {endpoint: "127.0.0.1:1"}}}
+processors:
+  batch: {send_batch_size: 100, send_batch_max_size: 300, timeout: 2s, metadata_keys: [X-Tenant]}
+  attributes/a: {actions: [{key: a, value: b, action: insert}]}
+connectors:
+  forward: {}
+exporters:
+  debug: {}
+  otlp/a: {endpoint: "127.0.0.1:9", tls: {insecure: true}}
+service:
+  pipelines:
+    traces/in:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [forward]
+    traces/a:
+      receivers: [forward]
+      processors: [attributes/a]
+      exporters: [otlp/a]
+    traces/b:
+      receivers: [forward, otlp]
+      exporters: [debug]
+"""
+
+
+def test_the_shipped_config_builds_the_graph_the_readme_shows() -> None:
+    graph = Service(load_file(REPO / "config.yaml").config).build()
+    assert graph.describe() == "\n".join([
+        "pipeline traces: [receiver otlp] -> entry -> processor batch -> exit -> [exporter debug]",
+        "exporter debug batches by processor:traces:batch",
+        "edges:",
+        "  receiver:otlp -> entry:traces",
+        "  entry:traces -> processor:traces:batch",
+        "  processor:traces:batch -> exit:traces",
+        "  exit:traces -> exporter:debug",
+    ])
+
+
+def test_connected_pipelines_as_nodes_and_edges() -> None:
+    graph = Service(load_text(CONNECTED, env={}).config).build()
+    assert list(graph.pipelines) == ["traces/in", "traces/a", "traces/b"]
+    assert [n.key for n in graph.pipelines["traces/a"]] == [
+        "entry:traces/a", "processor:traces/a:attributes/a", "exit:traces/a"]
+    edges = {(a.key, b.key) for a, b in graph.edges()}
+    assert ("exit:traces/in", "connector:forward:traces") in edges
+    assert ("connector:forward:traces", "entry:traces/a") in edges
+    assert ("connector:forward:traces", "entry:traces/b") in edges
+    assert ("receiver:otlp", "entry:traces/b") in edges
+    assert ("receiver:otlp", "entry:traces/a") not in edges
+    receiver = graph.receivers["otlp"]
+    reachable = {n.key for n in Graph.downstream(receiver)}
+    assert {"exporter:otlp/a", "exporter:debug", "connector:forward:traces"} <= reachable
+
+
+def test_the_batch_policy_reaches_exporters_through_connectors() -> None:
+    graph = Service(load_text(CONNECTED, env={}).config).build()
+    assert graph.batching == {"otlp/a": "processor:traces/in:batch", "debug": "processor:traces/in:batch"}
+    for xid in ("otlp/a", "debug"):
+        node = graph.exporters[xid]
+        assert isinstance(node, ExporterNodeData) and isinstance(node.component, Exporter)
+        policy = node.component.policy
+        assert (policy.send_batch_size, policy.send_batch_max_size, policy.timeout) == (100, 300, 2.0)
+        assert policy.metadata_keys == ("x-tenant",)
+        assert policy.processor == "batch"
+
+
+def test_an_exporter_without_batch_upstream_merges_what_is_queued() -> None:
+    text = CONNECTED.replace("      processors: [batch]\n", "")
+    graph = Service(load_text(text, env={}).config).build()
+    assert graph.batching == {}
+    component = graph.exporters["otlp/a"].component
+    assert isinstance(component, Exporter) and component.policy.processor is None
+
+
+def test_pipelines_a_connector_feeds_are_built_first() -> None:
+    p = PipelineConfig
+    pipes = {
+        "traces/in": p(receivers=("otlp",), exporters=("forward/1",)),
+        "traces/mid": p(receivers=("forward/1",), exporters=("forward/2", "debug")),
+        "traces/out": p(receivers=("forward/2",), exporters=("debug",)),
+        "logs": p(receivers=("otlp",), exporters=("debug",)),
+    }
+    order = pipeline_order(pipes, frozenset({"forward/1", "forward/2"}))
+    assert order == ["traces/out", "traces/mid", "traces/in", "logs"]
+    with pytest.raises(ValueError, match="traces/in -> traces/mid -> traces/in"):
+        pipeline_order({**pipes, "traces/mid": p(receivers=("forward/1",), exporters=("forward/3",)),
+                        "traces/in": p(receivers=("otlp", "forward/3"), exporters=("forward/1",))},
+                       frozenset({"forward/1", "forward/2", "forward/3"}))

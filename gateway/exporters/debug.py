@@ -12,6 +12,7 @@ from typing import Any, Literal, TextIO
 
 from gateway.component import Settings
 from gateway.components import Factory
+from gateway.exporters.helper import Exporter
 from gateway.telemetry import UNITS
 from pipelines import otlp
 from pipelines.batch import Batch
@@ -189,8 +190,6 @@ class DebugPusher:
 
 
 def create(settings: Settings) -> Any:
-    from gateway.exporters.helper import Exporter
-
     return Exporter(settings, DebugPusher(settings))
 
 

@@ -1,7 +1,7 @@
 """The exporter helper: a plain push function wrapped in layers, as the Collector's exporterhelper
 does: a sending queue (memory or disk, `gateway.exporters.queue`), batching after the queue, and retry
 (`gateway.exporters.retry`), each exporter with its own queue and consumers so that a slow or dead
-backend never delays another. Shared config blocks live here.
+backend never delays another. Shared config blocks live here (the retry block with its layer).
 
 Guarantee: a request is acknowledged once the queue holds it; from then on it is delivered, or counted
 in `otelcol_exporter_send_failed_*` (a permanent refusal, retries run out, or an in-memory queue that
@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol
 
 from gateway.component import Settings
 from gateway.exporters.queue import BatchPolicy, Entry, MemoryStore, SendingQueue, Store
-from gateway.exporters.retry import Interrupted, RetrySender
+from gateway.exporters.retry import Interrupted, RetryConfig, RetrySender
 from gateway.telemetry import UNITS
 from pipelines.batch import Batch
 from pipelines.config_types import Duration
@@ -45,26 +45,6 @@ class QueueConfig:
             errors.append("num_consumers must be at least 1")
         if self.enabled and self.queue_size < 1:
             errors.append("queue_size must be positive")
-        return errors
-
-
-@dataclass(frozen=True)
-class RetryConfig:
-    enabled: bool = True
-    initial_interval: Duration = 5.0
-    randomization_factor: float = 0.5
-    multiplier: float = 1.5
-    max_interval: Duration = 30.0
-    max_elapsed_time: Duration = 300.0
-
-    def validate(self) -> list[str]:
-        errors = []
-        if self.initial_interval < 0 or self.max_interval < 0 or self.max_elapsed_time < 0:
-            errors.append("intervals must not be negative")
-        if not 0 <= self.randomization_factor <= 1:
-            errors.append("randomization_factor must be between 0 and 1")
-        if self.multiplier < 1:
-            errors.append("multiplier must be at least 1")
         return errors
 
 

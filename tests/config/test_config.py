@@ -20,7 +20,8 @@ from gateway.config.model import (
     TelemetryConfig,
 )
 from gateway.exporters import debug, otlp_grpc, otlp_http
-from gateway.exporters.helper import QueueConfig, RetryConfig
+from gateway.exporters.helper import QueueConfig
+from gateway.exporters.retry import RetryConfig
 from gateway.extensions import health
 from gateway.receivers import otlp
 from gateway.tls import TLSClientConfig, TLSServerConfig

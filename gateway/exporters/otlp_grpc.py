@@ -18,7 +18,6 @@ from gateway.exporters import classify
 from gateway.exporters.h2client import GrpcCallError, H2Client
 from gateway.exporters.helper import Exporter
 from gateway.exporters.otlp_common import OtlpCommon, log_partial_success
-from gateway.receivers.otlp_grpc import SERVICES
 from gateway.tls import _VERSIONS, TLSClientConfig, _load_pem_chain
 from pipelines import otlp
 from pipelines.batch import Batch
@@ -90,7 +89,6 @@ class GrpcPusher:
         self.id = settings.id
         self.config: Config = settings.config
         self._client: H2Client | None = None
-        self._paths = {signal: f"/{service}/Export" for signal, service in SERVICES.items()}
 
     def _make_client(self) -> H2Client:
         cfg = self.config
@@ -128,7 +126,7 @@ class GrpcPusher:
         if client is None:
             client = self._client = self._make_client()
         try:
-            data = await client.unary(self._paths[batch.signal], batch.chunks(), self.metadata(batch),
+            data = await client.unary(otlp.GRPC_EXPORT_PATHS[batch.signal], batch.chunks(), self.metadata(batch),
                                       self.config.timeout or None)
         except GrpcCallError as exc:
             code = _STATUS.get(exc.code, grpc.StatusCode.UNKNOWN)

@@ -10,17 +10,11 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from gateway.http_site import split_endpoint
 from gateway.receivers.h2grpc import GrpcError, H2GrpcServer, Handler, Metadata
 from gateway.receivers.ingest import WIRE_CODES, Ingest
-from gateway.receivers.otlp import GrpcConfig
+from gateway.receivers.otlp_config import GrpcConfig
+from pipelines import otlp
 from pipelines.batch import Signal
 
 log = logging.getLogger("gateway.receiver.grpc")
-
-SERVICES: dict[Signal, str] = {
-    "traces": "opentelemetry.proto.collector.trace.v1.TraceService",
-    "metrics": "opentelemetry.proto.collector.metrics.v1.MetricsService",
-    "logs": "opentelemetry.proto.collector.logs.v1.LogsService",
-}
-
 
 def _status_details(code_name: str, message: str, retry_after: float) -> bytes:
     delay = duration_pb2.Duration()
@@ -67,7 +61,7 @@ class GrpcServer:
 
     async def start(self) -> None:
         cfg = self.config
-        paths = {f"/{SERVICES[signal]}/Export": ingest for signal, ingest in self._ingests.items()}
+        paths = {otlp.GRPC_EXPORT_PATHS[signal]: ingest for signal, ingest in self._ingests.items()}
         limit = cfg.max_recv_msg_size_mib * 1024 * 1024
 
         def too_large(path: str, size: int | None) -> str:

@@ -15,7 +15,7 @@ from google.rpc import code_pb2, status_pb2
 
 from gateway.http_site import start_site
 from gateway.receivers.ingest import WIRE_CODES, Ingest, Outcome, Result
-from gateway.receivers.otlp import HttpConfig
+from gateway.receivers.otlp_config import HttpConfig
 from pipelines import otlp, otlp_json
 from pipelines.batch import Signal
 from pipelines.errors import PermanentError

@@ -15,10 +15,10 @@ from gateway import __version__
 from gateway.component import Settings
 from gateway.components import Factory
 from gateway.exporters import classify
-from gateway.exporters.h2client import GrpcCallError, H2Client
 from gateway.exporters.helper import Exporter
 from gateway.exporters.otlp_common import OtlpCommon, log_partial_success
-from gateway.tls import _VERSIONS, TLSClientConfig, _load_pem_chain
+from gateway.transport.grpc_client import GrpcCallError, H2Client
+from gateway.transport.tls import _VERSIONS, TLSClientConfig, _load_pem_chain
 from pipelines import otlp
 from pipelines.batch import Batch
 from pipelines.errors import RetryableError

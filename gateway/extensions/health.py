@@ -11,8 +11,8 @@ from aiohttp import web
 
 from gateway.component import Settings
 from gateway.components import Factory
-from gateway.http_site import start_site
-from gateway.tls import TLSServerConfig
+from gateway.transport.http_site import start_site
+from gateway.transport.tls import TLSServerConfig
 
 
 @dataclass(frozen=True)

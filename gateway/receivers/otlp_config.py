@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from gateway.tls import TLSServerConfig
+from gateway.transport.tls import TLSServerConfig
 from pipelines.batch import Signal
 
 

@@ -7,10 +7,10 @@ import logging
 from google.protobuf import duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from gateway.http_site import split_endpoint
-from gateway.receivers.h2grpc import GrpcError, H2GrpcServer, Handler, Metadata
 from gateway.receivers.ingest import WIRE_CODES, Ingest
 from gateway.receivers.otlp_config import GrpcConfig
+from gateway.transport.grpc_server import GrpcError, H2GrpcServer, Handler, Metadata
+from gateway.transport.http_site import split_endpoint
 from pipelines import otlp
 from pipelines.batch import Signal
 
@@ -27,7 +27,7 @@ def _status_details(code_name: str, message: str, retry_after: float) -> bytes:
 
 class GrpcServer:
     """The otlp receiver's gRPC side: the three Export methods on our asyncio HTTP/2 server
-    (`gateway.receivers.h2grpc`)."""
+    (`gateway.transport.grpc_server`)."""
 
     def __init__(self, config: GrpcConfig, ingests: dict[Signal, Ingest], reuse_port: bool) -> None:
         self.config = config

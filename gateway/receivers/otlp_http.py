@@ -13,9 +13,9 @@ import zstandard
 from aiohttp import web
 from google.rpc import code_pb2, status_pb2
 
-from gateway.http_site import start_site
 from gateway.receivers.ingest import WIRE_CODES, Ingest, Outcome, Result
 from gateway.receivers.otlp_config import HttpConfig
+from gateway.transport.http_site import start_site
 from pipelines import otlp, otlp_json
 from pipelines.batch import Signal
 from pipelines.errors import PermanentError

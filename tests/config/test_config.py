@@ -24,7 +24,7 @@ from gateway.exporters.helper import QueueConfig
 from gateway.exporters.retry import RetryConfig
 from gateway.extensions import health
 from gateway.receivers import otlp_config
-from gateway.tls import TLSClientConfig, TLSServerConfig
+from gateway.transport.tls import TLSClientConfig, TLSServerConfig
 from pipelines.processors import batch
 
 TESTDATA = Path(__file__).parent / "testdata"

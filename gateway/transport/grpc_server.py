@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 import hpack
 
-from gateway.receivers.hpack_decoder import HeaderDecoder
+from gateway.transport.hpack_decoder import HeaderDecoder
 
 log = logging.getLogger("gateway.receiver.grpc")
 

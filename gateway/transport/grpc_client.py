@@ -1,5 +1,5 @@
 """A gRPC client for unary calls, on asyncio and our own HTTP/2 framing (the counterpart of
-`gateway.receivers.h2grpc`).
+`gateway.transport.grpc_server`).
 
 Why not grpcio's aio channel: each call hops between gRPC core's threads, its poller and the event
 loop, about 2.6 ms of CPU per 3 MB export; here a call is framed, sent and read on the event loop.
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import hpack
 
-from gateway.receivers.h2grpc import (
+from gateway.transport.grpc_server import (
     ACK,
     COMPRESSION_ERROR,
     CONTINUATION,
@@ -67,7 +67,7 @@ from gateway.receivers.h2grpc import (
     hpack_literal,
     unpad,
 )
-from gateway.receivers.hpack_decoder import HeaderDecoder
+from gateway.transport.hpack_decoder import HeaderDecoder
 
 log = logging.getLogger("gateway.exporter.h2")
 

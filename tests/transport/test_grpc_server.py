@@ -33,8 +33,8 @@ from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.receivers import h2grpc
-from gateway.receivers.h2grpc import (
+from gateway.transport import grpc_server
+from gateway.transport.grpc_server import (
     ACK,
     CONTINUATION,
     DATA,
@@ -108,7 +108,7 @@ class App:
         self.release = asyncio.Event()
         self.fail_with = GrpcError(9, "no")
 
-    def methods(self) -> dict[str, h2grpc.Handler]:
+    def methods(self) -> dict[str, grpc_server.Handler]:
         return {ECHO: self.echo, FAIL: self.fail, BOOM: self.boom, SLOW: self.slow, BIG: self.big, META: self.meta,
                 SIZE: self.size}
 
@@ -456,13 +456,13 @@ def test_grpc_handler_exception_is_unknown_and_server_keeps_serving(served: Serv
 
 def test_grpc_gzip_request_arrives_decompressed(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
     used: list[str] = []
-    real = h2grpc._decompressor
+    real = grpc_server._decompressor
 
     def spy(encoding: str) -> Any:
         used.append(encoding)
         return real(encoding)
 
-    monkeypatch.setattr(h2grpc, "_decompressor", spy)
+    monkeypatch.setattr(grpc_server, "_decompressor", spy)
     payload = b"compress me " * 2000
     with served.channel() as ch:
         assert unary(ch, ECHO)(payload, timeout=TIMEOUT, compression=grpc.Compression.Gzip) == payload
@@ -714,7 +714,7 @@ def test_headers_too_short_for_their_priority_is_frame_size_error(conn: Conn) ->
 
 def test_header_block_over_256_kib_in_one_frame_is_refused_before_decoding(conn: Conn) -> None:
     # Table size updates alone: never a header, so no header-list limit would stop them in the decoder.
-    conn.send(frame(HEADERS, END_HEADERS, 1, b"\x20" * (h2grpc.MAX_HEADER_BLOCK + 1)))
+    conn.send(frame(HEADERS, END_HEADERS, 1, b"\x20" * (grpc_server.MAX_HEADER_BLOCK + 1)))
     assert conn.goaway() == (0, PROTOCOL_ERROR)
 
 
@@ -820,7 +820,7 @@ def test_continuation_without_headers_is_protocol_error(conn: Conn) -> None:
 def test_largest_frame_length_is_read_whole_and_skipped(conn: Conn) -> None:
     """The 24-bit length field cannot exceed what we advertise (SETTINGS_MAX_FRAME_SIZE = 2**24 - 1):
     a frame of that length, of an unknown type, is read whole and ignored."""
-    assert h2grpc.MAX_FRAME == 0xFFFFFF
+    assert grpc_server.MAX_FRAME == 0xFFFFFF
     conn.send(b"\xff\xff\xff\x77\x00" + u32(0), bytes(0xFFFFFF))
     conn.send(conn.request(1, b"after the giant"))
     assert conn.response(1).message == b"after the giant"
@@ -1028,7 +1028,7 @@ def test_connection_receive_window_is_replenished(serve: Serve) -> None:
     c = open_conn(served)
     initial = c.next_frame(lambda f: f.kind == WINDOW_UPDATE and f.sid == 0)
     window = 65535 + struct.unpack(">I", initial.payload)[0]
-    assert window == h2grpc.CONN_WINDOW
+    assert window == grpc_server.CONN_WINDOW
     body = grpc_body(bytes(24 * 1024 * 1024))
     sent = 0
     updates: list[int] = []
@@ -1042,7 +1042,7 @@ def test_connection_receive_window_is_replenished(serve: Serve) -> None:
                 window += updates[-1]
             c.send(frame(DATA, END_STREAM if i + len(chunk) >= len(body) else 0, sid, chunk))
             sent += len(chunk)
-    assert updates and all(u >= h2grpc.CONN_WINDOW // 2 for u in updates)
+    assert updates and all(u >= grpc_server.CONN_WINDOW // 2 for u in updates)
     for sid in (1, 3, 5):
         assert c.response(sid).message == str(len(body) - 5).encode()
     c.close()

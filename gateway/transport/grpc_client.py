@@ -25,12 +25,12 @@ import ssl
 import struct
 import time
 import urllib.parse
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import hpack
 
+from gateway.transport.compression import BadEncoding, BodyTooLarge, compress, decompress
 from gateway.transport.grpc_server import (
     ACK,
     COMPRESSION_ERROR,
@@ -90,7 +90,9 @@ MAX_HEADER_LIST = 64 * 1024
 MAX_STREAM_ID = 2**31 - 1
 OFFLOAD_COMPRESSION = 1024 * 1024  # compress messages at least this large in a worker thread
 WRITE_CHUNK = 1024 * 1024  # request bytes handed to the transport at a time
-ACCEPT_ENCODING = "identity,gzip,deflate"
+# What we ask servers to compress responses with, if at all.
+RESPONSE_ENCODINGS = ("gzip", "deflate")
+ACCEPT_ENCODING = ",".join(("identity", *RESPONSE_ENCODINGS))
 
 _U32 = struct.Struct(">I")
 _SETTING = struct.Struct(">HI")
@@ -126,12 +128,6 @@ def grpc_timeout(seconds: float) -> str:
     """`grpc-timeout`: at most 8 digits and a unit."""
     ms = max(1, math.ceil(seconds * 1000))
     return f"{ms}m" if ms < 10**8 else f"{min(10**8 - 1, math.ceil(seconds))}S"
-
-
-def compress(pieces: Sequence[bytes | bytearray | memoryview], encoding: str) -> bytes:
-    """The pieces' concatenation, compressed (without joining them first)."""
-    z = zlib.compressobj(6, wbits=31 if encoding == "gzip" else 15)
-    return b"".join([*map(z.compress, pieces), z.flush()])
 
 
 def _head(length: int, kind: int, flags: int, sid: int) -> bytes:
@@ -525,18 +521,14 @@ class _Connection(asyncio.Protocol):
         if not data[0]:
             return data[5:]
         encoding = next((v for k, v in headers if k == "grpc-encoding"), "identity")
-        if encoding not in ("gzip", "deflate"):
+        if encoding not in RESPONSE_ENCODINGS:
             raise _malformed(f"compressed with grpc-encoding {encoding!r}")
-        inflater = zlib.decompressobj(wbits=47)  # gzip or zlib, by header
         try:
-            message = inflater.decompress(memoryview(data)[5:], self.max_response)
-        except zlib.error as exc:
-            raise _malformed(f"cannot decompress: {exc}") from None
-        if inflater.unconsumed_tail:
-            raise GrpcCallError(RESOURCE_EXHAUSTED, f"response larger than max ({self.max_response} bytes)")
-        if not inflater.eof:
-            raise _malformed("truncated compressed message")
-        return message
+            return decompress(data[5:], encoding, self.max_response)
+        except BodyTooLarge:
+            raise GrpcCallError(RESOURCE_EXHAUSTED, f"response larger than max ({self.max_response} bytes)") from None
+        except BadEncoding as exc:
+            raise _malformed(str(exc)) from None
 
     # -- a call out
     async def call(self, block: bytes, body: list[bytes | bytearray | memoryview]) -> bytes:

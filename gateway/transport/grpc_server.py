@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 import hpack
 
+from gateway.transport.compression import ENCODINGS, BadEncoding, BodyTooLarge, decompress
 from gateway.transport.hpack_decoder import HeaderDecoder
 
 log = logging.getLogger("gateway.receiver.grpc")
@@ -67,7 +68,7 @@ CONN_WINDOW = 64 * 1024 * 1024  # replenished when half is used
 MAX_HEADER_LIST = 64 * 1024
 MAX_HEADER_BLOCK = 4 * MAX_HEADER_LIST  # the encoded block, HEADERS and CONTINUATION frames together
 DEFAULT_PEER_WINDOW = 65535
-ACCEPT_ENCODING = "identity,gzip,deflate,zstd"
+ACCEPT_ENCODING = ",".join(("identity", *ENCODINGS))
 # Trailers past 8 KiB (names + values + 32 each) are refused by grpc core (at random, from its soft
 # limit) and grpc-java: the message and details values share this, the message cut to fit.
 MAX_TRAILER_VALUES = 7 * 1024
@@ -212,14 +213,6 @@ def error_trailers(code: int, message: str, details: bytes | None) -> bytes:
     if encoded:
         block += hpack_literal("grpc-status-details-bin", encoded)
     return block
-
-
-def _decompressor(encoding: str) -> Callable[[bytes, int], bytes] | None:
-    from gateway.receivers.otlp_http import decompress
-
-    if encoding in ("gzip", "deflate", "zstd"):
-        return lambda body, limit: decompress(body, encoding, limit)
-    return None
 
 
 @dataclass(slots=True)
@@ -522,20 +515,19 @@ class _Connection(asyncio.Protocol):
                 INTERNAL, f"request message of {st.size} bytes, its prefix says {st.declared}", None), out)
             return
         if st.compressed:
-            inflate = _decompressor(encoding)
-            if inflate is None:
+            if encoding not in ENCODINGS:
                 self._finish(sid, error_trailers(
                     UNIMPLEMENTED, f"grpc-encoding {encoding!r} is not supported (want {ACCEPT_ENCODING})",
                     None), out)
                 return
             try:
-                message = inflate(message, self.server.max_message)
-            except Exception as exc:  # BodyTooLarge / BadEncoding
-                if type(exc).__name__ == "BodyTooLarge":
-                    msg = self.server.on_too_large(path, None)
-                    self._finish(sid, error_trailers(RESOURCE_EXHAUSTED, msg, None), out)
-                else:
-                    self._finish(sid, error_trailers(INTERNAL, str(exc), None), out)
+                message = decompress(message, encoding, self.server.max_message)
+            except BodyTooLarge:
+                msg = self.server.on_too_large(path, None)
+                self._finish(sid, error_trailers(RESOURCE_EXHAUSTED, msg, None), out)
+                return
+            except BadEncoding as exc:
+                self._finish(sid, error_trailers(INTERNAL, str(exc), None), out)
                 return
         st.handling = True
         task = asyncio.get_running_loop().create_task(self._call(sid, st, handler, message, metadata))

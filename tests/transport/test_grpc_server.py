@@ -456,13 +456,13 @@ def test_grpc_handler_exception_is_unknown_and_server_keeps_serving(served: Serv
 
 def test_grpc_gzip_request_arrives_decompressed(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
     used: list[str] = []
-    real = grpc_server._decompressor
+    real = grpc_server.decompress
 
-    def spy(encoding: str) -> Any:
+    def spy(body: bytes, encoding: str, limit: int) -> bytes:
         used.append(encoding)
-        return real(encoding)
+        return real(body, encoding, limit)
 
-    monkeypatch.setattr(grpc_server, "_decompressor", spy)
+    monkeypatch.setattr(grpc_server, "decompress", spy)
     payload = b"compress me " * 2000
     with served.channel() as ch:
         assert unary(ch, ECHO)(payload, timeout=TIMEOUT, compression=grpc.Compression.Gzip) == payload

@@ -22,7 +22,6 @@ import binascii
 import logging
 import math
 import ssl
-import struct
 import time
 import urllib.parse
 from collections.abc import Sequence
@@ -31,19 +30,24 @@ from dataclasses import dataclass, field
 import hpack
 
 from gateway.transport.compression import BadEncoding, BodyTooLarge, compress, decompress
-from gateway.transport.grpc_server import (
+from gateway.transport.h2 import (
     ACK,
+    CANCEL,
     COMPRESSION_ERROR,
     CONTINUATION,
     DATA,
     DEFAULT_PEER_WINDOW,
     END_HEADERS,
     END_STREAM,
+    ENHANCE_YOUR_CALM,
     FLOW_CONTROL_ERROR,
     FRAME_SIZE_ERROR,
     GOAWAY,
     HEADERS,
+    INADEQUATE_SECURITY,
     INTERNAL_ERROR,
+    MAX_HEADER_LIST,
+    MAX_STREAM_ID,
     MAX_WINDOW,
     NO_ERROR,
     PADDED,
@@ -58,11 +62,14 @@ from gateway.transport.grpc_server import (
     S_MAX_CONCURRENT_STREAMS,
     S_MAX_FRAME_SIZE,
     S_MAX_HEADER_LIST_SIZE,
+    SETTING,
     SETTINGS,
+    U32,
     WINDOW_UPDATE,
     ConnectionError_,
     HeaderBlock,
     frame,
+    frame_head,
     hpack_indexed_name,
     hpack_literal,
     unpad,
@@ -74,7 +81,6 @@ log = logging.getLogger("gateway.exporter.h2")
 # gRPC status codes
 OK, CANCELLED, UNKNOWN, DEADLINE_EXCEEDED = 0, 1, 2, 4
 PERMISSION_DENIED, RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, UNAUTHENTICATED = 7, 8, 12, 13, 14, 16
-CANCEL, ENHANCE_YOUR_CALM, INADEQUATE_SECURITY = 0x8, 0xB, 0xC
 
 # The gRPC spec's tables: an HTTP status without grpc-status, and an HTTP/2 RST_STREAM error code.
 HTTP_TO_GRPC = {400: INTERNAL, 401: UNAUTHENTICATED, 403: PERMISSION_DENIED, 404: UNIMPLEMENTED,
@@ -86,16 +92,11 @@ MIN_FRAME = 16384
 RECV_MAX_FRAME = 1 << 20  # the largest frame we accept
 STREAM_WINDOW = 4 * 1024 * 1024  # per response stream, replenished when half is used
 CONN_WINDOW = 16 * 1024 * 1024
-MAX_HEADER_LIST = 64 * 1024
-MAX_STREAM_ID = 2**31 - 1
 OFFLOAD_COMPRESSION = 1024 * 1024  # compress messages at least this large in a worker thread
 WRITE_CHUNK = 1024 * 1024  # request bytes handed to the transport at a time
 # What we ask servers to compress responses with, if at all.
 RESPONSE_ENCODINGS = ("gzip", "deflate")
 ACCEPT_ENCODING = ",".join(("identity", *RESPONSE_ENCODINGS))
-
-_U32 = struct.Struct(">I")
-_SETTING = struct.Struct(">HI")
 
 Trailing = list[tuple[str, str | bytes]]
 
@@ -128,10 +129,6 @@ def grpc_timeout(seconds: float) -> str:
     """`grpc-timeout`: at most 8 digits and a unit."""
     ms = max(1, math.ceil(seconds * 1000))
     return f"{ms}m" if ms < 10**8 else f"{min(10**8 - 1, math.ceil(seconds))}S"
-
-
-def _head(length: int, kind: int, flags: int, sid: int) -> bytes:
-    return bytes((length >> 16, (length >> 8) & 0xFF, length & 0xFF, kind, flags)) + _U32.pack(sid)
 
 
 @dataclass(slots=True, eq=False)
@@ -183,8 +180,8 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
         settings = [(S_ENABLE_PUSH, 0), (S_INITIAL_WINDOW_SIZE, STREAM_WINDOW), (S_MAX_FRAME_SIZE, RECV_MAX_FRAME),
                     (S_MAX_HEADER_LIST_SIZE, MAX_HEADER_LIST)]
-        transport.write(PREFACE + frame(SETTINGS, 0, 0, b"".join(_SETTING.pack(k, v) for k, v in settings))
-                        + frame(WINDOW_UPDATE, 0, 0, _U32.pack(CONN_WINDOW - DEFAULT_PEER_WINDOW)))
+        transport.write(PREFACE + frame(SETTINGS, 0, 0, b"".join(SETTING.pack(k, v) for k, v in settings))
+                        + frame(WINDOW_UPDATE, 0, 0, U32.pack(CONN_WINDOW - DEFAULT_PEER_WINDOW)))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -249,7 +246,7 @@ class _Connection(asyncio.Protocol):
         log.debug("HTTP/2 client: closing the connection: %s", why)
         if self.transport is not None:
             self._send_now()
-            self.transport.write(frame(GOAWAY, 0, 0, _U32.pack(0) + _U32.pack(code) + why.encode()[:256]))
+            self.transport.write(frame(GOAWAY, 0, 0, U32.pack(0) + U32.pack(code) + why.encode()[:256]))
             self.transport.close()
             self.transport = None
         self.out.clear()
@@ -272,7 +269,7 @@ class _Connection(asyncio.Protocol):
         """A stream-level error: RST_STREAM(code) and fail the call."""
         if self.calls.pop(call.sid, None) is not None:
             call.reset = True
-            self.out.append(frame(RST_STREAM, 0, call.sid, _U32.pack(code)))
+            self.out.append(frame(RST_STREAM, 0, call.sid, U32.pack(code)))
             if not call.done.done():
                 call.done.set_exception(error)
             self._finished()
@@ -290,7 +287,7 @@ class _Connection(asyncio.Protocol):
                 break
             kind = mv[pos + 3]
             flags = mv[pos + 4]
-            sid = _U32.unpack_from(mv, pos + 5)[0] & 0x7FFFFFFF
+            sid = U32.unpack_from(mv, pos + 5)[0] & 0x7FFFFFFF
             start = pos + 9
             pos = end
             if not self.settled.done() and (kind != SETTINGS or flags & ACK):
@@ -328,21 +325,21 @@ class _Connection(asyncio.Protocol):
             elif kind == WINDOW_UPDATE:
                 if length != 4:
                     raise ConnectionError_(FRAME_SIZE_ERROR, "WINDOW_UPDATE of the wrong size")
-                self._window_update(sid, _U32.unpack_from(mv, start)[0] & 0x7FFFFFFF)
+                self._window_update(sid, U32.unpack_from(mv, start)[0] & 0x7FFFFFFF)
             elif kind == RST_STREAM:
                 if length != 4 or sid == 0:
                     raise ConnectionError_(FRAME_SIZE_ERROR if length != 4 else PROTOCOL_ERROR, "bad RST_STREAM")
-                self._rst_stream(sid, _U32.unpack_from(mv, start)[0])
+                self._rst_stream(sid, U32.unpack_from(mv, start)[0])
             elif kind == GOAWAY:
                 if length < 8 or sid != 0:
                     raise ConnectionError_(FRAME_SIZE_ERROR if length < 8 else PROTOCOL_ERROR, "bad GOAWAY")
-                self._goaway(_U32.unpack_from(mv, start)[0] & 0x7FFFFFFF, _U32.unpack_from(mv, start + 4)[0],
+                self._goaway(U32.unpack_from(mv, start)[0] & 0x7FFFFFFF, U32.unpack_from(mv, start + 4)[0],
                              bytes(mv[start + 8:end]))
             elif kind == PUSH_PROMISE:
                 raise ConnectionError_(PROTOCOL_ERROR, "PUSH_PROMISE, though push is disabled")
             # PRIORITY and unknown frame types are ignored, as RFC 9113 asks.
         if self.recv_unacked >= CONN_WINDOW // 2:
-            self.out.append(frame(WINDOW_UPDATE, 0, 0, _U32.pack(self.recv_unacked)))
+            self.out.append(frame(WINDOW_UPDATE, 0, 0, U32.pack(self.recv_unacked)))
             self.recv_window += self.recv_unacked
             self.recv_unacked = 0
         return pos
@@ -389,7 +386,7 @@ class _Connection(asyncio.Protocol):
             return
         call.recv_unacked += length
         if call.recv_unacked >= STREAM_WINDOW // 2:
-            self.out.append(frame(WINDOW_UPDATE, 0, sid, _U32.pack(call.recv_unacked)))
+            self.out.append(frame(WINDOW_UPDATE, 0, sid, U32.pack(call.recv_unacked)))
             call.recv_window += call.recv_unacked
             call.recv_unacked = 0
 
@@ -417,7 +414,7 @@ class _Connection(asyncio.Protocol):
         if len(payload) % 6:
             raise ConnectionError_(FRAME_SIZE_ERROR, "SETTINGS payload not a multiple of 6")
         for i in range(0, len(payload), 6):
-            key, value = _SETTING.unpack_from(payload, i)
+            key, value = SETTING.unpack_from(payload, i)
             if key == S_INITIAL_WINDOW_SIZE:
                 if value > MAX_WINDOW:
                     raise ConnectionError_(FLOW_CONTROL_ERROR, "initial window too large")
@@ -516,7 +513,7 @@ class _Connection(asyncio.Protocol):
         call.parts = []
         if not data:
             return b""  # no response message: read as an empty one
-        if len(data) < 5 or data[0] > 1 or _U32.unpack_from(data, 1)[0] != len(data) - 5:
+        if len(data) < 5 or data[0] > 1 or U32.unpack_from(data, 1)[0] != len(data) - 5:
             raise _malformed("the response is not one length-prefixed message")
         if not data[0]:
             return data[5:]
@@ -578,20 +575,20 @@ class _Connection(asyncio.Protocol):
                 # Cancelled (deadline, shutdown) while in flight: the server may stop working on it.
                 call.reset = True
                 if self.transport is not None:
-                    self.transport.write(frame(RST_STREAM, 0, sid, _U32.pack(CANCEL)))
+                    self.transport.write(frame(RST_STREAM, 0, sid, U32.pack(CANCEL)))
                 self._finished()
             elif sent < total and not call.reset and self.transport is not None:
                 # The response came before the whole request: close our side of the stream.
-                self.transport.write(frame(RST_STREAM, 0, sid, _U32.pack(NO_ERROR)))
+                self.transport.write(frame(RST_STREAM, 0, sid, U32.pack(NO_ERROR)))
 
     def _header_frames(self, sid: int, block: bytes) -> list[bytes | memoryview]:
         limit = self.max_frame
         if len(block) <= limit:
-            return [_head(len(block), HEADERS, END_HEADERS, sid), block]
-        parts: list[bytes | memoryview] = [_head(limit, HEADERS, 0, sid), block[:limit]]
+            return [frame_head(len(block), HEADERS, END_HEADERS, sid), block]
+        parts: list[bytes | memoryview] = [frame_head(limit, HEADERS, 0, sid), block[:limit]]
         for i in range(limit, len(block), limit):
             chunk = block[i:i + limit]
-            parts += [_head(len(chunk), CONTINUATION, END_HEADERS if i + limit >= len(block) else 0, sid), chunk]
+            parts += [frame_head(len(chunk), CONTINUATION, END_HEADERS if i + limit >= len(block) else 0, sid), chunk]
         return parts
 
     def _data_frames(self, parts: list[bytes | memoryview], sid: int, cursor: _Cursor, n: int, last: bool) -> None:
@@ -600,7 +597,7 @@ class _Connection(asyncio.Protocol):
         while n > 0:
             size = min(limit, n)
             n -= size
-            parts.append(_head(size, DATA, END_STREAM if last and not n else 0, sid))
+            parts.append(frame_head(size, DATA, END_STREAM if last and not n else 0, sid))
             cursor.take(size, parts)
 
 
@@ -719,7 +716,7 @@ class H2Client:
                               if size >= OFFLOAD_COMPRESSION else compress(pieces, self.compression))
                     if len(packed) < size:
                         pieces, flag = [packed], 1
-                prefix = bytes((flag,)) + _U32.pack(sum(map(len, pieces)))
+                prefix = bytes((flag,)) + U32.pack(sum(map(len, pieces)))
                 refused: _Refused | None = None
                 for attempt in range(8):
                     conn = await self._connection()

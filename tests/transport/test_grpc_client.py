@@ -19,9 +19,10 @@ from google.rpc import error_details_pb2, status_pb2
 
 from gateway.exporters import classify
 from gateway.exporters.otlp_grpc import client_ssl_context
-from gateway.transport import grpc_client, grpc_server
+from gateway.transport import grpc_client, grpc_server, h2
 from gateway.transport.grpc_client import GrpcCallError, H2Client
-from gateway.transport.grpc_server import GrpcError, H2GrpcServer, frame
+from gateway.transport.grpc_server import GrpcError, H2GrpcServer
+from gateway.transport.h2 import frame
 from gateway.transport.tls import TLSClientConfig
 from pipelines.errors import RetryableError
 from tests.e2e.support import Certs
@@ -361,10 +362,10 @@ def _response(sid: int, *blocks: tuple[list[tuple[str, str]], bool], data: bytes
     enc = hpack.Encoder()
     out = b""
     for i, (headers, end) in enumerate(blocks):
-        flags = grpc_server.END_HEADERS | (grpc_server.END_STREAM if end else 0)
-        out += frame(grpc_server.HEADERS, flags, sid, enc.encode(headers))
+        flags = h2.END_HEADERS | (h2.END_STREAM if end else 0)
+        out += frame(h2.HEADERS, flags, sid, enc.encode(headers))
         if i == 0 and data:
-            out += frame(grpc_server.DATA, 0, sid, data)
+            out += frame(h2.DATA, 0, sid, data)
     return out
 
 
@@ -376,7 +377,7 @@ class ScriptedPeer:
 
     def __init__(self, script: Script, greet: bytes | None = None) -> None:
         self.script = script
-        self.greet = frame(grpc_server.SETTINGS, 0, 0) if greet is None else greet
+        self.greet = frame(h2.SETTINGS, 0, 0) if greet is None else greet
         self.connections = 0
         self.resets: list[int] = []
         self.server: asyncio.Server | None = None
@@ -390,16 +391,16 @@ class ScriptedPeer:
         self.connections += 1
         n = self.connections
         try:
-            await reader.readexactly(len(grpc_server.PREFACE))
+            await reader.readexactly(len(h2.PREFACE))
             writer.write(self.greet)
             while True:
                 head = await reader.readexactly(9)
                 length = int.from_bytes(head[:3], "big")
                 kind, flags, sid = head[3], head[4], _U32.unpack(head[5:])[0]
                 payload = await reader.readexactly(length)
-                if kind == grpc_server.RST_STREAM:
+                if kind == h2.RST_STREAM:
                     self.resets.append(_U32.unpack(payload)[0])
-                if kind in (grpc_server.HEADERS, grpc_server.DATA) and flags & grpc_server.END_STREAM:
+                if kind in (h2.HEADERS, h2.DATA) and flags & h2.END_STREAM:
                     self.script(n, sid, writer)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -449,24 +450,24 @@ OK_MESSAGE = b"\x00" + _U32.pack(2) + b"ok"
     ("bad grpc-status", lambda n, sid, w: w.write(_response(sid, ([*OK_HEADERS, ("grpc-status", "x")], True))),
      grpc_client.UNAVAILABLE),
     ("no trailers", lambda n, sid, w: w.write(_response(sid, (OK_HEADERS, False), data=OK_MESSAGE)
-                                              + frame(grpc_server.DATA, grpc_server.END_STREAM, sid)),
+                                              + frame(h2.DATA, h2.END_STREAM, sid)),
      grpc_client.UNAVAILABLE),
     ("message shorter than its prefix", lambda n, sid, w: w.write(
         _response(sid, (OK_HEADERS, False), ([("grpc-status", "0")], True), data=OK_MESSAGE[:-1])),
      grpc_client.UNAVAILABLE),
     ("refused stream",
-     lambda n, sid, w: w.write(frame(grpc_server.RST_STREAM, 0, sid, _U32.pack(grpc_server.REFUSED_STREAM))),
+     lambda n, sid, w: w.write(frame(h2.RST_STREAM, 0, sid, _U32.pack(h2.REFUSED_STREAM))),
      grpc_client.UNAVAILABLE),
-    ("cancelled stream", lambda n, sid, w: w.write(frame(grpc_server.RST_STREAM, 0, sid, _U32.pack(8))),
+    ("cancelled stream", lambda n, sid, w: w.write(frame(h2.RST_STREAM, 0, sid, _U32.pack(8))),
      grpc_client.CANCELLED),
-    ("DATA on stream 0", lambda n, sid, w: w.write(frame(grpc_server.DATA, 0, 0, b"x")), grpc_client.UNAVAILABLE),
+    ("DATA on stream 0", lambda n, sid, w: w.write(frame(h2.DATA, 0, 0, b"x")), grpc_client.UNAVAILABLE),
     ("garbage frame", lambda n, sid, w: w.write(b"\xff" * 64), grpc_client.UNAVAILABLE),
-    ("bad HPACK", lambda n, sid, w: w.write(frame(grpc_server.HEADERS, 5, sid, b"\xff\xff\xff\xff")),
+    ("bad HPACK", lambda n, sid, w: w.write(frame(h2.HEADERS, 5, sid, b"\xff\xff\xff\xff")),
      grpc_client.UNAVAILABLE),
-    ("window overflow", lambda n, sid, w: w.write(frame(grpc_server.WINDOW_UPDATE, 0, 0, _U32.pack(2**31 - 1))),
+    ("window overflow", lambda n, sid, w: w.write(frame(h2.WINDOW_UPDATE, 0, 0, _U32.pack(2**31 - 1))),
      grpc_client.UNAVAILABLE),
     ("closed mid-call", lambda n, sid, w: w.close(), grpc_client.UNAVAILABLE),
-    ("GOAWAY before the call", lambda n, sid, w: w.write(frame(grpc_server.GOAWAY, 0, 0, _U32.pack(0) + _U32.pack(0))),
+    ("GOAWAY before the call", lambda n, sid, w: w.write(frame(h2.GOAWAY, 0, 0, _U32.pack(0) + _U32.pack(0))),
      grpc_client.UNAVAILABLE),
 ])
 def test_misbehaving_peer_ends_in_a_clean_error(name: str, script: Script, code: int) -> None:
@@ -487,7 +488,7 @@ def test_refused_stream_is_sent_again() -> None:
     # slot frees a moment after we saw the previous call end): the client sends it again itself.
     def script(n: int, sid: int, w: asyncio.StreamWriter) -> None:
         if sid <= 3:  # the first two streams
-            w.write(frame(grpc_server.RST_STREAM, 0, sid, _U32.pack(grpc_server.REFUSED_STREAM)))
+            w.write(frame(h2.RST_STREAM, 0, sid, _U32.pack(h2.REFUSED_STREAM)))
         else:
             w.write(_response(sid, (OK_HEADERS, False), ([("grpc-status", "0")], True), data=OK_MESSAGE))
 
@@ -498,7 +499,7 @@ def test_refused_stream_is_sent_again() -> None:
 def test_goaway_sends_new_calls_to_a_new_connection() -> None:
     def script(n: int, sid: int, w: asyncio.StreamWriter) -> None:
         if n == 1:
-            w.write(frame(grpc_server.GOAWAY, 0, 0, _U32.pack(0) + _U32.pack(0) + b"bye"))
+            w.write(frame(h2.GOAWAY, 0, 0, _U32.pack(0) + _U32.pack(0) + b"bye"))
         else:
             w.write(_response(sid, (OK_HEADERS, False), ([("grpc-status", "0")], True), data=OK_MESSAGE))
 
@@ -511,10 +512,10 @@ def test_goaway_sends_new_calls_to_a_new_connection() -> None:
 def test_silent_peer_hits_the_deadline_and_gets_a_cancel() -> None:
     outcomes, peer = scripted(lambda n, sid, w: None, time_limit=0.3)
     assert _code(outcomes[0]) == grpc_client.DEADLINE_EXCEEDED
-    assert peer.resets == [grpc_client.CANCEL]
+    assert peer.resets == [h2.CANCEL]
 
 
-@pytest.mark.parametrize("greet", [b"HTTP/1.1 400 Bad Request\r\n\r\n", b"", frame(grpc_server.PING, 0, 0, bytes(8))])
+@pytest.mark.parametrize("greet", [b"HTTP/1.1 400 Bad Request\r\n\r\n", b"", frame(h2.PING, 0, 0, bytes(8))])
 def test_not_an_http2_server(greet: bytes) -> None:
     outcomes, _ = scripted(lambda n, sid, w: None, greet=greet)
     assert _code(outcomes[0]) in (grpc_client.UNAVAILABLE, grpc_client.DEADLINE_EXCEEDED)

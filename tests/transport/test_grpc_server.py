@@ -33,8 +33,9 @@ from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.transport import grpc_server
-from gateway.transport.grpc_server import (
+from gateway.transport import grpc_server, h2
+from gateway.transport.grpc_server import GrpcError, H2GrpcServer, Metadata
+from gateway.transport.h2 import (
     ACK,
     CONTINUATION,
     DATA,
@@ -55,9 +56,6 @@ from gateway.transport.grpc_server import (
     S_INITIAL_WINDOW_SIZE,
     SETTINGS,
     WINDOW_UPDATE,
-    GrpcError,
-    H2GrpcServer,
-    Metadata,
     frame,
 )
 
@@ -714,7 +712,7 @@ def test_headers_too_short_for_their_priority_is_frame_size_error(conn: Conn) ->
 
 def test_header_block_over_256_kib_in_one_frame_is_refused_before_decoding(conn: Conn) -> None:
     # Table size updates alone: never a header, so no header-list limit would stop them in the decoder.
-    conn.send(frame(HEADERS, END_HEADERS, 1, b"\x20" * (grpc_server.MAX_HEADER_BLOCK + 1)))
+    conn.send(frame(HEADERS, END_HEADERS, 1, b"\x20" * (h2.MAX_HEADER_BLOCK + 1)))
     assert conn.goaway() == (0, PROTOCOL_ERROR)
 
 

@@ -8,7 +8,6 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 from google.protobuf.message import DecodeError
 
 from gateway import __version__
@@ -26,8 +25,6 @@ from pipelines.errors import RetryableError
 log = logging.getLogger("gateway.exporter")
 
 _COMPRESSION = ("gzip", "deflate", "none", "")
-# gRPC status code number -> grpc.StatusCode, which `classify` speaks.
-_STATUS = {code.value[0]: code for code in grpc.StatusCode}
 USER_AGENT = f"otel-trace-gateway/{__version__} (asyncio h2)"
 MAX_RESPONSE = 16 * 1024 * 1024
 
@@ -129,8 +126,7 @@ class GrpcPusher:
             data = await client.unary(otlp.GRPC_EXPORT_PATHS[batch.signal], batch.chunks(), self.metadata(batch),
                                       self.config.timeout or None)
         except GrpcCallError as exc:
-            code = _STATUS.get(exc.code, grpc.StatusCode.UNKNOWN)
-            raise classify.from_grpc(code, exc.message, exc.trailing) from None
+            raise classify.from_grpc(exc.code, exc.message, exc.trailing) from None
         try:
             response = otlp.SHAPES[batch.signal].response.FromString(data)
         except DecodeError as exc:

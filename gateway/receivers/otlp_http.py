@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 from aiohttp import web
-from google.rpc import code_pb2, status_pb2
+from google.rpc import status_pb2
 
 from gateway.receivers.ingest import WIRE_CODES, Ingest, Outcome, Result
 from gateway.receivers.otlp_config import HttpConfig
@@ -41,7 +41,7 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
 
 
 def _status_body(result: Result, content_type: str) -> bytes:
-    status = status_pb2.Status(code=code_pb2.Code.Value(WIRE_CODES[result.outcome][0]), message=result.message)
+    status = status_pb2.Status(code=WIRE_CODES[result.outcome][0], message=result.message)
     if content_type == PROTOBUF:
         return bytes(status.SerializeToString())
     return otlp_json.encode(status)

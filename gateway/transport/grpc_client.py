@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import hpack
 
 from gateway.transport.compression import BadEncoding, BodyTooLarge, compress, decompress
+from gateway.transport.grpc_status import Status
 from gateway.transport.h2 import (
     ACK,
     CANCEL,
@@ -78,15 +79,13 @@ from gateway.transport.hpack_decoder import HeaderDecoder
 
 log = logging.getLogger("gateway.exporter.h2")
 
-# gRPC status codes
-OK, CANCELLED, UNKNOWN, DEADLINE_EXCEEDED = 0, 1, 2, 4
-PERMISSION_DENIED, RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, UNAUTHENTICATED = 7, 8, 12, 13, 14, 16
-
 # The gRPC spec's tables: an HTTP status without grpc-status, and an HTTP/2 RST_STREAM error code.
-HTTP_TO_GRPC = {400: INTERNAL, 401: UNAUTHENTICATED, 403: PERMISSION_DENIED, 404: UNIMPLEMENTED,
-                429: UNAVAILABLE, 502: UNAVAILABLE, 503: UNAVAILABLE, 504: UNAVAILABLE}
-RST_TO_GRPC = {REFUSED_STREAM: UNAVAILABLE, CANCEL: CANCELLED, ENHANCE_YOUR_CALM: RESOURCE_EXHAUSTED,
-               INADEQUATE_SECURITY: PERMISSION_DENIED}  # every other code: INTERNAL
+HTTP_TO_GRPC = {400: Status.INTERNAL, 401: Status.UNAUTHENTICATED, 403: Status.PERMISSION_DENIED,
+                404: Status.UNIMPLEMENTED, 429: Status.UNAVAILABLE, 502: Status.UNAVAILABLE,
+                503: Status.UNAVAILABLE, 504: Status.UNAVAILABLE}
+# Every other RST_STREAM code: INTERNAL.
+RST_TO_GRPC = {REFUSED_STREAM: Status.UNAVAILABLE, CANCEL: Status.CANCELLED,
+               ENHANCE_YOUR_CALM: Status.RESOURCE_EXHAUSTED, INADEQUATE_SECURITY: Status.PERMISSION_DENIED}
 
 MIN_FRAME = 16384
 RECV_MAX_FRAME = 1 << 20  # the largest frame we accept
@@ -105,8 +104,8 @@ class GrpcCallError(Exception):
     """A call that did not return OK: the gRPC status code, its message, and the trailing metadata
     (`-bin` values decoded to bytes)."""
 
-    def __init__(self, code: int, message: str, trailing: Trailing | None = None) -> None:
-        super().__init__(f"{code}: {message}")
+    def __init__(self, code: Status, message: str, trailing: Trailing | None = None) -> None:
+        super().__init__(f"{int(code)}: {message}")
         self.code = code
         self.message = message
         self.trailing: Trailing = trailing or []
@@ -122,7 +121,7 @@ class _NotSent(Exception):
 
 
 def _malformed(why: str) -> GrpcCallError:
-    return GrpcCallError(UNAVAILABLE, f"malformed response: {why}")
+    return GrpcCallError(Status.UNAVAILABLE, f"malformed response: {why}")
 
 
 def grpc_timeout(seconds: float) -> str:
@@ -186,7 +185,7 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         why = f"connection lost: {exc}" if exc else "connection closed by the server"
-        self._fail_all(GrpcCallError(UNAVAILABLE, why))
+        self._fail_all(GrpcCallError(Status.UNAVAILABLE, why))
         if not self.lost.done():
             self.lost.set_result(None)
 
@@ -250,14 +249,14 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
             self.transport = None
         self.out.clear()
-        self._fail_all(GrpcCallError(UNAVAILABLE, why))
+        self._fail_all(GrpcCallError(Status.UNAVAILABLE, why))
 
     def close(self, why: str) -> None:
         """Drop the connection at once (no TLS close_notify to wait for); every call fails as UNAVAILABLE."""
         if self.transport is not None:
             self.transport.abort()
             self.transport = None
-        self._fail_all(GrpcCallError(UNAVAILABLE, why))
+        self._fail_all(GrpcCallError(Status.UNAVAILABLE, why))
 
     def _finished(self) -> None:
         """A call left `calls`: a stream slot is free; a connection told to go away closes once idle."""
@@ -376,7 +375,7 @@ class _Connection(asyncio.Protocol):
             call.size += end - start
             if call.size > self.max_response + 5:
                 self._reset(call, CANCEL, GrpcCallError(
-                    RESOURCE_EXHAUSTED, f"response larger than max ({self.max_response} bytes)"))
+                    Status.RESOURCE_EXHAUSTED, f"response larger than max ({self.max_response} bytes)"))
                 return
         if flags & END_STREAM:
             self.calls.pop(sid, None)
@@ -460,7 +459,7 @@ class _Connection(asyncio.Protocol):
         call.reset = True
         if not call.done.done():
             kind = _Refused if code == REFUSED_STREAM else GrpcCallError
-            call.done.set_exception(kind(RST_TO_GRPC.get(code, INTERNAL),
+            call.done.set_exception(kind(RST_TO_GRPC.get(code, Status.INTERNAL),
                                          f"stream reset by the server with HTTP/2 error code {code}"))
         self._finished()
 
@@ -472,7 +471,7 @@ class _Connection(asyncio.Protocol):
             call = self.calls.pop(sid)
             call.reset = True
             if not call.done.done():
-                call.done.set_exception(GrpcCallError(UNAVAILABLE, f"{why}; the call was not processed"))
+                call.done.set_exception(GrpcCallError(Status.UNAVAILABLE, f"{why}; the call was not processed"))
         if not self.calls and self.transport is not None:
             self.transport.close()
         self._wake()
@@ -498,17 +497,15 @@ class _Connection(asyncio.Protocol):
         code_text = next((v for k, v in trailers if k == "grpc-status"), None)
         if code_text is None:
             if status != "200":
-                code = HTTP_TO_GRPC.get(int(status), UNKNOWN)
-                raise GrpcCallError(code, f"HTTP status {status} without grpc-status")
+                raise GrpcCallError(HTTP_TO_GRPC.get(int(status), Status.UNKNOWN),
+                                    f"HTTP status {status} without grpc-status")
             raise _malformed("no grpc-status in the trailers")
         if not code_text.isdigit():
             raise _malformed(f"grpc-status {code_text[:20]!r}")
         code = int(code_text)
-        if code != OK:
-            if code > 16:
-                code = UNKNOWN
-            text = next((v for k, v in trailers if k == "grpc-message"), "")
-            raise GrpcCallError(code, urllib.parse.unquote(text, errors="replace"), _trailing(trailers))
+        if code:  # not OK (0)
+            text = urllib.parse.unquote(next((v for k, v in trailers if k == "grpc-message"), ""), errors="replace")
+            raise GrpcCallError(Status.of(code), text, _trailing(trailers))
         data = b"".join(call.parts)
         call.parts = []
         if not data:
@@ -523,7 +520,8 @@ class _Connection(asyncio.Protocol):
         try:
             return decompress(data[5:], encoding, self.max_response)
         except BodyTooLarge:
-            raise GrpcCallError(RESOURCE_EXHAUSTED, f"response larger than max ({self.max_response} bytes)") from None
+            raise GrpcCallError(
+                Status.RESOURCE_EXHAUSTED, f"response larger than max ({self.max_response} bytes)") from None
         except BadEncoding as exc:
             raise _malformed(str(exc)) from None
 
@@ -729,10 +727,10 @@ class H2Client:
                         await asyncio.sleep(0.005 * (attempt + 1))
                 if refused is not None:
                     raise refused
-                raise GrpcCallError(UNAVAILABLE, f"no connection to {self.target} takes new calls")
+                raise GrpcCallError(Status.UNAVAILABLE, f"no connection to {self.target} takes new calls")
         except TimeoutError:
             if scope.expired():
-                raise GrpcCallError(DEADLINE_EXCEEDED, f"deadline of {time_limit}s exceeded") from None
+                raise GrpcCallError(Status.DEADLINE_EXCEEDED, f"deadline of {time_limit}s exceeded") from None
             raise
 
     def _block(self, path: str, metadata: Sequence[tuple[str, str]], deadline: float | None) -> bytes:
@@ -749,7 +747,7 @@ class H2Client:
         if conn is not None and conn.usable():
             return conn
         if self._closed:
-            raise GrpcCallError(UNAVAILABLE, "the client is closed")
+            raise GrpcCallError(Status.UNAVAILABLE, "the client is closed")
         if conn is not None:
             self._conn = None
             # After GOAWAY its calls finish, then it closes; `close()` must still find it meanwhile.
@@ -760,7 +758,7 @@ class H2Client:
             task.add_done_callback(self._connected)
         conn = await asyncio.shield(task)
         if not conn.usable():
-            raise GrpcCallError(UNAVAILABLE, f"the connection to {self.target} closed as it opened")
+            raise GrpcCallError(Status.UNAVAILABLE, f"the connection to {self.target} closed as it opened")
         return conn
 
     def _connected(self, task: asyncio.Task[_Connection]) -> None:
@@ -785,7 +783,7 @@ class H2Client:
                     transport = conn.transport
                     alpn = transport.get_extra_info("ssl_object").selected_alpn_protocol() if transport else None
                     if alpn not in (None, "h2"):
-                        raise GrpcCallError(UNAVAILABLE, f"{self.target} negotiated {alpn!r}, not HTTP/2")
+                        raise GrpcCallError(Status.UNAVAILABLE, f"{self.target} negotiated {alpn!r}, not HTTP/2")
                 else:
                     _, conn = await loop.create_connection(lambda: _Connection(self.max_response),
                                                            self.host, self.port)
@@ -794,19 +792,19 @@ class H2Client:
         except GrpcCallError as exc:
             if conn is not None:
                 conn.close(exc.message)
-            raise GrpcCallError(UNAVAILABLE, f"cannot connect to {self.target}: {exc.message}") from None
+            raise GrpcCallError(Status.UNAVAILABLE, f"cannot connect to {self.target}: {exc.message}") from None
         except (OSError, EOFError) as exc:  # refused, unreachable, TLS handshake or verification, timeout
             if conn is not None:
                 conn.close(str(exc))
             why = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
-            raise GrpcCallError(UNAVAILABLE, f"cannot connect to {self.target}: {why}") from None
+            raise GrpcCallError(Status.UNAVAILABLE, f"cannot connect to {self.target}: {why}") from None
         except BaseException:
             if conn is not None:
                 conn.close("connect cancelled")
             raise
 
     async def close(self) -> None:
-        """Fail calls in flight (UNAVAILABLE) and close every connection."""
+        """Fail calls in flight (Status.UNAVAILABLE) and close every connection."""
         self._closed = True
         if self._connecting is not None:
             self._connecting.cancel()

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import hpack
 
 from gateway.transport.compression import ENCODINGS, BadEncoding, BodyTooLarge, decompress
+from gateway.transport.grpc_status import Status
 from gateway.transport.h2 import (
     ACK,
     COMPRESSION_ERROR,
@@ -84,9 +85,6 @@ log = logging.getLogger("gateway.receiver.grpc")
 Metadata = list[tuple[str, str]]
 Handler = Callable[[bytes, Metadata], Awaitable[bytes]]
 
-# gRPC status codes used here
-OK, UNKNOWN, INTERNAL, UNIMPLEMENTED, RESOURCE_EXHAUSTED, UNAVAILABLE = 0, 2, 13, 12, 8, 14
-
 MAX_FRAME = 2**24 - 1  # the largest frame we let a client send (fewer frames, less work per byte)
 FRAME_OUT = 16384  # the largest frame we send: the SETTINGS_MAX_FRAME_SIZE every peer accepts
 CONN_WINDOW = 64 * 1024 * 1024  # replenished when half is used
@@ -100,7 +98,7 @@ MAX_GRPC_MESSAGE = 4096
 class GrpcError(Exception):
     """A handler's refusal: a gRPC status code, a message, and optional `grpc-status-details-bin`."""
 
-    def __init__(self, code: int, message: str, details: bytes | None = None) -> None:
+    def __init__(self, code: Status, message: str, details: bytes | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -110,7 +108,7 @@ class GrpcError(Exception):
 _STATUS_200 = b"\x88"  # ":status: 200", static table index 8
 _CONTENT_TYPE = hpack_indexed_name(31, "application/grpc")  # static name index 31
 RESPONSE_HEADERS = _STATUS_200 + _CONTENT_TYPE + hpack_literal("grpc-accept-encoding", ACCEPT_ENCODING)
-OK_TRAILERS = hpack_literal("grpc-status", "0")
+OK_TRAILERS = hpack_literal("grpc-status", str(int(Status.OK)))
 
 
 def percent_encode(message: str, limit: int = MAX_GRPC_MESSAGE) -> bytes:
@@ -126,8 +124,8 @@ def percent_encode(message: str, limit: int = MAX_GRPC_MESSAGE) -> bytes:
     return bytes(out)
 
 
-def error_trailers(code: int, message: str, details: bytes | None) -> bytes:
-    block = RESPONSE_HEADERS + hpack_literal("grpc-status", str(code))
+def error_trailers(code: Status, message: str, details: bytes | None) -> bytes:
+    block = RESPONSE_HEADERS + hpack_literal("grpc-status", str(int(code)))
     encoded = base64.b64encode(details).rstrip(b"=") if details else b""
     if len(encoded) > MAX_TRAILER_VALUES - 1024:  # no client would take them, nor the status with them
         log.debug("grpc-status-details-bin of %d bytes left out", len(encoded))
@@ -386,7 +384,7 @@ class _Connection(asyncio.Protocol):
             st.refused = True
             st.parts = []
             msg = self.server.on_too_large(self._path(st), st.declared)
-            self._respond(sid, error_trailers(RESOURCE_EXHAUSTED, msg, None), b"", out)
+            self._respond(sid, error_trailers(Status.RESOURCE_EXHAUSTED, msg, None), b"", out)
             out.append(frame(RST_STREAM, 0, sid, U32.pack(NO_ERROR)))
 
     @staticmethod
@@ -428,31 +426,31 @@ class _Connection(asyncio.Protocol):
             return
         handler = self.server.methods.get(path)
         if handler is None:
-            self._finish(sid, error_trailers(UNIMPLEMENTED, f"unknown service or method {path}", None), out)
+            self._finish(sid, error_trailers(Status.UNIMPLEMENTED, f"unknown service or method {path}", None), out)
             return
         if st.declared < 0:
-            self._finish(sid, error_trailers(INTERNAL, "expected one request message, got none", None), out)
+            self._finish(sid, error_trailers(Status.INTERNAL, "expected one request message, got none", None), out)
             return
         message = st.parts[0] if len(st.parts) == 1 else b"".join(st.parts)
         st.parts = []
         if st.size != st.declared:
             self._finish(sid, error_trailers(
-                INTERNAL, f"request message of {st.size} bytes, its prefix says {st.declared}", None), out)
+                Status.INTERNAL, f"request message of {st.size} bytes, its prefix says {st.declared}", None), out)
             return
         if st.compressed:
             if encoding not in ENCODINGS:
                 self._finish(sid, error_trailers(
-                    UNIMPLEMENTED, f"grpc-encoding {encoding!r} is not supported (want {ACCEPT_ENCODING})",
+                    Status.UNIMPLEMENTED, f"grpc-encoding {encoding!r} is not supported (want {ACCEPT_ENCODING})",
                     None), out)
                 return
             try:
                 message = decompress(message, encoding, self.server.max_message)
             except BodyTooLarge:
                 msg = self.server.on_too_large(path, None)
-                self._finish(sid, error_trailers(RESOURCE_EXHAUSTED, msg, None), out)
+                self._finish(sid, error_trailers(Status.RESOURCE_EXHAUSTED, msg, None), out)
                 return
             except BadEncoding as exc:
-                self._finish(sid, error_trailers(INTERNAL, str(exc), None), out)
+                self._finish(sid, error_trailers(Status.INTERNAL, str(exc), None), out)
                 return
         st.handling = True
         task = asyncio.get_running_loop().create_task(self._call(sid, st, handler, message, metadata))
@@ -466,7 +464,7 @@ class _Connection(asyncio.Protocol):
             self._finish(sid, error_trailers(exc.code, exc.message, exc.details), self.out)
         except Exception:
             log.exception("gRPC handler failed")
-            self._finish(sid, error_trailers(UNKNOWN, "internal error in the gateway", None), self.out)
+            self._finish(sid, error_trailers(Status.UNKNOWN, "internal error in the gateway", None), self.out)
         else:
             self._respond(sid, RESPONSE_HEADERS, b"\x00" + U32.pack(len(response)) + response, self.out)
         finally:

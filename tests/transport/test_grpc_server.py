@@ -35,6 +35,7 @@ from hypothesis import strategies as st
 
 from gateway.transport import grpc_server, h2
 from gateway.transport.grpc_server import GrpcError, H2GrpcServer, Metadata
+from gateway.transport.grpc_status import Status
 from gateway.transport.h2 import (
     ACK,
     CONTINUATION,
@@ -104,7 +105,7 @@ class App:
         self.too_large: list[tuple[str, int | None]] = []
         self.started = threading.Semaphore(0)  # released once per Slow call that began
         self.release = asyncio.Event()
-        self.fail_with = GrpcError(9, "no")
+        self.fail_with = GrpcError(Status.FAILED_PRECONDITION, "no")
 
     def methods(self) -> dict[str, grpc_server.Handler]:
         return {ECHO: self.echo, FAIL: self.fail, BOOM: self.boom, SLOW: self.slow, BIG: self.big, META: self.meta,
@@ -434,7 +435,7 @@ def test_grpc_ok_call(served: Served) -> None:
 def test_grpc_error_code_message_and_details(served: Served) -> None:
     message = "naïve — 日本語 100% sure\nsecond line"
     details = b"\x00\x01\xfe\xffdetails"  # not a multiple of 3: base64 padding is stripped on the wire
-    served.app.fail_with = GrpcError(9, message, details)
+    served.app.fail_with = GrpcError(Status.FAILED_PRECONDITION, message, details)
     with served.channel() as ch, pytest.raises(grpc.RpcError) as err:
         unary(ch, FAIL)(b"x", timeout=TIMEOUT)
     e: Any = err.value
@@ -526,7 +527,7 @@ def test_grpc_large_response(served: Served) -> None:
 ])
 def test_grpc_long_error_trailers_are_cut_to_what_clients_accept(
         served: Served, message: str, details: bytes | None) -> None:
-    served.app.fail_with = GrpcError(3, message, details)
+    served.app.fail_with = GrpcError(Status.INVALID_ARGUMENT, message, details)
     with served.channel() as ch:
         for _ in range(20):  # grpc core refuses trailers between its soft and hard limits at random
             with pytest.raises(grpc.RpcError) as err:

@@ -1,5 +1,5 @@
 """The exporter helper: a plain push function wrapped in layers, as the Collector's exporterhelper
-does: a sending queue (memory or disk, `gateway.exporters.queue`), batching after the queue, and retry
+does: a sending queue (memory or disk, `gateway.queue.sending`), batching after the queue, and retry
 (`gateway.exporters.retry`), each exporter with its own queue and consumers so that a slow or dead
 backend never delays another. Shared config blocks live here (the retry block with its layer).
 
@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from gateway.component import Settings
-from gateway.exporters.queue import BatchPolicy, Entry, MemoryStore, SendingQueue, Store
 from gateway.exporters.retry import Interrupted, RetryConfig, RetrySender
+from gateway.queue.sending import BatchPolicy, Entry, MemoryStore, SendingQueue, Store
 from gateway.telemetry import UNITS
 from pipelines.batch import Batch
 from pipelines.config_types import Duration

@@ -17,7 +17,7 @@ from typing import Any
 
 from gateway.component import Settings
 from gateway.components import Factory
-from gateway.exporters.persistent_queue import DiskStore
+from gateway.queue.persistent import DiskStore
 from pipelines.config_types import Duration
 
 log = logging.getLogger("gateway.storage")

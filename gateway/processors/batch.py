@@ -1,5 +1,5 @@
 """The `batch` processor as a stage. It holds no data: batching happens after the exporters' sending
-queues (`gateway.exporters.queue`), by the rules of this processor's config, which the stage hands to
+queues (`gateway.queue.sending`), by the rules of this processor's config, which the stage hands to
 every exporter downstream when it starts.
 
 Why: a batch processor that holds data and acknowledges it upstream is where the Collector loses spans
@@ -16,8 +16,8 @@ import logging
 
 from gateway.component import Consumer, Settings
 from gateway.components import Factory
-from gateway.exporters.queue import BatchPolicy
 from gateway.fanout import admit, downstream
+from gateway.queue.sending import BatchPolicy
 from pipelines.batch import Batch, Signal
 from pipelines.processors.batch import Config
 

@@ -1,5 +1,5 @@
 """The `batch` processor as a stage. It holds no data: batching happens after the exporters' sending
-queues (`gateway.queue.sending`), by the rules of this processor's config, which the stage hands to
+queues (`gateway.exporters.queue`), by the rules of this processor's config, which the stage hands to
 every exporter downstream when it starts.
 
 Why: a batch processor that holds data and acknowledges it upstream is where the Collector loses spans

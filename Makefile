@@ -1,6 +1,6 @@
 # The two commands of a fresh machine:
 #   make run    set up .venv and run the gateway on config.yaml
-#   make test   set up .venv, build the test peers, lint, type-check, run the whole suite
+#   make test   set up .venv, build the test peers, lint (ruff, mypy, import layers and cycles), run the whole suite
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -23,8 +23,10 @@ peers:
 	bash .ci/helm.sh
 
 lint: setup
-	$(VENV)/bin/ruff check gateway pipelines tests bench
+	$(VENV)/bin/ruff check gateway pipelines tests bench tools
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+	$(PY) tools/check_imports.py gateway pipelines
 
 test: setup peers lint
 	$(VENV)/bin/pytest -q -rs

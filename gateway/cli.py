@@ -7,18 +7,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
-import logging
-import signal
 import sys
 
 from gateway import __version__
 from gateway.config.load import ConfigError, Loaded, load_files
-from gateway.service import Service, ShutdownErrors
-
-log = logging.getLogger("gateway")
-
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
+from gateway.serve import serve, setup_logging
+from gateway.service import Service
+from gateway.workers import supervise
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,47 +35,6 @@ def _load(paths: list[str]) -> Loaded | None:
         return None
 
 
-def setup_logging(level: str, tag: str = "") -> None:
-    """Log lines to stderr at `service::telemetry::logs::level`; `tag` (a worker's name) after the level."""
-    tag_field = f"{tag}\t" if tag else ""
-    logging.basicConfig(
-        level=_LEVELS.get(level.lower(), logging.INFO),
-        format=f"%(asctime)s\t%(levelname)s\t{tag_field}%(name)s\t%(message)s",
-        stream=sys.stderr,
-    )
-
-
-def stop_event() -> asyncio.Event:
-    """An event that SIGTERM and SIGINT set, on the running loop."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
-
-
-async def serve(loaded: Loaded) -> int:
-    service = Service(loaded.config)
-    stop = stop_event()
-    try:
-        await service.start()
-    except Exception as exc:
-        log.error("gateway failed to start: %s", exc)
-        return 1
-    # What start-up built (modules, descriptors, the service graph) lives as long as the process: keep
-    # it out of the collector's full passes, which would otherwise walk it again and again under load.
-    gc.collect()
-    gc.freeze()
-    await stop.wait()
-    log.info("shutting down: draining within %.0fs", loaded.config.service.shutdown_timeout)
-    try:
-        await service.shutdown()
-    except ShutdownErrors as exc:
-        log.error("shutdown finished with errors: %s", exc)
-    log.info("gateway stopped")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     paths: list[str] = args.config or ["config.yaml"]
@@ -97,10 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     setup_logging(loaded.config.service.telemetry.logs.level)
     if loaded.config.service.workers > 1:
-        from gateway.workers import supervise
-
         return asyncio.run(supervise(paths, loaded))
-    return asyncio.run(serve(loaded))
+    return asyncio.run(serve(loaded.config))
 
 
 if __name__ == "__main__":

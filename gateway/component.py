@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
 
 from pipelines.batch import Batch, Signal
 from pipelines.processors.batch import BatchPolicy
@@ -92,6 +92,22 @@ class Settings(Generic[C]):
 # Rules only the pipeline a component runs in can check: (config, signal) -> error messages.
 SignalCheck = Callable[[C, str], list[str]]
 
+# What an extension can be to the component that names it.
+ExtensionRole = Literal["authenticator", "storage"]
+
+
+@dataclass(frozen=True)
+class ExtensionRef:
+    """A component's config naming an extension: where (the key path below the component), which, and
+    as what. The loader checks that it is configured, enabled in `service::extensions`, and has the role."""
+
+    key: str
+    extension: str
+    role: ExtensionRole
+
+
+ExtensionRefs = Callable[[C], list[ExtensionRef]]
+
 
 @dataclass(frozen=True)
 class ReceiverFactory(Generic[C]):
@@ -100,6 +116,7 @@ class ReceiverFactory(Generic[C]):
     # One consumer per signal the receiver feeds: the fan-out into every pipeline that lists it.
     create: Callable[[Settings[C], Mapping[Signal, Consumer]], Component]
     signals: frozenset[Signal] = ALL_SIGNALS
+    extension_refs: ExtensionRefs[C] | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +137,7 @@ class ExporterFactory(Generic[C]):
     config: builtins.type[C]
     create: Callable[[Settings[C]], ExporterNode]
     signals: frozenset[Signal] = ALL_SIGNALS
+    extension_refs: ExtensionRefs[C] | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +145,8 @@ class ExtensionFactory(Generic[C]):
     type: str
     config: builtins.type[C]
     create: Callable[[Settings[C]], Extension]
+    # What other components may name it as: the loader refuses a reference to it in another role.
+    roles: frozenset[ExtensionRole] = frozenset()
 
 
 @dataclass(frozen=True)

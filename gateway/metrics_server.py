@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from gateway.http_site import start_site
+from gateway.transport.http_site import start_site
 
 
 class MetricsServer:

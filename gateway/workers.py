@@ -34,13 +34,13 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from gateway.cli import setup_logging, stop_event
 from gateway.component import Settings
 from gateway.config.load import ConfigError, Loaded, load_files
 from gateway.config.model import GatewayConfig
 from gateway.extensions.health import HealthCheck
 from gateway.metrics_server import MetricsServer
-from gateway.service import Service, ShutdownErrors
+from gateway.serve import serve, setup_logging, stop_event
+from gateway.service import Service
 from gateway.telemetry import ProcessCollector, Telemetry
 
 log = logging.getLogger("gateway.workers")
@@ -411,7 +411,6 @@ def _make_storage_dirs(config: GatewayConfig) -> None:
 async def _serve_worker(loaded: Loaded, index: int, status_fd: int | None) -> int:
     config = worker_config(loaded.config, index)
     _make_storage_dirs(config)
-    service = Service(config, reuse_port=True)
     stop = stop_event()
     loop = asyncio.get_running_loop()
 
@@ -421,25 +420,18 @@ async def _serve_worker(loaded: Loaded, index: int, status_fd: int | None) -> in
             loop.remove_reader(0)
             stop.set()
 
-    with contextlib.suppress(OSError, ValueError):
-        loop.add_reader(0, supervisor_gone)
-    try:
-        await service.start()
-    except Exception as exc:
-        log.error("worker failed to start: %s", exc)
-        return 1
-    if status_fd is not None:
+    def report_ready(service: Service) -> None:
+        if status_fd is None:
+            return
         health = [(ext.port, ext.config.path) for ext in service.extensions() if isinstance(ext, HealthCheck)]
         ms = service.metrics_server
         status = {"pid": os.getpid(), "metrics_port": ms.port if ms else None, "health": health}
         os.write(status_fd, json.dumps(status).encode() + b"\n")
         os.close(status_fd)
-    await stop.wait()
-    try:
-        await service.shutdown()
-    except ShutdownErrors as exc:
-        log.error("shutdown finished with errors: %s", exc)
-    return 0
+
+    with contextlib.suppress(OSError, ValueError):
+        loop.add_reader(0, supervisor_gone)
+    return await serve(config, reuse_port=True, stop=stop, on_started=report_ready, name="worker")
 
 
 def worker_main(argv: list[str] | None = None) -> int:

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from pipelines import otlp
-
-if TYPE_CHECKING:
-    from pipelines.wire import Rewrite
+from pipelines import otlp, wire
 
 Signal = Literal["traces", "metrics", "logs"]
 
@@ -36,6 +33,17 @@ class RequestContext:
 EMPTY_CONTEXT = RequestContext()
 
 
+@dataclass(frozen=True, slots=True)
+class Rewrite:
+    """Bytes a wire-level processor built from `request` (a split request with `added`/`replaced`),
+    whose spans have the trace ids and trace states of `source`'s spans, in order. It travels with the
+    new bytes in `Batch.rewrite`, so the next processor reads those fields from `source` (free when the
+    receiver checked it) and builds from the same pieces without splitting again."""
+
+    request: wire.Request
+    source: Batch
+
+
 class Batch:
     """A request of one signal: serialized bytes and/or a parsed message, its item count and context.
 
@@ -44,8 +52,8 @@ class Batch:
     `ids`: what `otlp.check` learnt about the bytes (the receiver's; None when unchecked). It says the
     bytes parse, and holds facts about their ids; it goes with the bytes, so it is dropped when they
     change, and a processor that makes new bytes does not pass it on.
-    `rewrite`: set by a wire-level processor on the bytes it built (`pipelines.wire.Rewrite`): how they
-    were built and from which batch, for the next processor; like `ids`, dropped when the bytes change.
+    `rewrite`: set by a wire-level processor on the bytes it built: how they
+    were built and from which batch, for the next processor (`Rewrite`); like `ids`, dropped when the bytes change.
     """
 
     __slots__ = ("_data", "_msg", "_owned", "_parts", "context", "ids", "items", "rewrite", "signal")

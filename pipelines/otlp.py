@@ -74,6 +74,13 @@ SHAPES: dict[str, Shape] = {
     ),
 }
 
+# The gRPC method each signal is exported with (the OTLP services' one method, Export).
+GRPC_EXPORT_PATHS: dict[str, str] = {
+    "traces": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    "metrics": "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+    "logs": "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+}
+
 _POINT_FIELDS = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
 
 

@@ -14,7 +14,8 @@ a span's bytes is protobuf concatenation: an appended repeated field (an attribu
 after the span's own entries, an appended singular field (trace_state, field 3) overrides earlier ones.
 
 `Rewrite`: a processor that rewrote a batch without changing the spans' trace ids and trace states
-passes the rewrite and the batch it came from on in the new batch (`Batch.rewrite`).
+passes the rewrite and the batch it came from on in the new batch (`Batch.rewrite`, a
+`pipelines.batch.Rewrite`).
 """
 
 from __future__ import annotations
@@ -23,13 +24,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import compress
 from operator import add
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
-
-if TYPE_CHECKING:
-    from pipelines.batch import Batch
 
 
 class WireError(ValueError):
@@ -115,7 +113,7 @@ class Request:
 
     It may also describe a rewrite: span i is then `replaced[i]` (where given) or its body, followed
     by `added[i]` (see `span`). A processor that rewrote a request this way hands the description to
-    the next one (`Rewrite`), which builds from it without splitting the new bytes again."""
+    the next one (`pipelines.batch.Rewrite`), which builds from it without splitting the new bytes again."""
 
     head: bytes
     tail: bytes
@@ -252,14 +250,3 @@ def _scope_spans(req: Request, extra: list[bytes | None] | list[bytes], a: int, 
     for c, col in enumerate(columns, 1):
         pieces[c::k] = col
     return pieces, sum(ns) + sum(map(len, headers))
-
-
-@dataclass(frozen=True, slots=True)
-class Rewrite:
-    """Bytes a wire-level processor built from `request` (a split request with `added`/`replaced`),
-    whose spans have the trace ids and trace states of `source`'s spans, in order. It travels with the
-    new bytes in `Batch.rewrite`, so the next processor reads those fields from `source` (free when the
-    receiver checked it) and builds from the same pieces without splitting again."""
-
-    request: Request
-    source: Batch

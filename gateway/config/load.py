@@ -14,7 +14,7 @@ from typing import Any, cast
 import yaml
 
 from gateway import registry
-from gateway.component import ConnectorFactory, ExtensionFactory, ProcessorFactory
+from gateway.component import ConnectorFactory, ExporterFactory, ExtensionFactory, ProcessorFactory, ReceiverFactory
 from gateway.config.decode import Errors, decode, join
 from gateway.config.expand import expand
 from gateway.config.model import (
@@ -105,8 +105,7 @@ def _load(raw: Any, env: Mapping[str, str] | None) -> Loaded:
     declared = isinstance(raw_service, dict) and bool(raw_service.get("pipelines"))
     _check_service(service, sections, errors, pipelines_declared=declared)
     _check_connectors(service, sections, errors)
-    _check_authenticators(service, sections, errors)
-    _check_queue_storage(service, sections, errors)
+    _check_extension_refs(service, sections, errors)
     _drop_consequences(errors, expansion_errors)
     if errors:
         raise ConfigError(errors.lines)
@@ -230,37 +229,28 @@ def _declared_with_error(section: str, ref: str, errors: Errors) -> bool:
     return any(line.startswith(prefix + ":") for line in errors.lines)
 
 
-def _check_authenticators(service: ServiceConfig, sections: dict[str, dict[str, Any]], errors: Errors) -> None:
-    """A receiver protocol's `auth.authenticator` must name a configured extension enabled in service."""
-    for rid, cfg in sections["receivers"].items():
-        protocols = getattr(cfg, "protocols", None)
-        for name in ("grpc", "http"):
-            auth = getattr(getattr(protocols, name, None), "auth", None)
-            ext = getattr(auth, "authenticator", None)
-            if not ext:
+_ROLE_NAMES = {"authenticator": "an authenticator extension", "storage": "a file_storage extension"}
+
+
+def _check_extension_refs(service: ServiceConfig, sections: dict[str, dict[str, Any]], errors: Errors) -> None:
+    """Every extension a receiver or exporter names (an `auth::authenticator`, a `sending_queue::storage`)
+    is one that can play that role, configured, and enabled in `service::extensions`."""
+    for section in ("receivers", "exporters"):
+        for cid, cfg in sections[section].items():
+            factory = registry.lookup(section, cid.partition("/")[0])
+            if not isinstance(factory, ReceiverFactory | ExporterFactory) or factory.extension_refs is None:
                 continue
-            path = f"receivers::{rid}::protocols::{name}::auth::authenticator"
-            if ext not in sections["extensions"]:
-                if not _declared_with_error("extensions", ext, errors):
-                    errors.add(path, f"references extension {ext!r} which is not configured")
-            elif ext not in service.extensions:
-                errors.add(path, f"references extension {ext!r} which is not enabled in service::extensions")
-
-
-def _check_queue_storage(service: ServiceConfig, sections: dict[str, dict[str, Any]], errors: Errors) -> None:
-    """An exporter's `sending_queue::storage` must name a file_storage extension enabled in service."""
-    for xid, cfg in sections["exporters"].items():
-        storage = getattr(getattr(cfg, "sending_queue", None), "storage", None)
-        if not storage:
-            continue
-        path = f"exporters::{xid}::sending_queue::storage"
-        if storage.partition("/")[0] != "file_storage":
-            errors.add(path, f"references {storage!r}, which is not a file_storage extension")
-        elif storage not in sections["extensions"]:
-            if not _declared_with_error("extensions", storage, errors):
-                errors.add(path, f"references extension {storage!r} which is not configured")
-        elif storage not in service.extensions:
-            errors.add(path, f"references extension {storage!r} which is not enabled in service::extensions")
+            for ref in factory.extension_refs(cfg):
+                path = join(join(section, cid), ref.key)
+                ext = registry.lookup("extensions", ref.extension.partition("/")[0])
+                if isinstance(ext, ExtensionFactory) and ref.role not in ext.roles:
+                    errors.add(path, f"references {ref.extension!r}, which is not {_ROLE_NAMES[ref.role]}")
+                elif ref.extension not in sections["extensions"]:
+                    if not _declared_with_error("extensions", ref.extension, errors):
+                        errors.add(path, f"references extension {ref.extension!r} which is not configured")
+                elif ref.extension not in service.extensions:
+                    errors.add(path, f"references extension {ref.extension!r} which is not enabled in "
+                                     f"service::extensions")
 
 
 def _check_connectors(service: ServiceConfig, sections: dict[str, dict[str, Any]], errors: Errors) -> None:

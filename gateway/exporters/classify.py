@@ -9,19 +9,19 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-import grpc
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 
+from gateway.transport.grpc_status import Status
 from pipelines.errors import ConsumerError, PermanentError, RetryableError
 
 RETRYABLE_GRPC_CODES = frozenset({
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.CANCELLED,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.ABORTED,
-    grpc.StatusCode.OUT_OF_RANGE,
-    grpc.StatusCode.DATA_LOSS,
+    Status.UNAVAILABLE,
+    Status.CANCELLED,
+    Status.DEADLINE_EXCEEDED,
+    Status.ABORTED,
+    Status.OUT_OF_RANGE,
+    Status.DATA_LOSS,
 })
 RETRYABLE_HTTP_STATUSES = frozenset({429, 502, 503, 504})
 
@@ -41,12 +41,12 @@ def retry_info_delay(trailing: Iterable[tuple[str, Any]] | None) -> float | None
     return None
 
 
-def from_grpc(code: grpc.StatusCode, details: str, trailing: Iterable[tuple[str, Any]] | None) -> ConsumerError:
+def from_grpc(code: Status, details: str, trailing: Iterable[tuple[str, Any]] | None) -> ConsumerError:
     delay = retry_info_delay(trailing)
     message = f"gRPC {code.name}: {details}"
     if code in RETRYABLE_GRPC_CODES:
         return RetryableError(message, delay)
-    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and delay is not None:
+    if code == Status.RESOURCE_EXHAUSTED and delay is not None:
         return RetryableError(message, delay)
     return PermanentError(message)
 

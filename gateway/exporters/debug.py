@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TextIO
 
 from gateway.component import ExporterFactory, Settings
+from gateway.exporters.helper import Exporter
 from gateway.telemetry import UNITS
 from pipelines import otlp
 from pipelines.batch import Batch
@@ -187,9 +188,7 @@ class DebugPusher:
         pass
 
 
-def create(settings: Settings[Config]) -> Any:
-    from gateway.exporters.helper import Exporter
-
+def create(settings: Settings[Config]) -> Exporter:
     return Exporter(settings, DebugPusher(settings))
 
 

@@ -1,7 +1,7 @@
 """The exporter helper: a plain push function wrapped in layers, as the Collector's exporterhelper
-does: a sending queue (memory or disk, `gateway.exporters.queue`), batching after the queue, and retry
+does: a sending queue (memory or disk, `gateway.queue.sending`), batching after the queue, and retry
 (`gateway.exporters.retry`), each exporter with its own queue and consumers so that a slow or dead
-backend never delays another. Shared config blocks live here.
+backend never delays another. Shared config blocks live here (the retry block with its layer).
 
 Guarantee: a request is acknowledged once the queue holds it; from then on it is delivered, or counted
 in `otelcol_exporter_send_failed_*` (a permanent refusal, retries run out, or an in-memory queue that
@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from gateway.component import Settings
-from gateway.exporters.queue import Entry, MemoryStore, QueueStorage, SendingQueue, Store
-from gateway.exporters.retry import Interrupted, RetrySender
+from gateway.component import ExtensionRef, Settings
+from gateway.exporters.retry import Interrupted, RetryConfig, RetrySender
+from gateway.queue.sending import Entry, MemoryStore, QueueStorage, SendingQueue, Store
 from gateway.telemetry import UNITS
 from pipelines.batch import Batch
 from pipelines.config_types import Duration
@@ -49,32 +49,18 @@ class QueueConfig:
 
 
 @dataclass(frozen=True)
-class RetryConfig:
-    enabled: bool = True
-    initial_interval: Duration = 5.0
-    randomization_factor: float = 0.5
-    multiplier: float = 1.5
-    max_interval: Duration = 30.0
-    max_elapsed_time: Duration = 300.0
-
-    def validate(self) -> list[str]:
-        errors = []
-        if self.initial_interval < 0 or self.max_interval < 0 or self.max_elapsed_time < 0:
-            errors.append("intervals must not be negative")
-        if not 0 <= self.randomization_factor <= 1:
-            errors.append("randomization_factor must be between 0 and 1")
-        if self.multiplier < 1:
-            errors.append("multiplier must be at least 1")
-        return errors
-
-
-@dataclass(frozen=True)
 class ExporterCommon:
     """Keys every exporter built on the helper accepts."""
 
     timeout: Duration = 5.0
     sending_queue: QueueConfig = field(default_factory=QueueConfig)
     retry_on_failure: RetryConfig = field(default_factory=RetryConfig)
+
+
+def storage_refs(config: ExporterCommon) -> list[ExtensionRef]:
+    """The extension an exporter's config names: a persistent queue's `sending_queue::storage`."""
+    storage = config.sending_queue.storage
+    return [ExtensionRef("sending_queue::storage", storage, "storage")] if storage else []
 
 
 class Pusher(Protocol):
@@ -112,13 +98,13 @@ _FALLBACK_DRAIN = 5.0
 class Exporter:
     """An exporter: a pusher behind a sending queue and retry, with its metrics. Consumers see this object."""
 
-    def __init__(self, settings: Settings[Any], pusher: Pusher) -> None:
+    def __init__(self, settings: Settings[Any], pusher: Pusher, common: ExporterCommon | None = None) -> None:
+        """`common`: the exporter's `sending_queue` and `retry_on_failure`; an exporter without those keys
+        (debug) sends synchronously, without retry, as in the Collector."""
         self.id = settings.id
         self.pusher = pusher
-        config = settings.config
-        # Exporters without the keys (debug) send synchronously, without retry, as in the Collector.
-        self.queue_config: QueueConfig = getattr(config, "sending_queue", None) or QueueConfig(enabled=False)
-        self.retry_config: RetryConfig = getattr(config, "retry_on_failure", None) or RetryConfig(enabled=False)
+        self.queue_config = common.sending_queue if common is not None else QueueConfig(enabled=False)
+        self.retry_config = common.retry_on_failure if common is not None else RetryConfig(enabled=False)
         self._host = settings.host
         t = settings.telemetry
         self._sent = {s: t.exporter_sent(s, settings.id) for s in UNITS}

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from gateway.component import ExporterFactory, Settings
 from gateway.exporters import destination
 from gateway.exporters.destination import DestinationConfig
+from gateway.exporters.helper import storage_refs
 
 TEAM_HEADER = "x-honeycomb-team"
 DATASET_HEADER = "x-honeycomb-dataset"
@@ -86,4 +87,4 @@ def create(settings: Settings[Config]) -> Any:
     return destination.create(settings, config.otlp())
 
 
-FACTORY = ExporterFactory(type="honeycomb", config=Config, create=create)
+FACTORY = ExporterFactory(type="honeycomb", config=Config, create=create, extension_refs=storage_refs)

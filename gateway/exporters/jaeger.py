@@ -18,6 +18,7 @@ from typing import Any
 from gateway.component import ExporterFactory, Settings
 from gateway.exporters import destination
 from gateway.exporters.destination import DestinationConfig
+from gateway.exporters.helper import storage_refs
 
 GRPC_PORT = 4317
 HTTP_PORT = 4318
@@ -43,4 +44,5 @@ def create(settings: Settings[Config]) -> Any:
     return destination.create(settings, config.otlp())
 
 
-FACTORY = ExporterFactory(type="jaeger", config=Config, create=create, signals=frozenset({"traces"}))
+FACTORY = ExporterFactory(type="jaeger", config=Config, create=create, signals=frozenset({"traces"}),
+                          extension_refs=storage_refs)

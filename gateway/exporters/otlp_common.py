@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.exporters.helper import ExporterCommon
-from gateway.tls import TLSClientConfig
+from gateway.transport.tls import TLSClientConfig
 
 log = logging.getLogger("gateway.exporter")
 

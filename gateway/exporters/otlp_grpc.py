@@ -8,17 +8,15 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 from google.protobuf.message import DecodeError
 
 from gateway import __version__
 from gateway.component import ExporterFactory, Settings
 from gateway.exporters import classify
-from gateway.exporters.h2client import GrpcCallError, H2Client
-from gateway.exporters.helper import Exporter
+from gateway.exporters.helper import Exporter, storage_refs
 from gateway.exporters.otlp_common import OtlpCommon, log_partial_success
-from gateway.receivers.otlp_grpc import SERVICES
-from gateway.tls import _VERSIONS, TLSClientConfig, _load_pem_chain
+from gateway.transport.grpc_client import GrpcCallError, H2Client
+from gateway.transport.tls import _VERSIONS, TLSClientConfig, _load_pem_chain
 from pipelines import otlp
 from pipelines.batch import Batch
 from pipelines.errors import RetryableError
@@ -26,8 +24,6 @@ from pipelines.errors import RetryableError
 log = logging.getLogger("gateway.exporter")
 
 _COMPRESSION = ("gzip", "deflate", "none", "")
-# gRPC status code number -> grpc.StatusCode, which `classify` speaks.
-_STATUS = {code.value[0]: code for code in grpc.StatusCode}
 USER_AGENT = f"otel-trace-gateway/{__version__} (asyncio h2)"
 MAX_RESPONSE = 16 * 1024 * 1024
 
@@ -89,7 +85,6 @@ class GrpcPusher:
         self.id = settings.id
         self.config: Config = settings.config
         self._client: H2Client | None = None
-        self._paths = {signal: f"/{service}/Export" for signal, service in SERVICES.items()}
 
     def _make_client(self) -> H2Client:
         cfg = self.config
@@ -127,11 +122,10 @@ class GrpcPusher:
         if client is None:
             client = self._client = self._make_client()
         try:
-            data = await client.unary(self._paths[batch.signal], batch.chunks(), self.metadata(batch),
+            data = await client.unary(otlp.GRPC_EXPORT_PATHS[batch.signal], batch.chunks(), self.metadata(batch),
                                       self.config.timeout or None)
         except GrpcCallError as exc:
-            code = _STATUS.get(exc.code, grpc.StatusCode.UNKNOWN)
-            raise classify.from_grpc(code, exc.message, exc.trailing) from None
+            raise classify.from_grpc(exc.code, exc.message, exc.trailing) from None
         try:
             response = otlp.SHAPES[batch.signal].response.FromString(data)
         except DecodeError as exc:
@@ -145,7 +139,7 @@ class GrpcPusher:
 
 
 def create(settings: Settings[Config]) -> Exporter:
-    return Exporter(settings, GrpcPusher(settings))
+    return Exporter(settings, GrpcPusher(settings), settings.config)
 
 
-FACTORY = ExporterFactory(type="otlp", config=Config, create=create)
+FACTORY = ExporterFactory(type="otlp", config=Config, create=create, extension_refs=storage_refs)

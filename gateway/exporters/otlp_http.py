@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import aiohttp
-import zstandard
 from google.protobuf.message import DecodeError
 
 from gateway.component import ExporterFactory, Settings
 from gateway.exporters import classify
-from gateway.exporters.helper import Exporter
+from gateway.exporters.helper import Exporter, storage_refs
 from gateway.exporters.otlp_common import OtlpCommon, log_partial_success
+from gateway.transport.compression import ENCODINGS, compress
 from pipelines import otlp, otlp_json
 from pipelines.batch import Batch
 from pipelines.config_types import Duration
@@ -26,23 +24,9 @@ _OFF_LOOP_BYTES = 256 * 1024
 _SIGNAL_PATHS = {"traces": "/v1/traces", "metrics": "/v1/metrics", "logs": "/v1/logs"}
 
 
-def _streamed(make: Callable[[int], Any]) -> Callable[[list[bytes]], bytes]:
-    """A compressor of a request given as pieces (a batch's queued requests), without joining them;
-    `make(total size)` gives the compressing object."""
-    def compress(pieces: list[bytes]) -> bytes:
-        z = make(sum(map(len, pieces)))
-        return b"".join([*map(z.compress, pieces), z.flush()])
-    return compress
-
-
-_COMPRESSORS: dict[str, Callable[[list[bytes]], bytes] | None] = {
-    "gzip": _streamed(lambda size: zlib.compressobj(1, wbits=31)),
-    "deflate": _streamed(lambda size: zlib.compressobj()),
-    # The size goes in the frame header, as ZstdCompressor.compress writes it: some decoders need it.
-    "zstd": _streamed(lambda size: zstandard.ZstdCompressor().compressobj(size=size)),
-    "none": None,
-    "": None,
-}
+# gzip at level 1, as this exporter always sent it: most of the ratio for a fraction of the CPU.
+_GZIP_LEVEL = 1
+_COMPRESSIONS = (*ENCODINGS, "none", "")
 
 
 @dataclass(frozen=True)
@@ -61,7 +45,7 @@ class Config(OtlpCommon):
             url = getattr(self, name)
             if url and not url.startswith(("http://", "https://")):
                 errors.append(f"{name} {url!r}: want an http:// or https:// URL")
-        if self.compression not in _COMPRESSORS:
+        if self.compression not in _COMPRESSIONS:
             errors.append(f"compression {self.compression!r} is not supported (want gzip, deflate, zstd or none)")
         return errors
 
@@ -75,11 +59,13 @@ class HttpPusher:
         self.id = settings.id
         self.config: Config = settings.config
         self._session: aiohttp.ClientSession | None = None
-        self._compress = _COMPRESSORS[self.config.compression]
+        compression = self.config.compression
+        self._compression = compression if compression in ENCODINGS else None
+        self._level = _GZIP_LEVEL if compression == "gzip" else None
         headers = dict(self.config.headers)
         headers["Content-Type"] = "application/json" if self.config.encoding == "json" else "application/x-protobuf"
-        if self._compress is not None:
-            headers["Content-Encoding"] = self.config.compression
+        if self._compression is not None:
+            headers["Content-Encoding"] = compression
         self._headers = headers
         self._urls = {s: self.config.url_for(s) for s in _SIGNAL_PATHS}
 
@@ -94,11 +80,11 @@ class HttpPusher:
     def body(self, batch: Batch) -> bytes:
         if self.config.encoding == "json":
             pieces = [otlp_json.encode(batch.message())]
-        elif self._compress is not None:
+        elif self._compression is not None:
             pieces = batch.chunks()
         else:
             return batch.data()
-        return self._compress(pieces) if self._compress is not None else pieces[0]
+        return compress(pieces, self._compression, self._level) if self._compression is not None else pieces[0]
 
     async def push(self, batch: Batch) -> int:
         """Send a batch; return how many items the backend rejected in a partial-success answer."""
@@ -109,7 +95,7 @@ class HttpPusher:
             headers = {**headers, self.config.tenant_header: batch.context.tenant}
         try:
             # Compressing a large batch takes milliseconds: do it off the event loop (zlib and zstd release the GIL).
-            big = self._compress is not None and batch.nbytes() > _OFF_LOOP_BYTES
+            big = self._compression is not None and batch.nbytes() > _OFF_LOOP_BYTES
             body = await asyncio.to_thread(self.body, batch) if big else self.body(batch)
             async with self._session.post(self._urls[batch.signal], data=body, headers=headers) as resp:
                 payload = await resp.read()
@@ -134,7 +120,7 @@ class HttpPusher:
 
 
 def create(settings: Settings[Config]) -> Exporter:
-    return Exporter(settings, HttpPusher(settings))
+    return Exporter(settings, HttpPusher(settings), settings.config)
 
 
-FACTORY = ExporterFactory(type="otlphttp", config=Config, create=create)
+FACTORY = ExporterFactory(type="otlphttp", config=Config, create=create, extension_refs=storage_refs)

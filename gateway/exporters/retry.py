@@ -10,17 +10,36 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from dataclasses import dataclass
+from typing import TypeVar
 
 from pipelines.batch import Batch
+from pipelines.config_types import Duration
 from pipelines.errors import ConsumerError, PermanentError, RetryableError
-
-if TYPE_CHECKING:
-    from gateway.exporters.helper import RetryConfig
 
 log = logging.getLogger("gateway.exporter")
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    enabled: bool = True
+    initial_interval: Duration = 5.0
+    randomization_factor: float = 0.5
+    multiplier: float = 1.5
+    max_interval: Duration = 30.0
+    max_elapsed_time: Duration = 300.0
+
+    def validate(self) -> list[str]:
+        errors = []
+        if self.initial_interval < 0 or self.max_interval < 0 or self.max_elapsed_time < 0:
+            errors.append("intervals must not be negative")
+        if not 0 <= self.randomization_factor <= 1:
+            errors.append("randomization_factor must be between 0 and 1")
+        if self.multiplier < 1:
+            errors.append("multiplier must be at least 1")
+        return errors
 
 
 class GaveUp(RetryableError):

@@ -190,4 +190,4 @@ def create(settings: Settings[Config]) -> BearerTokenAuth:
     return BearerTokenAuth(settings)
 
 
-FACTORY = ExtensionFactory(type="bearertokenauth", config=Config, create=create)
+FACTORY = ExtensionFactory(type="bearertokenauth", config=Config, create=create, roles=frozenset({"authenticator"}))

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.component import ExtensionFactory, Settings
-from gateway.exporters.persistent_queue import DiskStore
+from gateway.queue.persistent import DiskStore
 from pipelines.config_types import Duration
 
 log = logging.getLogger("gateway.storage")
@@ -107,4 +107,4 @@ def create(settings: Settings[Config]) -> FileStorage:
     return FileStorage(settings)
 
 
-FACTORY = ExtensionFactory(type="file_storage", config=Config, create=create)
+FACTORY = ExtensionFactory(type="file_storage", config=Config, create=create, roles=frozenset({"storage"}))

@@ -10,8 +10,8 @@ from typing import Any
 from aiohttp import web
 
 from gateway.component import ExtensionFactory, Settings
-from gateway.http_site import start_site
-from gateway.tls import TLSServerConfig
+from gateway.transport.http_site import start_site
+from gateway.transport.tls import TLSServerConfig
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from gateway.auth import Authenticator, AuthError
 from gateway.component import Consumer
 from gateway.telemetry import Telemetry
+from gateway.transport.grpc_status import Status
 from pipelines import otlp
 from pipelines.batch import Batch, RequestContext, Signal
 from pipelines.errors import PermanentError, RetryableError
@@ -23,16 +24,16 @@ Outcome = Literal[
     "ok", "invalid", "unauthenticated", "unavailable", "too_large", "unsupported", "not_found", "method_not_allowed"
 ]
 
-# outcome -> (gRPC status code name, HTTP status)
-WIRE_CODES: dict[Outcome, tuple[str, int]] = {
-    "ok": ("OK", 200),
-    "invalid": ("INVALID_ARGUMENT", 400),
-    "unauthenticated": ("UNAUTHENTICATED", 401),
-    "unavailable": ("UNAVAILABLE", 503),
-    "too_large": ("RESOURCE_EXHAUSTED", 413),
-    "unsupported": ("UNIMPLEMENTED", 415),
-    "not_found": ("UNIMPLEMENTED", 404),
-    "method_not_allowed": ("UNIMPLEMENTED", 405),
+# outcome -> (gRPC status, HTTP status)
+WIRE_CODES: dict[Outcome, tuple[Status, int]] = {
+    "ok": (Status.OK, 200),
+    "invalid": (Status.INVALID_ARGUMENT, 400),
+    "unauthenticated": (Status.UNAUTHENTICATED, 401),
+    "unavailable": (Status.UNAVAILABLE, 503),
+    "too_large": (Status.RESOURCE_EXHAUSTED, 413),
+    "unsupported": (Status.UNIMPLEMENTED, 415),
+    "not_found": (Status.UNIMPLEMENTED, 404),
+    "method_not_allowed": (Status.UNIMPLEMENTED, 405),
 }
 
 

@@ -5,35 +5,30 @@ from __future__ import annotations
 import logging
 
 from google.protobuf import duration_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import error_details_pb2, status_pb2
 
-from gateway.http_site import split_endpoint
-from gateway.receivers.h2grpc import GrpcError, H2GrpcServer, Handler, Metadata
 from gateway.receivers.ingest import WIRE_CODES, Ingest
-from gateway.receivers.otlp import GrpcConfig
+from gateway.receivers.otlp_config import GrpcConfig
+from gateway.transport.grpc_server import GrpcError, H2GrpcServer, Handler, Metadata
+from gateway.transport.grpc_status import Status
+from gateway.transport.http_site import split_endpoint
+from pipelines import otlp
 from pipelines.batch import Signal
 
 log = logging.getLogger("gateway.receiver.grpc")
 
-SERVICES: dict[Signal, str] = {
-    "traces": "opentelemetry.proto.collector.trace.v1.TraceService",
-    "metrics": "opentelemetry.proto.collector.metrics.v1.MetricsService",
-    "logs": "opentelemetry.proto.collector.logs.v1.LogsService",
-}
-
-
-def _status_details(code_name: str, message: str, retry_after: float) -> bytes:
+def _status_details(code: Status, message: str, retry_after: float) -> bytes:
     delay = duration_pb2.Duration()
     delay.FromNanoseconds(int(retry_after * 1e9))
     info = error_details_pb2.RetryInfo(retry_delay=delay)
-    status = status_pb2.Status(code=getattr(code_pb2, code_name), message=message)
+    status = status_pb2.Status(code=code, message=message)
     status.details.add().Pack(info)
     return bytes(status.SerializeToString())
 
 
 class GrpcServer:
     """The otlp receiver's gRPC side: the three Export methods on our asyncio HTTP/2 server
-    (`gateway.receivers.h2grpc`)."""
+    (`gateway.transport.grpc_server`)."""
 
     def __init__(self, config: GrpcConfig, ingests: dict[Signal, Ingest], reuse_port: bool) -> None:
         self.config = config
@@ -55,11 +50,10 @@ class GrpcServer:
             result = failure or await ingest.push(request, None, ingest.context(tenant, multi))
             if result.outcome == "ok":
                 return result.response
-            name = WIRE_CODES[result.outcome][0]
-            code = getattr(code_pb2, name)
+            code = WIRE_CODES[result.outcome][0]
             # The details repeat the message: cut there, so they fit in the trailers with it and the
             # RetryInfo always reaches the client.
-            details = _status_details(name, result.message[:1024], result.retry_after) \
+            details = _status_details(code, result.message[:1024], result.retry_after) \
                 if result.retry_after is not None else None
             raise GrpcError(code, result.message, details)
 
@@ -67,7 +61,7 @@ class GrpcServer:
 
     async def start(self) -> None:
         cfg = self.config
-        paths = {f"/{SERVICES[signal]}/Export": ingest for signal, ingest in self._ingests.items()}
+        paths = {otlp.GRPC_EXPORT_PATHS[signal]: ingest for signal, ingest in self._ingests.items()}
         limit = cfg.max_recv_msg_size_mib * 1024 * 1024
 
         def too_large(path: str, size: int | None) -> str:

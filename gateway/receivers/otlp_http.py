@@ -6,16 +6,15 @@ compressed bomb is refused without being inflated past the limit.
 from __future__ import annotations
 
 import logging
-import zlib
 from typing import Any
 
-import zstandard
 from aiohttp import web
-from google.rpc import code_pb2, status_pb2
+from google.rpc import status_pb2
 
-from gateway.http_site import start_site
 from gateway.receivers.ingest import WIRE_CODES, Ingest, Outcome, Result
-from gateway.receivers.otlp import HttpConfig
+from gateway.receivers.otlp_config import HttpConfig
+from gateway.transport.compression import BadEncoding, BodyTooLarge, decompress
+from gateway.transport.http_site import start_site
 from pipelines import otlp, otlp_json
 from pipelines.batch import Signal
 from pipelines.errors import PermanentError
@@ -24,52 +23,6 @@ log = logging.getLogger("gateway.receiver.http")
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-class BadEncoding(Exception):
-    pass
-
-
-def decompress(body: bytes, encoding: str, limit: int) -> bytes:
-    """Inflate `body`, refusing as soon as the output would pass `limit` bytes."""
-    encoding = encoding.strip().lower()
-    if encoding in ("", "identity"):
-        return body
-    if encoding in ("gzip", "x-gzip", "deflate"):
-        # deflate on the wire is usually zlib-wrapped; some clients send it raw.
-        if encoding == "deflate":
-            wbits = zlib.MAX_WBITS if body[:1] == b"x" else -zlib.MAX_WBITS
-        else:
-            wbits = 16 + zlib.MAX_WBITS
-        d = zlib.decompressobj(wbits)
-        try:
-            out = d.decompress(body, limit + 1)
-        except zlib.error as exc:
-            raise BadEncoding(f"invalid {encoding} body: {exc}") from exc
-        if len(out) > limit:
-            raise BodyTooLarge()
-        if not d.eof:
-            raise BadEncoding(f"truncated {encoding} body")
-        return out
-    if encoding == "zstd":
-        try:
-            reader = zstandard.ZstdDecompressor().stream_reader(body)
-            out = reader.read(limit + 1)
-            while len(out) <= limit:
-                more = reader.read(limit + 1 - len(out))
-                if not more:
-                    break
-                out += more
-        except zstandard.ZstdError as exc:
-            raise BadEncoding(f"invalid zstd body: {exc}") from exc
-        if len(out) > limit:
-            raise BodyTooLarge()
-        return out
-    raise BadEncoding(f"unsupported Content-Encoding {encoding!r} (want gzip, deflate or zstd)")
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
@@ -88,7 +41,7 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
 
 
 def _status_body(result: Result, content_type: str) -> bytes:
-    status = status_pb2.Status(code=code_pb2.Code.Value(WIRE_CODES[result.outcome][0]), message=result.message)
+    status = status_pb2.Status(code=WIRE_CODES[result.outcome][0], message=result.message)
     if content_type == PROTOBUF:
         return bytes(status.SerializeToString())
     return otlp_json.encode(status)

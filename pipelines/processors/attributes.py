@@ -22,7 +22,7 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from pipelines import otlp, wire
-from pipelines.batch import Batch, RequestContext
+from pipelines.batch import Batch, RequestContext, Rewrite
 from pipelines.processors.actions import ActionConfig, ActionList, apply_to_parse, context_value, validate_actions
 from pipelines.processors.matching import MatchProperties, SpanMatcher, check_for_signal
 
@@ -124,7 +124,7 @@ class AttributesProcessor:
         req.replaced = bodies
         out = wire.rebuild(req, extra, keep_all=True)
         req.added = extra
-        return Batch(batch.signal, out, batch.items, ctx, rewrite=wire.Rewrite(req, batch))
+        return Batch(batch.signal, out, batch.items, ctx, rewrite=Rewrite(req, batch))
 
     def process_upb(self, batch: Batch) -> Batch | None:
         """The reference: the actions applied to the upb parse, span by span."""

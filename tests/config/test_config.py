@@ -20,10 +20,11 @@ from gateway.config.model import (
     TelemetryConfig,
 )
 from gateway.exporters import debug, otlp_grpc, otlp_http
-from gateway.exporters.helper import QueueConfig, RetryConfig
+from gateway.exporters.helper import QueueConfig
+from gateway.exporters.retry import RetryConfig
 from gateway.extensions import health
-from gateway.receivers import otlp
-from gateway.tls import TLSClientConfig, TLSServerConfig
+from gateway.receivers import otlp_config
+from gateway.transport.tls import TLSClientConfig, TLSServerConfig
 from pipelines.processors import batch
 
 TESTDATA = Path(__file__).parent / "testdata"
@@ -33,8 +34,8 @@ INVALID: dict[str, Any] = yaml.safe_load((TESTDATA / "invalid.yaml").read_text()
 def expected_config() -> GatewayConfig:
     return GatewayConfig(
         receivers={
-            "otlp": otlp.Config(protocols=otlp.Protocols(
-                grpc=otlp.GrpcConfig(
+            "otlp": otlp_config.Config(protocols=otlp_config.Protocols(
+                grpc=otlp_config.GrpcConfig(
                     endpoint="0.0.0.0:14317",
                     max_recv_msg_size_mib=16,
                     max_concurrent_streams=100,
@@ -42,7 +43,7 @@ def expected_config() -> GatewayConfig:
                     tls=TLSServerConfig(cert_file="/certs/server.crt", key_file="/certs/server.key",
                                         client_ca_file="/certs/ca.crt"),
                 ),
-                http=otlp.HttpConfig(
+                http=otlp_config.HttpConfig(
                     endpoint="0.0.0.0:14318",
                     traces_url_path="/otlp/v1/traces",
                     max_request_body_size=1048576,
@@ -50,7 +51,7 @@ def expected_config() -> GatewayConfig:
                 ),
             )),
             # `grpc:` with no body enables gRPC with its defaults, as in the Collector.
-            "otlp/internal": otlp.Config(protocols=otlp.Protocols(grpc=otlp.GrpcConfig())),
+            "otlp/internal": otlp_config.Config(protocols=otlp_config.Protocols(grpc=otlp_config.GrpcConfig())),
         },
         processors={
             "batch": batch.Config(),

@@ -13,10 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.config.load import ConfigError, load_text
-from gateway.exporters.helper import RetryConfig
-from gateway.exporters.persistent_queue import DiskStore
-from gateway.exporters.queue import MemoryStore, SendingQueue
-from gateway.exporters.retry import Backoff, GaveUp, Interrupted, RetrySender
+from gateway.exporters.retry import Backoff, GaveUp, Interrupted, RetryConfig, RetrySender
+from gateway.queue.persistent import DiskStore
+from gateway.queue.sending import MemoryStore, SendingQueue
 from pipelines import otlp
 from pipelines.batch import Batch, RequestContext
 from pipelines.errors import PermanentError, RetryableError

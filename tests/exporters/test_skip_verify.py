@@ -9,7 +9,7 @@ from pathlib import Path
 from gateway.component import Settings
 from gateway.exporters.otlp_grpc import Config, GrpcPusher
 from gateway.telemetry import Telemetry
-from gateway.tls import TLSClientConfig
+from gateway.transport.tls import TLSClientConfig
 from pipelines.batch import Batch
 from tests.e2e.support import StrictGrpcSink, make_certs, spans_request
 from tests.harness import free_port

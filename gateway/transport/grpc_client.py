@@ -1,5 +1,5 @@
 """A gRPC client for unary calls, on asyncio and our own HTTP/2 framing (the counterpart of
-`gateway.receivers.h2grpc`).
+`gateway.transport.grpc_server`).
 
 Why not grpcio's aio channel: each call hops between gRPC core's threads, its poller and the event
 loop, about 2.6 ms of CPU per 3 MB export; here a call is framed, sent and read on the event loop.
@@ -22,28 +22,33 @@ import binascii
 import logging
 import math
 import ssl
-import struct
 import time
 import urllib.parse
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import hpack
 
-from gateway.receivers.h2grpc import (
+from gateway.transport.compression import BadEncoding, BodyTooLarge, compress, decompress
+from gateway.transport.grpc_status import Status
+from gateway.transport.h2 import (
     ACK,
+    CANCEL,
     COMPRESSION_ERROR,
     CONTINUATION,
     DATA,
     DEFAULT_PEER_WINDOW,
     END_HEADERS,
     END_STREAM,
+    ENHANCE_YOUR_CALM,
     FLOW_CONTROL_ERROR,
     FRAME_SIZE_ERROR,
     GOAWAY,
     HEADERS,
+    INADEQUATE_SECURITY,
     INTERNAL_ERROR,
+    MAX_HEADER_LIST,
+    MAX_STREAM_ID,
     MAX_WINDOW,
     NO_ERROR,
     PADDED,
@@ -58,42 +63,39 @@ from gateway.receivers.h2grpc import (
     S_MAX_CONCURRENT_STREAMS,
     S_MAX_FRAME_SIZE,
     S_MAX_HEADER_LIST_SIZE,
+    SETTING,
     SETTINGS,
+    U32,
     WINDOW_UPDATE,
     ConnectionError_,
     HeaderBlock,
     frame,
+    frame_head,
     hpack_indexed_name,
     hpack_literal,
     unpad,
 )
-from gateway.receivers.hpack_decoder import HeaderDecoder
+from gateway.transport.hpack_decoder import HeaderDecoder
 
 log = logging.getLogger("gateway.exporter.h2")
 
-# gRPC status codes
-OK, CANCELLED, UNKNOWN, DEADLINE_EXCEEDED = 0, 1, 2, 4
-PERMISSION_DENIED, RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, UNAUTHENTICATED = 7, 8, 12, 13, 14, 16
-CANCEL, ENHANCE_YOUR_CALM, INADEQUATE_SECURITY = 0x8, 0xB, 0xC
-
 # The gRPC spec's tables: an HTTP status without grpc-status, and an HTTP/2 RST_STREAM error code.
-HTTP_TO_GRPC = {400: INTERNAL, 401: UNAUTHENTICATED, 403: PERMISSION_DENIED, 404: UNIMPLEMENTED,
-                429: UNAVAILABLE, 502: UNAVAILABLE, 503: UNAVAILABLE, 504: UNAVAILABLE}
-RST_TO_GRPC = {REFUSED_STREAM: UNAVAILABLE, CANCEL: CANCELLED, ENHANCE_YOUR_CALM: RESOURCE_EXHAUSTED,
-               INADEQUATE_SECURITY: PERMISSION_DENIED}  # every other code: INTERNAL
+HTTP_TO_GRPC = {400: Status.INTERNAL, 401: Status.UNAUTHENTICATED, 403: Status.PERMISSION_DENIED,
+                404: Status.UNIMPLEMENTED, 429: Status.UNAVAILABLE, 502: Status.UNAVAILABLE,
+                503: Status.UNAVAILABLE, 504: Status.UNAVAILABLE}
+# Every other RST_STREAM code: INTERNAL.
+RST_TO_GRPC = {REFUSED_STREAM: Status.UNAVAILABLE, CANCEL: Status.CANCELLED,
+               ENHANCE_YOUR_CALM: Status.RESOURCE_EXHAUSTED, INADEQUATE_SECURITY: Status.PERMISSION_DENIED}
 
 MIN_FRAME = 16384
 RECV_MAX_FRAME = 1 << 20  # the largest frame we accept
 STREAM_WINDOW = 4 * 1024 * 1024  # per response stream, replenished when half is used
 CONN_WINDOW = 16 * 1024 * 1024
-MAX_HEADER_LIST = 64 * 1024
-MAX_STREAM_ID = 2**31 - 1
 OFFLOAD_COMPRESSION = 1024 * 1024  # compress messages at least this large in a worker thread
 WRITE_CHUNK = 1024 * 1024  # request bytes handed to the transport at a time
-ACCEPT_ENCODING = "identity,gzip,deflate"
-
-_U32 = struct.Struct(">I")
-_SETTING = struct.Struct(">HI")
+# What we ask servers to compress responses with, if at all.
+RESPONSE_ENCODINGS = ("gzip", "deflate")
+ACCEPT_ENCODING = ",".join(("identity", *RESPONSE_ENCODINGS))
 
 Trailing = list[tuple[str, str | bytes]]
 
@@ -102,8 +104,8 @@ class GrpcCallError(Exception):
     """A call that did not return OK: the gRPC status code, its message, and the trailing metadata
     (`-bin` values decoded to bytes)."""
 
-    def __init__(self, code: int, message: str, trailing: Trailing | None = None) -> None:
-        super().__init__(f"{code}: {message}")
+    def __init__(self, code: Status, message: str, trailing: Trailing | None = None) -> None:
+        super().__init__(f"{int(code)}: {message}")
         self.code = code
         self.message = message
         self.trailing: Trailing = trailing or []
@@ -119,23 +121,13 @@ class _NotSent(Exception):
 
 
 def _malformed(why: str) -> GrpcCallError:
-    return GrpcCallError(UNAVAILABLE, f"malformed response: {why}")
+    return GrpcCallError(Status.UNAVAILABLE, f"malformed response: {why}")
 
 
 def grpc_timeout(seconds: float) -> str:
     """`grpc-timeout`: at most 8 digits and a unit."""
     ms = max(1, math.ceil(seconds * 1000))
     return f"{ms}m" if ms < 10**8 else f"{min(10**8 - 1, math.ceil(seconds))}S"
-
-
-def compress(pieces: Sequence[bytes | bytearray | memoryview], encoding: str) -> bytes:
-    """The pieces' concatenation, compressed (without joining them first)."""
-    z = zlib.compressobj(6, wbits=31 if encoding == "gzip" else 15)
-    return b"".join([*map(z.compress, pieces), z.flush()])
-
-
-def _head(length: int, kind: int, flags: int, sid: int) -> bytes:
-    return bytes((length >> 16, (length >> 8) & 0xFF, length & 0xFF, kind, flags)) + _U32.pack(sid)
 
 
 @dataclass(slots=True, eq=False)
@@ -187,13 +179,13 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
         settings = [(S_ENABLE_PUSH, 0), (S_INITIAL_WINDOW_SIZE, STREAM_WINDOW), (S_MAX_FRAME_SIZE, RECV_MAX_FRAME),
                     (S_MAX_HEADER_LIST_SIZE, MAX_HEADER_LIST)]
-        transport.write(PREFACE + frame(SETTINGS, 0, 0, b"".join(_SETTING.pack(k, v) for k, v in settings))
-                        + frame(WINDOW_UPDATE, 0, 0, _U32.pack(CONN_WINDOW - DEFAULT_PEER_WINDOW)))
+        transport.write(PREFACE + frame(SETTINGS, 0, 0, b"".join(SETTING.pack(k, v) for k, v in settings))
+                        + frame(WINDOW_UPDATE, 0, 0, U32.pack(CONN_WINDOW - DEFAULT_PEER_WINDOW)))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         why = f"connection lost: {exc}" if exc else "connection closed by the server"
-        self._fail_all(GrpcCallError(UNAVAILABLE, why))
+        self._fail_all(GrpcCallError(Status.UNAVAILABLE, why))
         if not self.lost.done():
             self.lost.set_result(None)
 
@@ -253,18 +245,18 @@ class _Connection(asyncio.Protocol):
         log.debug("HTTP/2 client: closing the connection: %s", why)
         if self.transport is not None:
             self._send_now()
-            self.transport.write(frame(GOAWAY, 0, 0, _U32.pack(0) + _U32.pack(code) + why.encode()[:256]))
+            self.transport.write(frame(GOAWAY, 0, 0, U32.pack(0) + U32.pack(code) + why.encode()[:256]))
             self.transport.close()
             self.transport = None
         self.out.clear()
-        self._fail_all(GrpcCallError(UNAVAILABLE, why))
+        self._fail_all(GrpcCallError(Status.UNAVAILABLE, why))
 
     def close(self, why: str) -> None:
         """Drop the connection at once (no TLS close_notify to wait for); every call fails as UNAVAILABLE."""
         if self.transport is not None:
             self.transport.abort()
             self.transport = None
-        self._fail_all(GrpcCallError(UNAVAILABLE, why))
+        self._fail_all(GrpcCallError(Status.UNAVAILABLE, why))
 
     def _finished(self) -> None:
         """A call left `calls`: a stream slot is free; a connection told to go away closes once idle."""
@@ -276,7 +268,7 @@ class _Connection(asyncio.Protocol):
         """A stream-level error: RST_STREAM(code) and fail the call."""
         if self.calls.pop(call.sid, None) is not None:
             call.reset = True
-            self.out.append(frame(RST_STREAM, 0, call.sid, _U32.pack(code)))
+            self.out.append(frame(RST_STREAM, 0, call.sid, U32.pack(code)))
             if not call.done.done():
                 call.done.set_exception(error)
             self._finished()
@@ -294,7 +286,7 @@ class _Connection(asyncio.Protocol):
                 break
             kind = mv[pos + 3]
             flags = mv[pos + 4]
-            sid = _U32.unpack_from(mv, pos + 5)[0] & 0x7FFFFFFF
+            sid = U32.unpack_from(mv, pos + 5)[0] & 0x7FFFFFFF
             start = pos + 9
             pos = end
             if not self.settled.done() and (kind != SETTINGS or flags & ACK):
@@ -332,21 +324,21 @@ class _Connection(asyncio.Protocol):
             elif kind == WINDOW_UPDATE:
                 if length != 4:
                     raise ConnectionError_(FRAME_SIZE_ERROR, "WINDOW_UPDATE of the wrong size")
-                self._window_update(sid, _U32.unpack_from(mv, start)[0] & 0x7FFFFFFF)
+                self._window_update(sid, U32.unpack_from(mv, start)[0] & 0x7FFFFFFF)
             elif kind == RST_STREAM:
                 if length != 4 or sid == 0:
                     raise ConnectionError_(FRAME_SIZE_ERROR if length != 4 else PROTOCOL_ERROR, "bad RST_STREAM")
-                self._rst_stream(sid, _U32.unpack_from(mv, start)[0])
+                self._rst_stream(sid, U32.unpack_from(mv, start)[0])
             elif kind == GOAWAY:
                 if length < 8 or sid != 0:
                     raise ConnectionError_(FRAME_SIZE_ERROR if length < 8 else PROTOCOL_ERROR, "bad GOAWAY")
-                self._goaway(_U32.unpack_from(mv, start)[0] & 0x7FFFFFFF, _U32.unpack_from(mv, start + 4)[0],
+                self._goaway(U32.unpack_from(mv, start)[0] & 0x7FFFFFFF, U32.unpack_from(mv, start + 4)[0],
                              bytes(mv[start + 8:end]))
             elif kind == PUSH_PROMISE:
                 raise ConnectionError_(PROTOCOL_ERROR, "PUSH_PROMISE, though push is disabled")
             # PRIORITY and unknown frame types are ignored, as RFC 9113 asks.
         if self.recv_unacked >= CONN_WINDOW // 2:
-            self.out.append(frame(WINDOW_UPDATE, 0, 0, _U32.pack(self.recv_unacked)))
+            self.out.append(frame(WINDOW_UPDATE, 0, 0, U32.pack(self.recv_unacked)))
             self.recv_window += self.recv_unacked
             self.recv_unacked = 0
         return pos
@@ -383,7 +375,7 @@ class _Connection(asyncio.Protocol):
             call.size += end - start
             if call.size > self.max_response + 5:
                 self._reset(call, CANCEL, GrpcCallError(
-                    RESOURCE_EXHAUSTED, f"response larger than max ({self.max_response} bytes)"))
+                    Status.RESOURCE_EXHAUSTED, f"response larger than max ({self.max_response} bytes)"))
                 return
         if flags & END_STREAM:
             self.calls.pop(sid, None)
@@ -393,7 +385,7 @@ class _Connection(asyncio.Protocol):
             return
         call.recv_unacked += length
         if call.recv_unacked >= STREAM_WINDOW // 2:
-            self.out.append(frame(WINDOW_UPDATE, 0, sid, _U32.pack(call.recv_unacked)))
+            self.out.append(frame(WINDOW_UPDATE, 0, sid, U32.pack(call.recv_unacked)))
             call.recv_window += call.recv_unacked
             call.recv_unacked = 0
 
@@ -421,7 +413,7 @@ class _Connection(asyncio.Protocol):
         if len(payload) % 6:
             raise ConnectionError_(FRAME_SIZE_ERROR, "SETTINGS payload not a multiple of 6")
         for i in range(0, len(payload), 6):
-            key, value = _SETTING.unpack_from(payload, i)
+            key, value = SETTING.unpack_from(payload, i)
             if key == S_INITIAL_WINDOW_SIZE:
                 if value > MAX_WINDOW:
                     raise ConnectionError_(FLOW_CONTROL_ERROR, "initial window too large")
@@ -467,7 +459,7 @@ class _Connection(asyncio.Protocol):
         call.reset = True
         if not call.done.done():
             kind = _Refused if code == REFUSED_STREAM else GrpcCallError
-            call.done.set_exception(kind(RST_TO_GRPC.get(code, INTERNAL),
+            call.done.set_exception(kind(RST_TO_GRPC.get(code, Status.INTERNAL),
                                          f"stream reset by the server with HTTP/2 error code {code}"))
         self._finished()
 
@@ -479,7 +471,7 @@ class _Connection(asyncio.Protocol):
             call = self.calls.pop(sid)
             call.reset = True
             if not call.done.done():
-                call.done.set_exception(GrpcCallError(UNAVAILABLE, f"{why}; the call was not processed"))
+                call.done.set_exception(GrpcCallError(Status.UNAVAILABLE, f"{why}; the call was not processed"))
         if not self.calls and self.transport is not None:
             self.transport.close()
         self._wake()
@@ -505,38 +497,33 @@ class _Connection(asyncio.Protocol):
         code_text = next((v for k, v in trailers if k == "grpc-status"), None)
         if code_text is None:
             if status != "200":
-                code = HTTP_TO_GRPC.get(int(status), UNKNOWN)
-                raise GrpcCallError(code, f"HTTP status {status} without grpc-status")
+                raise GrpcCallError(HTTP_TO_GRPC.get(int(status), Status.UNKNOWN),
+                                    f"HTTP status {status} without grpc-status")
             raise _malformed("no grpc-status in the trailers")
         if not code_text.isdigit():
             raise _malformed(f"grpc-status {code_text[:20]!r}")
         code = int(code_text)
-        if code != OK:
-            if code > 16:
-                code = UNKNOWN
-            text = next((v for k, v in trailers if k == "grpc-message"), "")
-            raise GrpcCallError(code, urllib.parse.unquote(text, errors="replace"), _trailing(trailers))
+        if code:  # not OK (0)
+            text = urllib.parse.unquote(next((v for k, v in trailers if k == "grpc-message"), ""), errors="replace")
+            raise GrpcCallError(Status.of(code), text, _trailing(trailers))
         data = b"".join(call.parts)
         call.parts = []
         if not data:
             return b""  # no response message: read as an empty one
-        if len(data) < 5 or data[0] > 1 or _U32.unpack_from(data, 1)[0] != len(data) - 5:
+        if len(data) < 5 or data[0] > 1 or U32.unpack_from(data, 1)[0] != len(data) - 5:
             raise _malformed("the response is not one length-prefixed message")
         if not data[0]:
             return data[5:]
         encoding = next((v for k, v in headers if k == "grpc-encoding"), "identity")
-        if encoding not in ("gzip", "deflate"):
+        if encoding not in RESPONSE_ENCODINGS:
             raise _malformed(f"compressed with grpc-encoding {encoding!r}")
-        inflater = zlib.decompressobj(wbits=47)  # gzip or zlib, by header
         try:
-            message = inflater.decompress(memoryview(data)[5:], self.max_response)
-        except zlib.error as exc:
-            raise _malformed(f"cannot decompress: {exc}") from None
-        if inflater.unconsumed_tail:
-            raise GrpcCallError(RESOURCE_EXHAUSTED, f"response larger than max ({self.max_response} bytes)")
-        if not inflater.eof:
-            raise _malformed("truncated compressed message")
-        return message
+            return decompress(data[5:], encoding, self.max_response)
+        except BodyTooLarge:
+            raise GrpcCallError(
+                Status.RESOURCE_EXHAUSTED, f"response larger than max ({self.max_response} bytes)") from None
+        except BadEncoding as exc:
+            raise _malformed(str(exc)) from None
 
     # -- a call out
     async def call(self, block: bytes, body: list[bytes | bytearray | memoryview]) -> bytes:
@@ -586,20 +573,20 @@ class _Connection(asyncio.Protocol):
                 # Cancelled (deadline, shutdown) while in flight: the server may stop working on it.
                 call.reset = True
                 if self.transport is not None:
-                    self.transport.write(frame(RST_STREAM, 0, sid, _U32.pack(CANCEL)))
+                    self.transport.write(frame(RST_STREAM, 0, sid, U32.pack(CANCEL)))
                 self._finished()
             elif sent < total and not call.reset and self.transport is not None:
                 # The response came before the whole request: close our side of the stream.
-                self.transport.write(frame(RST_STREAM, 0, sid, _U32.pack(NO_ERROR)))
+                self.transport.write(frame(RST_STREAM, 0, sid, U32.pack(NO_ERROR)))
 
     def _header_frames(self, sid: int, block: bytes) -> list[bytes | memoryview]:
         limit = self.max_frame
         if len(block) <= limit:
-            return [_head(len(block), HEADERS, END_HEADERS, sid), block]
-        parts: list[bytes | memoryview] = [_head(limit, HEADERS, 0, sid), block[:limit]]
+            return [frame_head(len(block), HEADERS, END_HEADERS, sid), block]
+        parts: list[bytes | memoryview] = [frame_head(limit, HEADERS, 0, sid), block[:limit]]
         for i in range(limit, len(block), limit):
             chunk = block[i:i + limit]
-            parts += [_head(len(chunk), CONTINUATION, END_HEADERS if i + limit >= len(block) else 0, sid), chunk]
+            parts += [frame_head(len(chunk), CONTINUATION, END_HEADERS if i + limit >= len(block) else 0, sid), chunk]
         return parts
 
     def _data_frames(self, parts: list[bytes | memoryview], sid: int, cursor: _Cursor, n: int, last: bool) -> None:
@@ -608,7 +595,7 @@ class _Connection(asyncio.Protocol):
         while n > 0:
             size = min(limit, n)
             n -= size
-            parts.append(_head(size, DATA, END_STREAM if last and not n else 0, sid))
+            parts.append(frame_head(size, DATA, END_STREAM if last and not n else 0, sid))
             cursor.take(size, parts)
 
 
@@ -727,7 +714,7 @@ class H2Client:
                               if size >= OFFLOAD_COMPRESSION else compress(pieces, self.compression))
                     if len(packed) < size:
                         pieces, flag = [packed], 1
-                prefix = bytes((flag,)) + _U32.pack(sum(map(len, pieces)))
+                prefix = bytes((flag,)) + U32.pack(sum(map(len, pieces)))
                 refused: _Refused | None = None
                 for attempt in range(8):
                     conn = await self._connection()
@@ -740,10 +727,10 @@ class H2Client:
                         await asyncio.sleep(0.005 * (attempt + 1))
                 if refused is not None:
                     raise refused
-                raise GrpcCallError(UNAVAILABLE, f"no connection to {self.target} takes new calls")
+                raise GrpcCallError(Status.UNAVAILABLE, f"no connection to {self.target} takes new calls")
         except TimeoutError:
             if scope.expired():
-                raise GrpcCallError(DEADLINE_EXCEEDED, f"deadline of {time_limit}s exceeded") from None
+                raise GrpcCallError(Status.DEADLINE_EXCEEDED, f"deadline of {time_limit}s exceeded") from None
             raise
 
     def _block(self, path: str, metadata: Sequence[tuple[str, str]], deadline: float | None) -> bytes:
@@ -760,7 +747,7 @@ class H2Client:
         if conn is not None and conn.usable():
             return conn
         if self._closed:
-            raise GrpcCallError(UNAVAILABLE, "the client is closed")
+            raise GrpcCallError(Status.UNAVAILABLE, "the client is closed")
         if conn is not None:
             self._conn = None
             # After GOAWAY its calls finish, then it closes; `close()` must still find it meanwhile.
@@ -771,7 +758,7 @@ class H2Client:
             task.add_done_callback(self._connected)
         conn = await asyncio.shield(task)
         if not conn.usable():
-            raise GrpcCallError(UNAVAILABLE, f"the connection to {self.target} closed as it opened")
+            raise GrpcCallError(Status.UNAVAILABLE, f"the connection to {self.target} closed as it opened")
         return conn
 
     def _connected(self, task: asyncio.Task[_Connection]) -> None:
@@ -796,7 +783,7 @@ class H2Client:
                     transport = conn.transport
                     alpn = transport.get_extra_info("ssl_object").selected_alpn_protocol() if transport else None
                     if alpn not in (None, "h2"):
-                        raise GrpcCallError(UNAVAILABLE, f"{self.target} negotiated {alpn!r}, not HTTP/2")
+                        raise GrpcCallError(Status.UNAVAILABLE, f"{self.target} negotiated {alpn!r}, not HTTP/2")
                 else:
                     _, conn = await loop.create_connection(lambda: _Connection(self.max_response),
                                                            self.host, self.port)
@@ -805,19 +792,19 @@ class H2Client:
         except GrpcCallError as exc:
             if conn is not None:
                 conn.close(exc.message)
-            raise GrpcCallError(UNAVAILABLE, f"cannot connect to {self.target}: {exc.message}") from None
+            raise GrpcCallError(Status.UNAVAILABLE, f"cannot connect to {self.target}: {exc.message}") from None
         except (OSError, EOFError) as exc:  # refused, unreachable, TLS handshake or verification, timeout
             if conn is not None:
                 conn.close(str(exc))
             why = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
-            raise GrpcCallError(UNAVAILABLE, f"cannot connect to {self.target}: {why}") from None
+            raise GrpcCallError(Status.UNAVAILABLE, f"cannot connect to {self.target}: {why}") from None
         except BaseException:
             if conn is not None:
                 conn.close("connect cancelled")
             raise
 
     async def close(self) -> None:
-        """Fail calls in flight (UNAVAILABLE) and close every connection."""
+        """Fail calls in flight (Status.UNAVAILABLE) and close every connection."""
         self._closed = True
         if self._connecting is not None:
             self._connecting.cancel()

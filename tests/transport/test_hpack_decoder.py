@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.receivers.hpack_decoder import HeaderDecoder
+from gateway.transport.hpack_decoder import HeaderDecoder
 
 LIMIT = 64 * 1024
 names = st.sampled_from([":method", ":path", ":authority", "content-type", "grpc-timeout", "te", "user-agent",

@@ -22,7 +22,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Protocol
 
-from gateway.exporters.queue import Entry
+from gateway.queue.sending import Entry
 from pipelines.batch import RequestContext
 from pipelines.errors import RetryableError
 

@@ -33,8 +33,10 @@ from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.receivers import h2grpc
-from gateway.receivers.h2grpc import (
+from gateway.transport import grpc_server, h2
+from gateway.transport.grpc_server import GrpcError, H2GrpcServer, Metadata
+from gateway.transport.grpc_status import Status
+from gateway.transport.h2 import (
     ACK,
     CONTINUATION,
     DATA,
@@ -55,9 +57,6 @@ from gateway.receivers.h2grpc import (
     S_INITIAL_WINDOW_SIZE,
     SETTINGS,
     WINDOW_UPDATE,
-    GrpcError,
-    H2GrpcServer,
-    Metadata,
     frame,
 )
 
@@ -106,9 +105,9 @@ class App:
         self.too_large: list[tuple[str, int | None]] = []
         self.started = threading.Semaphore(0)  # released once per Slow call that began
         self.release = asyncio.Event()
-        self.fail_with = GrpcError(9, "no")
+        self.fail_with = GrpcError(Status.FAILED_PRECONDITION, "no")
 
-    def methods(self) -> dict[str, h2grpc.Handler]:
+    def methods(self) -> dict[str, grpc_server.Handler]:
         return {ECHO: self.echo, FAIL: self.fail, BOOM: self.boom, SLOW: self.slow, BIG: self.big, META: self.meta,
                 SIZE: self.size}
 
@@ -436,7 +435,7 @@ def test_grpc_ok_call(served: Served) -> None:
 def test_grpc_error_code_message_and_details(served: Served) -> None:
     message = "naïve — 日本語 100% sure\nsecond line"
     details = b"\x00\x01\xfe\xffdetails"  # not a multiple of 3: base64 padding is stripped on the wire
-    served.app.fail_with = GrpcError(9, message, details)
+    served.app.fail_with = GrpcError(Status.FAILED_PRECONDITION, message, details)
     with served.channel() as ch, pytest.raises(grpc.RpcError) as err:
         unary(ch, FAIL)(b"x", timeout=TIMEOUT)
     e: Any = err.value
@@ -456,13 +455,13 @@ def test_grpc_handler_exception_is_unknown_and_server_keeps_serving(served: Serv
 
 def test_grpc_gzip_request_arrives_decompressed(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
     used: list[str] = []
-    real = h2grpc._decompressor
+    real = grpc_server.decompress
 
-    def spy(encoding: str) -> Any:
+    def spy(body: bytes, encoding: str, limit: int) -> bytes:
         used.append(encoding)
-        return real(encoding)
+        return real(body, encoding, limit)
 
-    monkeypatch.setattr(h2grpc, "_decompressor", spy)
+    monkeypatch.setattr(grpc_server, "decompress", spy)
     payload = b"compress me " * 2000
     with served.channel() as ch:
         assert unary(ch, ECHO)(payload, timeout=TIMEOUT, compression=grpc.Compression.Gzip) == payload
@@ -528,7 +527,7 @@ def test_grpc_large_response(served: Served) -> None:
 ])
 def test_grpc_long_error_trailers_are_cut_to_what_clients_accept(
         served: Served, message: str, details: bytes | None) -> None:
-    served.app.fail_with = GrpcError(3, message, details)
+    served.app.fail_with = GrpcError(Status.INVALID_ARGUMENT, message, details)
     with served.channel() as ch:
         for _ in range(20):  # grpc core refuses trailers between its soft and hard limits at random
             with pytest.raises(grpc.RpcError) as err:
@@ -714,7 +713,7 @@ def test_headers_too_short_for_their_priority_is_frame_size_error(conn: Conn) ->
 
 def test_header_block_over_256_kib_in_one_frame_is_refused_before_decoding(conn: Conn) -> None:
     # Table size updates alone: never a header, so no header-list limit would stop them in the decoder.
-    conn.send(frame(HEADERS, END_HEADERS, 1, b"\x20" * (h2grpc.MAX_HEADER_BLOCK + 1)))
+    conn.send(frame(HEADERS, END_HEADERS, 1, b"\x20" * (h2.MAX_HEADER_BLOCK + 1)))
     assert conn.goaway() == (0, PROTOCOL_ERROR)
 
 
@@ -820,7 +819,7 @@ def test_continuation_without_headers_is_protocol_error(conn: Conn) -> None:
 def test_largest_frame_length_is_read_whole_and_skipped(conn: Conn) -> None:
     """The 24-bit length field cannot exceed what we advertise (SETTINGS_MAX_FRAME_SIZE = 2**24 - 1):
     a frame of that length, of an unknown type, is read whole and ignored."""
-    assert h2grpc.MAX_FRAME == 0xFFFFFF
+    assert grpc_server.MAX_FRAME == 0xFFFFFF
     conn.send(b"\xff\xff\xff\x77\x00" + u32(0), bytes(0xFFFFFF))
     conn.send(conn.request(1, b"after the giant"))
     assert conn.response(1).message == b"after the giant"
@@ -1028,7 +1027,7 @@ def test_connection_receive_window_is_replenished(serve: Serve) -> None:
     c = open_conn(served)
     initial = c.next_frame(lambda f: f.kind == WINDOW_UPDATE and f.sid == 0)
     window = 65535 + struct.unpack(">I", initial.payload)[0]
-    assert window == h2grpc.CONN_WINDOW
+    assert window == grpc_server.CONN_WINDOW
     body = grpc_body(bytes(24 * 1024 * 1024))
     sent = 0
     updates: list[int] = []
@@ -1042,7 +1041,7 @@ def test_connection_receive_window_is_replenished(serve: Serve) -> None:
                 window += updates[-1]
             c.send(frame(DATA, END_STREAM if i + len(chunk) >= len(body) else 0, sid, chunk))
             sent += len(chunk)
-    assert updates and all(u >= h2grpc.CONN_WINDOW // 2 for u in updates)
+    assert updates and all(u >= grpc_server.CONN_WINDOW // 2 for u in updates)
     for sid in (1, 3, 5):
         assert c.response(sid).message == str(len(body) - 5).encode()
     c.close()

@@ -1,4 +1,4 @@
-"""The asyncio HTTP/2 gRPC client (`gateway.exporters.h2client`) against grpcio's server, our own
+"""The asyncio HTTP/2 gRPC client (`gateway.transport.grpc_client`) against grpcio's server, our own
 H2GrpcServer, and a scripted peer that misbehaves: every outcome is a response or a clean error."""
 
 from __future__ import annotations
@@ -17,12 +17,14 @@ import pytest
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from gateway.exporters import classify, h2client
-from gateway.exporters.h2client import GrpcCallError, H2Client
+from gateway.exporters import classify
 from gateway.exporters.otlp_grpc import client_ssl_context
-from gateway.receivers import h2grpc
-from gateway.receivers.h2grpc import GrpcError, H2GrpcServer, frame
-from gateway.tls import TLSClientConfig
+from gateway.transport import h2
+from gateway.transport.grpc_client import GrpcCallError, H2Client
+from gateway.transport.grpc_server import GrpcError, H2GrpcServer
+from gateway.transport.grpc_status import Status
+from gateway.transport.h2 import frame
+from gateway.transport.tls import TLSClientConfig
 from pipelines.errors import RetryableError
 from tests.e2e.support import Certs
 
@@ -113,10 +115,10 @@ def test_status_message_and_retry_info_reach_classify() -> None:
         error = error_of(server.port)
     finally:
         server.stop()
-    assert error.code == h2client.RESOURCE_EXHAUSTED
+    assert error.code == Status.RESOURCE_EXHAUSTED
     assert error.message == "quota 100% used, réessayez"
     assert ("x-why", "quota") in error.trailing
-    consumer_error = classify.from_grpc(grpc.StatusCode.RESOURCE_EXHAUSTED, error.message, error.trailing)
+    consumer_error = classify.from_grpc(Status.RESOURCE_EXHAUSTED, error.message, error.trailing)
     assert isinstance(consumer_error, RetryableError)
     assert consumer_error.delay == 7.0
 
@@ -176,7 +178,7 @@ def test_message_in_pieces_arrives_whole(layout: str, compression: str) -> None:
 
 def test_response_over_the_limit_is_refused(echo: GrpcioServer) -> None:
     error = error_of(echo.port, b"x" * (2 * MiB), max_response=MiB)
-    assert error.code == h2client.RESOURCE_EXHAUSTED
+    assert error.code == Status.RESOURCE_EXHAUSTED
 
 
 def test_concurrent_calls_respect_max_concurrent_streams() -> None:
@@ -222,7 +224,7 @@ def test_server_restart_reconnects() -> None:
             first.stop()
             with pytest.raises(GrpcCallError) as down:
                 await client.unary(PATH, b"b", time_limit=5)
-            assert down.value.code == h2client.UNAVAILABLE
+            assert down.value.code == Status.UNAVAILABLE
             second = GrpcioServer(port=port)
             try:
                 for _ in range(20):  # the restarted server may take a moment to accept
@@ -230,7 +232,7 @@ def test_server_restart_reconnects() -> None:
                         outcomes.append((await client.unary(PATH, b"c", time_limit=5)).decode())
                         break
                     except GrpcCallError as exc:
-                        assert exc.code == h2client.UNAVAILABLE
+                        assert exc.code == Status.UNAVAILABLE
                         await asyncio.sleep(0.1)
             finally:
                 second.stop()
@@ -257,7 +259,7 @@ def test_deadline_exceeded_resets_the_stream() -> None:
                 with pytest.raises(GrpcCallError) as info:
                     await client.unary(PATH, b"late", time_limit=0.3)
                 assert time.monotonic() - start < 2
-                assert info.value.code == h2client.DEADLINE_EXCEEDED
+                assert info.value.code == Status.DEADLINE_EXCEEDED
                 assert await asyncio.to_thread(server.cancelled.wait, 5), "the server did not see a cancel"
                 release.set()
                 return await client.unary(PATH, b"next", time_limit=5)  # same connection, still fine
@@ -283,7 +285,7 @@ def test_tls_and_mutual_tls(certs: Certs) -> None:
             == b"secret"
         # without a client certificate the handshake fails: UNAVAILABLE
         ctx = client_ssl_context(TLSClientConfig(ca_file=str(certs.ca)))
-        assert error_of(server.port, ssl_context=ctx).code == h2client.UNAVAILABLE
+        assert error_of(server.port, ssl_context=ctx).code == Status.UNAVAILABLE
         # an unknown CA is refused; insecure_skip_verify accepts it
         ctx = client_ssl_context(TLSClientConfig(insecure_skip_verify=True, cert_file=str(certs.client_cert),
                                                  key_file=str(certs.client_key)))
@@ -299,14 +301,14 @@ def test_unknown_ca_fails_retryably(certs: Certs) -> None:
         error = error_of(server.port, ssl_context=client_ssl_context(TLSClientConfig()))
     finally:
         server.stop()
-    assert error.code == h2client.UNAVAILABLE
+    assert error.code == Status.UNAVAILABLE
     assert "certificate" in error.message.lower()
 
 
 def test_connection_refused_is_unavailable() -> None:
     from tests.harness import free_port
 
-    assert error_of(free_port()).code == h2client.UNAVAILABLE
+    assert error_of(free_port()).code == Status.UNAVAILABLE
 
 
 # ---------------------------------------------------------------- against our own server
@@ -315,7 +317,7 @@ def test_connection_refused_is_unavailable() -> None:
 def test_against_h2grpc_server() -> None:
     async def handler(message: bytes, metadata: list[tuple[str, str]]) -> bytes:
         if message == b"refuse":
-            raise GrpcError(h2grpc.UNAVAILABLE, "busy", status_pb2.Status(code=14).SerializeToString())
+            raise GrpcError(Status.UNAVAILABLE, "busy", status_pb2.Status(code=14).SerializeToString())
         return message[::-1]
 
     async def body() -> None:
@@ -327,20 +329,20 @@ def test_against_h2grpc_server() -> None:
             assert got == [(b"abc%d" % i)[::-1] for i in range(10)]
             with pytest.raises(GrpcCallError) as info:
                 await client.unary(PATH, b"refuse", time_limit=5)
-            assert (info.value.code, info.value.message) == (h2client.UNAVAILABLE, "busy")
+            assert (info.value.code, info.value.message) == (Status.UNAVAILABLE, "busy")
             details = dict(info.value.trailing)["grpc-status-details-bin"]
             assert details == status_pb2.Status(code=14).SerializeToString()
             # refused from its length prefix while the rest is still being sent
             big = H2Client(f"127.0.0.1:{port}")
             with pytest.raises(GrpcCallError) as info:
                 await big.unary(PATH, bytes(8 * MiB), time_limit=5)
-            assert info.value.code == h2client.RESOURCE_EXHAUSTED
+            assert info.value.code == Status.RESOURCE_EXHAUSTED
             assert await big.unary(PATH, b"again", time_limit=5) == b"niaga"
             # The same in pieces of 200 KiB (whole pieces fit one of this server's large frames): the
             # early refusal leaves the connection good for the next call.
             with pytest.raises(GrpcCallError) as info:
                 await big.unary(PATH, [bytes(200 * 1024)] * 40, time_limit=5)
-            assert info.value.code == h2client.RESOURCE_EXHAUSTED
+            assert info.value.code == Status.RESOURCE_EXHAUSTED
             pieces = [bytes([i]) * (200 * 1024) for i in range(6)]
             assert await big.unary(PATH, pieces, time_limit=5) == b"".join(pieces)[::-1]
             await big.close()
@@ -361,9 +363,10 @@ def _response(sid: int, *blocks: tuple[list[tuple[str, str]], bool], data: bytes
     enc = hpack.Encoder()
     out = b""
     for i, (headers, end) in enumerate(blocks):
-        out += frame(h2grpc.HEADERS, h2grpc.END_HEADERS | (h2grpc.END_STREAM if end else 0), sid, enc.encode(headers))
+        flags = h2.END_HEADERS | (h2.END_STREAM if end else 0)
+        out += frame(h2.HEADERS, flags, sid, enc.encode(headers))
         if i == 0 and data:
-            out += frame(h2grpc.DATA, 0, sid, data)
+            out += frame(h2.DATA, 0, sid, data)
     return out
 
 
@@ -375,7 +378,7 @@ class ScriptedPeer:
 
     def __init__(self, script: Script, greet: bytes | None = None) -> None:
         self.script = script
-        self.greet = frame(h2grpc.SETTINGS, 0, 0) if greet is None else greet
+        self.greet = frame(h2.SETTINGS, 0, 0) if greet is None else greet
         self.connections = 0
         self.resets: list[int] = []
         self.server: asyncio.Server | None = None
@@ -389,16 +392,16 @@ class ScriptedPeer:
         self.connections += 1
         n = self.connections
         try:
-            await reader.readexactly(len(h2grpc.PREFACE))
+            await reader.readexactly(len(h2.PREFACE))
             writer.write(self.greet)
             while True:
                 head = await reader.readexactly(9)
                 length = int.from_bytes(head[:3], "big")
                 kind, flags, sid = head[3], head[4], _U32.unpack(head[5:])[0]
                 payload = await reader.readexactly(length)
-                if kind == h2grpc.RST_STREAM:
+                if kind == h2.RST_STREAM:
                     self.resets.append(_U32.unpack(payload)[0])
-                if kind in (h2grpc.HEADERS, h2grpc.DATA) and flags & h2grpc.END_STREAM:
+                if kind in (h2.HEADERS, h2.DATA) and flags & h2.END_STREAM:
                     self.script(n, sid, writer)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -443,28 +446,30 @@ OK_MESSAGE = b"\x00" + _U32.pack(2) + b"ok"
 
 @pytest.mark.parametrize(("name", "script", "code"), [
     ("http 503 without grpc-status", lambda n, sid, w: w.write(_response(sid, ([(":status", "503")], True))),
-     h2client.UNAVAILABLE),
-    ("http 404", lambda n, sid, w: w.write(_response(sid, ([(":status", "404")], True))), h2client.UNIMPLEMENTED),
+     Status.UNAVAILABLE),
+    ("http 404", lambda n, sid, w: w.write(_response(sid, ([(":status", "404")], True))), Status.UNIMPLEMENTED),
     ("bad grpc-status", lambda n, sid, w: w.write(_response(sid, ([*OK_HEADERS, ("grpc-status", "x")], True))),
-     h2client.UNAVAILABLE),
+     Status.UNAVAILABLE),
     ("no trailers", lambda n, sid, w: w.write(_response(sid, (OK_HEADERS, False), data=OK_MESSAGE)
-                                              + frame(h2grpc.DATA, h2grpc.END_STREAM, sid)), h2client.UNAVAILABLE),
+                                              + frame(h2.DATA, h2.END_STREAM, sid)),
+     Status.UNAVAILABLE),
     ("message shorter than its prefix", lambda n, sid, w: w.write(
         _response(sid, (OK_HEADERS, False), ([("grpc-status", "0")], True), data=OK_MESSAGE[:-1])),
-     h2client.UNAVAILABLE),
-    ("refused stream", lambda n, sid, w: w.write(frame(h2grpc.RST_STREAM, 0, sid, _U32.pack(h2grpc.REFUSED_STREAM))),
-     h2client.UNAVAILABLE),
-    ("cancelled stream", lambda n, sid, w: w.write(frame(h2grpc.RST_STREAM, 0, sid, _U32.pack(8))),
-     h2client.CANCELLED),
-    ("DATA on stream 0", lambda n, sid, w: w.write(frame(h2grpc.DATA, 0, 0, b"x")), h2client.UNAVAILABLE),
-    ("garbage frame", lambda n, sid, w: w.write(b"\xff" * 64), h2client.UNAVAILABLE),
-    ("bad HPACK", lambda n, sid, w: w.write(frame(h2grpc.HEADERS, 5, sid, b"\xff\xff\xff\xff")),
-     h2client.UNAVAILABLE),
-    ("window overflow", lambda n, sid, w: w.write(frame(h2grpc.WINDOW_UPDATE, 0, 0, _U32.pack(2**31 - 1))),
-     h2client.UNAVAILABLE),
-    ("closed mid-call", lambda n, sid, w: w.close(), h2client.UNAVAILABLE),
-    ("GOAWAY before the call", lambda n, sid, w: w.write(frame(h2grpc.GOAWAY, 0, 0, _U32.pack(0) + _U32.pack(0))),
-     h2client.UNAVAILABLE),
+     Status.UNAVAILABLE),
+    ("refused stream",
+     lambda n, sid, w: w.write(frame(h2.RST_STREAM, 0, sid, _U32.pack(h2.REFUSED_STREAM))),
+     Status.UNAVAILABLE),
+    ("cancelled stream", lambda n, sid, w: w.write(frame(h2.RST_STREAM, 0, sid, _U32.pack(8))),
+     Status.CANCELLED),
+    ("DATA on stream 0", lambda n, sid, w: w.write(frame(h2.DATA, 0, 0, b"x")), Status.UNAVAILABLE),
+    ("garbage frame", lambda n, sid, w: w.write(b"\xff" * 64), Status.UNAVAILABLE),
+    ("bad HPACK", lambda n, sid, w: w.write(frame(h2.HEADERS, 5, sid, b"\xff\xff\xff\xff")),
+     Status.UNAVAILABLE),
+    ("window overflow", lambda n, sid, w: w.write(frame(h2.WINDOW_UPDATE, 0, 0, _U32.pack(2**31 - 1))),
+     Status.UNAVAILABLE),
+    ("closed mid-call", lambda n, sid, w: w.close(), Status.UNAVAILABLE),
+    ("GOAWAY before the call", lambda n, sid, w: w.write(frame(h2.GOAWAY, 0, 0, _U32.pack(0) + _U32.pack(0))),
+     Status.UNAVAILABLE),
 ])
 def test_misbehaving_peer_ends_in_a_clean_error(name: str, script: Script, code: int) -> None:
     outcomes, _ = scripted(script)
@@ -484,7 +489,7 @@ def test_refused_stream_is_sent_again() -> None:
     # slot frees a moment after we saw the previous call end): the client sends it again itself.
     def script(n: int, sid: int, w: asyncio.StreamWriter) -> None:
         if sid <= 3:  # the first two streams
-            w.write(frame(h2grpc.RST_STREAM, 0, sid, _U32.pack(h2grpc.REFUSED_STREAM)))
+            w.write(frame(h2.RST_STREAM, 0, sid, _U32.pack(h2.REFUSED_STREAM)))
         else:
             w.write(_response(sid, (OK_HEADERS, False), ([("grpc-status", "0")], True), data=OK_MESSAGE))
 
@@ -495,26 +500,26 @@ def test_refused_stream_is_sent_again() -> None:
 def test_goaway_sends_new_calls_to_a_new_connection() -> None:
     def script(n: int, sid: int, w: asyncio.StreamWriter) -> None:
         if n == 1:
-            w.write(frame(h2grpc.GOAWAY, 0, 0, _U32.pack(0) + _U32.pack(0) + b"bye"))
+            w.write(frame(h2.GOAWAY, 0, 0, _U32.pack(0) + _U32.pack(0) + b"bye"))
         else:
             w.write(_response(sid, (OK_HEADERS, False), ([("grpc-status", "0")], True), data=OK_MESSAGE))
 
     outcomes, peer = scripted(script, calls=2)
-    assert _code(outcomes[0]) == h2client.UNAVAILABLE
+    assert _code(outcomes[0]) == Status.UNAVAILABLE
     assert outcomes[1] == b"ok"
     assert peer.connections == 2
 
 
 def test_silent_peer_hits_the_deadline_and_gets_a_cancel() -> None:
     outcomes, peer = scripted(lambda n, sid, w: None, time_limit=0.3)
-    assert _code(outcomes[0]) == h2client.DEADLINE_EXCEEDED
-    assert peer.resets == [h2client.CANCEL]
+    assert _code(outcomes[0]) == Status.DEADLINE_EXCEEDED
+    assert peer.resets == [h2.CANCEL]
 
 
-@pytest.mark.parametrize("greet", [b"HTTP/1.1 400 Bad Request\r\n\r\n", b"", frame(h2grpc.PING, 0, 0, bytes(8))])
+@pytest.mark.parametrize("greet", [b"HTTP/1.1 400 Bad Request\r\n\r\n", b"", frame(h2.PING, 0, 0, bytes(8))])
 def test_not_an_http2_server(greet: bytes) -> None:
     outcomes, _ = scripted(lambda n, sid, w: None, greet=greet)
-    assert _code(outcomes[0]) in (h2client.UNAVAILABLE, h2client.DEADLINE_EXCEEDED)
+    assert _code(outcomes[0]) in (Status.UNAVAILABLE, Status.DEADLINE_EXCEEDED)
 
 
 def test_pusher_maps_errors_to_consumer_errors() -> None:

@@ -31,160 +31,84 @@ import base64
 import logging
 import socket
 import ssl
-import struct
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import hpack
 
-from gateway.receivers.hpack_decoder import HeaderDecoder
+from gateway.transport.compression import ENCODINGS, BadEncoding, BodyTooLarge, decompress
+from gateway.transport.grpc_status import Status
+from gateway.transport.h2 import (
+    ACK,
+    COMPRESSION_ERROR,
+    CONTINUATION,
+    DATA,
+    DEFAULT_PEER_WINDOW,
+    END_HEADERS,
+    END_STREAM,
+    FLOW_CONTROL_ERROR,
+    FRAME_SIZE_ERROR,
+    GOAWAY,
+    HEADERS,
+    MAX_HEADER_LIST,
+    MAX_WINDOW,
+    NO_ERROR,
+    PADDED,
+    PING,
+    PREFACE,
+    PROTOCOL_ERROR,
+    PUSH_PROMISE,
+    REFUSED_STREAM,
+    RST_STREAM,
+    S_ENABLE_PUSH,
+    S_HEADER_TABLE_SIZE,
+    S_INITIAL_WINDOW_SIZE,
+    S_MAX_CONCURRENT_STREAMS,
+    S_MAX_FRAME_SIZE,
+    S_MAX_HEADER_LIST_SIZE,
+    SETTING,
+    SETTINGS,
+    U32,
+    WINDOW_UPDATE,
+    ConnectionError_,
+    HeaderBlock,
+    frame,
+    hpack_indexed_name,
+    hpack_literal,
+    hpack_str,
+    unpad,
+)
+from gateway.transport.hpack_decoder import HeaderDecoder
 
 log = logging.getLogger("gateway.receiver.grpc")
 
 Metadata = list[tuple[str, str]]
 Handler = Callable[[bytes, Metadata], Awaitable[bytes]]
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
-# frame types
-DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = range(10)
-# flags
-END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY_FLAG = 0x1, 0x1, 0x4, 0x8, 0x20
-# error codes
-NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, FLOW_CONTROL_ERROR = 0x0, 0x1, 0x2, 0x3
-FRAME_SIZE_ERROR, REFUSED_STREAM, COMPRESSION_ERROR = 0x6, 0x7, 0x9
-# settings
-S_HEADER_TABLE_SIZE, S_ENABLE_PUSH, S_MAX_CONCURRENT_STREAMS = 0x1, 0x2, 0x3
-S_INITIAL_WINDOW_SIZE, S_MAX_FRAME_SIZE, S_MAX_HEADER_LIST_SIZE = 0x4, 0x5, 0x6
-
-# gRPC status codes used here
-OK, UNKNOWN, INTERNAL, UNIMPLEMENTED, RESOURCE_EXHAUSTED, UNAVAILABLE = 0, 2, 13, 12, 8, 14
-
-MAX_WINDOW = 2**31 - 1
 MAX_FRAME = 2**24 - 1  # the largest frame we let a client send (fewer frames, less work per byte)
 FRAME_OUT = 16384  # the largest frame we send: the SETTINGS_MAX_FRAME_SIZE every peer accepts
 CONN_WINDOW = 64 * 1024 * 1024  # replenished when half is used
-MAX_HEADER_LIST = 64 * 1024
-MAX_HEADER_BLOCK = 4 * MAX_HEADER_LIST  # the encoded block, HEADERS and CONTINUATION frames together
-DEFAULT_PEER_WINDOW = 65535
-ACCEPT_ENCODING = "identity,gzip,deflate,zstd"
+ACCEPT_ENCODING = ",".join(("identity", *ENCODINGS))
 # Trailers past 8 KiB (names + values + 32 each) are refused by grpc core (at random, from its soft
 # limit) and grpc-java: the message and details values share this, the message cut to fit.
 MAX_TRAILER_VALUES = 7 * 1024
 MAX_GRPC_MESSAGE = 4096
 
-_U32 = struct.Struct(">I")
-_SETTING = struct.Struct(">HI")
-
 
 class GrpcError(Exception):
     """A handler's refusal: a gRPC status code, a message, and optional `grpc-status-details-bin`."""
 
-    def __init__(self, code: int, message: str, details: bytes | None = None) -> None:
+    def __init__(self, code: Status, message: str, details: bytes | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.details = details
 
 
-class ConnectionError_(Exception):
-    """A connection-level protocol error: the connection ends with GOAWAY(code)."""
-
-    def __init__(self, code: int, why: str) -> None:
-        super().__init__(why)
-        self.code = code
-
-
-def unpad(mv: memoryview, start: int, end: int) -> tuple[int, int]:
-    """The payload bounds of a PADDED frame's payload `mv[start:end]`, without its pad length and padding."""
-    if end <= start:
-        raise ConnectionError_(PROTOCOL_ERROR, "padded frame without a pad length")
-    pad = mv[start]
-    if pad >= end - start:
-        raise ConnectionError_(PROTOCOL_ERROR, "padding longer than the frame")
-    return start + 1, end - pad
-
-
-class HeaderBlock:
-    """A header block as it arrives, in a HEADERS frame and any CONTINUATION frames after it (RFC 9113
-    6.2, 6.10): padding and priority fields skipped, at most MAX_HEADER_BLOCK bytes. `pending` while
-    CONTINUATION frames must follow; `sid` and `flags` are then the HEADERS frame's."""
-
-    __slots__ = ("flags", "pending", "sid")
-
-    def __init__(self) -> None:
-        self.sid = 0
-        self.flags = 0
-        self.pending: bytearray | None = None
-
-    def headers(self, sid: int, flags: int, mv: memoryview, start: int, end: int) -> bytearray | None:
-        """The block of a HEADERS frame `mv[start:end]` if it is whole, else None (it continues)."""
-        if flags & PADDED:
-            start, end = unpad(mv, start, end)
-        if flags & PRIORITY_FLAG:
-            start += 5
-            if start > end:
-                raise ConnectionError_(FRAME_SIZE_ERROR, "HEADERS too short for its priority")
-        if end - start > MAX_HEADER_BLOCK:
-            raise ConnectionError_(PROTOCOL_ERROR, "header block too large")
-        block = bytearray(mv[start:end])
-        if flags & END_HEADERS:
-            return block
-        self.sid, self.flags, self.pending = sid, flags, block
-        return None
-
-    def continuation(self, sid: int, flags: int, mv: memoryview, start: int, end: int) -> bytearray | None:
-        """The whole block once this CONTINUATION frame ends it, else None."""
-        block = self.pending
-        if block is None or self.sid != sid:
-            raise ConnectionError_(PROTOCOL_ERROR, "unexpected CONTINUATION")
-        block.extend(mv[start:end])
-        if len(block) > MAX_HEADER_BLOCK:
-            raise ConnectionError_(PROTOCOL_ERROR, "header block too large")
-        if not flags & END_HEADERS:
-            return None
-        self.pending = None
-        return block
-
-
-def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
-    n = len(payload)
-    return bytes((n >> 16, (n >> 8) & 0xFF, n & 0xFF, kind, flags)) + _U32.pack(stream) + payload
-
-
-# -- HPACK encoding (ours and h2client's): static-table entries and literals "without indexing", so
-# the blocks never touch the peer's dynamic table and most are constants.
-def hpack_int(value: int, prefix_bits: int, first: int = 0) -> bytes:
-    limit = (1 << prefix_bits) - 1
-    if value < limit:
-        return bytes((first | value,))
-    out = bytearray((first | limit,))
-    value -= limit
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def hpack_str(s: bytes) -> bytes:
-    return hpack_int(len(s), 7) + s
-
-
-def hpack_indexed_name(index: int, value: str) -> bytes:
-    """A literal without indexing whose name is static-table entry `index`."""
-    return hpack_int(index, 4) + hpack_str(value.encode())
-
-
-def hpack_literal(name: str, value: str | bytes) -> bytes:
-    raw = value if isinstance(value, bytes) else value.encode()
-    return b"\x00" + hpack_str(name.encode()) + hpack_str(raw)
-
-
 _STATUS_200 = b"\x88"  # ":status: 200", static table index 8
 _CONTENT_TYPE = hpack_indexed_name(31, "application/grpc")  # static name index 31
 RESPONSE_HEADERS = _STATUS_200 + _CONTENT_TYPE + hpack_literal("grpc-accept-encoding", ACCEPT_ENCODING)
-OK_TRAILERS = hpack_literal("grpc-status", "0")
+OK_TRAILERS = hpack_literal("grpc-status", str(int(Status.OK)))
 
 
 def percent_encode(message: str, limit: int = MAX_GRPC_MESSAGE) -> bytes:
@@ -200,8 +124,8 @@ def percent_encode(message: str, limit: int = MAX_GRPC_MESSAGE) -> bytes:
     return bytes(out)
 
 
-def error_trailers(code: int, message: str, details: bytes | None) -> bytes:
-    block = RESPONSE_HEADERS + hpack_literal("grpc-status", str(code))
+def error_trailers(code: Status, message: str, details: bytes | None) -> bytes:
+    block = RESPONSE_HEADERS + hpack_literal("grpc-status", str(int(code)))
     encoded = base64.b64encode(details).rstrip(b"=") if details else b""
     if len(encoded) > MAX_TRAILER_VALUES - 1024:  # no client would take them, nor the status with them
         log.debug("grpc-status-details-bin of %d bytes left out", len(encoded))
@@ -212,14 +136,6 @@ def error_trailers(code: int, message: str, details: bytes | None) -> bytes:
     if encoded:
         block += hpack_literal("grpc-status-details-bin", encoded)
     return block
-
-
-def _decompressor(encoding: str) -> Callable[[bytes, int], bytes] | None:
-    from gateway.receivers.otlp_http import decompress
-
-    if encoding in ("gzip", "deflate", "zstd"):
-        return lambda body, limit: decompress(body, encoding, limit)
-    return None
 
 
 @dataclass(slots=True)
@@ -264,9 +180,9 @@ class _Connection(asyncio.Protocol):
                     (S_MAX_HEADER_LIST_SIZE, MAX_HEADER_LIST), (S_ENABLE_PUSH, 0)]
         if self.server.max_concurrent_streams:
             settings.append((S_MAX_CONCURRENT_STREAMS, self.server.max_concurrent_streams))
-        payload = b"".join(_SETTING.pack(k, v) for k, v in settings)
+        payload = b"".join(SETTING.pack(k, v) for k, v in settings)
         transport.write(frame(SETTINGS, 0, 0, payload)
-                        + frame(WINDOW_UPDATE, 0, 0, _U32.pack(CONN_WINDOW - DEFAULT_PEER_WINDOW)))
+                        + frame(WINDOW_UPDATE, 0, 0, U32.pack(CONN_WINDOW - DEFAULT_PEER_WINDOW)))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
@@ -346,7 +262,7 @@ class _Connection(asyncio.Protocol):
                 break
             kind = mv[pos + 3]
             flags = mv[pos + 4]
-            sid = _U32.unpack_from(mv, pos + 5)[0] & 0x7FFFFFFF
+            sid = U32.unpack_from(mv, pos + 5)[0] & 0x7FFFFFFF
             start = pos + 9
             pos = end
             if self.blocks.pending is not None and kind != CONTINUATION:
@@ -379,7 +295,7 @@ class _Connection(asyncio.Protocol):
             elif kind == WINDOW_UPDATE:
                 if length != 4:
                     raise ConnectionError_(FRAME_SIZE_ERROR, f"WINDOW_UPDATE of {length} bytes")
-                self._window_update(sid, _U32.unpack_from(mv, start)[0] & 0x7FFFFFFF, out)
+                self._window_update(sid, U32.unpack_from(mv, start)[0] & 0x7FFFFFFF, out)
             elif kind == RST_STREAM:
                 st = streams.pop(sid, None)
                 if st is not None and st.handling:
@@ -390,7 +306,7 @@ class _Connection(asyncio.Protocol):
                 raise ConnectionError_(PROTOCOL_ERROR, "PUSH_PROMISE from a client")
             # PRIORITY and unknown frame types are ignored, as RFC 9113 asks.
         if self.unacked >= CONN_WINDOW // 2:
-            out.append(frame(WINDOW_UPDATE, 0, 0, _U32.pack(self.unacked)))
+            out.append(frame(WINDOW_UPDATE, 0, 0, U32.pack(self.unacked)))
             self.unacked = 0
         return pos
 
@@ -398,7 +314,7 @@ class _Connection(asyncio.Protocol):
         if len(payload) % 6:
             raise ConnectionError_(FRAME_SIZE_ERROR, "SETTINGS payload not a multiple of 6")
         for i in range(0, len(payload), 6):
-            key, value = _SETTING.unpack_from(payload, i)
+            key, value = SETTING.unpack_from(payload, i)
             if key == S_INITIAL_WINDOW_SIZE:
                 if value > MAX_WINDOW:
                     raise ConnectionError_(FLOW_CONTROL_ERROR, "initial window too large")
@@ -440,7 +356,7 @@ class _Connection(asyncio.Protocol):
         self.last_stream = sid
         limit = self.server.max_concurrent_streams
         if self.goaway_sent or (limit and len(self.streams) + len(self.orphans) >= limit):
-            out.append(frame(RST_STREAM, 0, sid, _U32.pack(REFUSED_STREAM)))
+            out.append(frame(RST_STREAM, 0, sid, U32.pack(REFUSED_STREAM)))
             return
         self.streams[sid] = _Stream(headers, send_window=self.peer_window)
         if flags & END_STREAM:
@@ -461,15 +377,15 @@ class _Connection(asyncio.Protocol):
             st.parts = [bytes(head)]
             return
         st.compressed = head[0]
-        st.declared = _U32.unpack_from(head, 1)[0]
+        st.declared = U32.unpack_from(head, 1)[0]
         st.parts = [bytes(head[5:])]
         st.size = len(head) - 5
         if st.declared > self.server.max_message:
             st.refused = True
             st.parts = []
             msg = self.server.on_too_large(self._path(st), st.declared)
-            self._respond(sid, error_trailers(RESOURCE_EXHAUSTED, msg, None), b"", out)
-            out.append(frame(RST_STREAM, 0, sid, _U32.pack(NO_ERROR)))
+            self._respond(sid, error_trailers(Status.RESOURCE_EXHAUSTED, msg, None), b"", out)
+            out.append(frame(RST_STREAM, 0, sid, U32.pack(NO_ERROR)))
 
     @staticmethod
     def _path(st: _Stream) -> str:
@@ -510,32 +426,31 @@ class _Connection(asyncio.Protocol):
             return
         handler = self.server.methods.get(path)
         if handler is None:
-            self._finish(sid, error_trailers(UNIMPLEMENTED, f"unknown service or method {path}", None), out)
+            self._finish(sid, error_trailers(Status.UNIMPLEMENTED, f"unknown service or method {path}", None), out)
             return
         if st.declared < 0:
-            self._finish(sid, error_trailers(INTERNAL, "expected one request message, got none", None), out)
+            self._finish(sid, error_trailers(Status.INTERNAL, "expected one request message, got none", None), out)
             return
         message = st.parts[0] if len(st.parts) == 1 else b"".join(st.parts)
         st.parts = []
         if st.size != st.declared:
             self._finish(sid, error_trailers(
-                INTERNAL, f"request message of {st.size} bytes, its prefix says {st.declared}", None), out)
+                Status.INTERNAL, f"request message of {st.size} bytes, its prefix says {st.declared}", None), out)
             return
         if st.compressed:
-            inflate = _decompressor(encoding)
-            if inflate is None:
+            if encoding not in ENCODINGS:
                 self._finish(sid, error_trailers(
-                    UNIMPLEMENTED, f"grpc-encoding {encoding!r} is not supported (want {ACCEPT_ENCODING})",
+                    Status.UNIMPLEMENTED, f"grpc-encoding {encoding!r} is not supported (want {ACCEPT_ENCODING})",
                     None), out)
                 return
             try:
-                message = inflate(message, self.server.max_message)
-            except Exception as exc:  # BodyTooLarge / BadEncoding
-                if type(exc).__name__ == "BodyTooLarge":
-                    msg = self.server.on_too_large(path, None)
-                    self._finish(sid, error_trailers(RESOURCE_EXHAUSTED, msg, None), out)
-                else:
-                    self._finish(sid, error_trailers(INTERNAL, str(exc), None), out)
+                message = decompress(message, encoding, self.server.max_message)
+            except BodyTooLarge:
+                msg = self.server.on_too_large(path, None)
+                self._finish(sid, error_trailers(Status.RESOURCE_EXHAUSTED, msg, None), out)
+                return
+            except BadEncoding as exc:
+                self._finish(sid, error_trailers(Status.INTERNAL, str(exc), None), out)
                 return
         st.handling = True
         task = asyncio.get_running_loop().create_task(self._call(sid, st, handler, message, metadata))
@@ -549,9 +464,9 @@ class _Connection(asyncio.Protocol):
             self._finish(sid, error_trailers(exc.code, exc.message, exc.details), self.out)
         except Exception:
             log.exception("gRPC handler failed")
-            self._finish(sid, error_trailers(UNKNOWN, "internal error in the gateway", None), self.out)
+            self._finish(sid, error_trailers(Status.UNKNOWN, "internal error in the gateway", None), self.out)
         else:
-            self._respond(sid, RESPONSE_HEADERS, b"\x00" + _U32.pack(len(response)) + response, self.out)
+            self._respond(sid, RESPONSE_HEADERS, b"\x00" + U32.pack(len(response)) + response, self.out)
         finally:
             st.handling = False
             self.orphans.discard(sid)
@@ -598,7 +513,7 @@ class _Connection(asyncio.Protocol):
             return
         if not self.goaway_sent:
             self.goaway_sent = True
-            self.transport.write(frame(GOAWAY, 0, 0, _U32.pack(self.last_stream) + _U32.pack(code)
+            self.transport.write(frame(GOAWAY, 0, 0, U32.pack(self.last_stream) + U32.pack(code)
                                        + why.encode()[:256]))
         if code != NO_ERROR:
             self._close()

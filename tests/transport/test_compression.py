@@ -1,5 +1,5 @@
-"""The HTTP receiver's decompression: every Content-Encoding, and bombs refused without inflating
-past the body limit (measured with tracemalloc)."""
+"""Content codings (`gateway.transport.compression`): every coding both ways, pieces compressed as
+one, and bombs refused without inflating past the limit (measured with tracemalloc)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 import zstandard
 
-from gateway.receivers.otlp_http import BadEncoding, BodyTooLarge, decompress
+from gateway.transport.compression import ENCODINGS, BadEncoding, BodyTooLarge, compress, decompress
 
 DATA = b"otlp " * 1000
 
@@ -66,7 +66,7 @@ def test_bomb_is_refused_without_inflating_past_the_limit(encoding: str) -> None
     ("body", "encoding", "message"),
     [
         (b"not compressed", "gzip", "invalid gzip body"),
-        (gzip.compress(DATA)[:-30], "gzip", "truncated gzip body"),
+        (gzip.compress(DATA, mtime=0)[:-30], "gzip", "truncated gzip body"),
         (b"not compressed", "deflate", "invalid deflate body"),
         (b"not compressed", "zstd", "invalid zstd body"),
         (DATA, "br", "unsupported Content-Encoding 'br' (want gzip, deflate or zstd)"),
@@ -76,3 +76,21 @@ def test_bad_encodings(body: bytes, encoding: str, message: str) -> None:
     with pytest.raises(BadEncoding) as info:
         decompress(body, encoding, 10 * len(DATA))
     assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("level", [None, 1])
+def test_pieces_compress_as_their_concatenation(encoding: str, level: int | None) -> None:
+    pieces = [DATA[:7], bytearray(DATA[7:2000]), memoryview(DATA)[2000:], b""]
+    packed = compress(pieces, encoding, level)
+    assert decompress(packed, encoding, len(DATA)) == DATA
+
+
+def test_zstd_frame_carries_the_content_size() -> None:
+    packed = compress([DATA[:10], DATA[10:]], "zstd")
+    assert zstandard.frame_content_size(packed) == len(DATA)
+
+
+def test_unknown_coding_is_not_compressed() -> None:
+    with pytest.raises(ValueError, match="br"):
+        compress([DATA], "br")

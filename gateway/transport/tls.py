@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +30,6 @@ def _version_errors(min_version: str, max_version: str) -> list[str]:
 def _load_pem_chain(ctx: ssl.SSLContext, cert: bytes, key: bytes) -> None:
     """`load_cert_chain` reads files only: inline PEM goes through a private temporary directory that
     is removed at once."""
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="gateway-tls-") as tmp:
         cert_path, key_path = Path(tmp, "cert.pem"), Path(tmp, "key.pem")
         cert_path.write_bytes(cert)

@@ -49,6 +49,7 @@ REGISTRY: dict[Kind, dict[str, str]] = {
     },
     "connectors": {
         "forward": "gateway.connectors.forward",
+        "routing": "gateway.connectors.routing",
     },
 }
 

@@ -134,6 +134,8 @@ class Telemetry:
             "otelcol_gateway_pipeline_outgoing_items", "Items leaving a pipeline's processors for its exporters",
             ["pipeline"], registry=r,
         )
+        self._unrouted = counters("otelcol_gateway_connector_unrouted", "Items a routing connector sent nowhere "
+                                  "(no route matched and no default_pipelines)", ["connector"])
 
     def receiver_accepted(self, signal: str, receiver: str, transport: str) -> Counter:
         return self._recv_accepted[signal].labels(receiver, transport)
@@ -164,3 +166,6 @@ class Telemetry:
 
     def pipeline_outgoing(self, pipeline: str) -> Counter:
         return self._pipe_out.labels(pipeline)
+
+    def connector_unrouted(self, signal: str, connector: str) -> Counter:
+        return self._unrouted[signal].labels(connector)

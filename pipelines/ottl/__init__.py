@@ -1,0 +1,1 @@
+"""A subset of OTTL, the OpenTelemetry Transformation Language: enough for routing conditions."""

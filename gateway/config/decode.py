@@ -3,6 +3,9 @@
 Types understood: str, int, float, bool, `Duration`, `X | None`, `tuple[T, ...]`, `list[T]`,
 `dict[str, T]`, `Literal[...]`, nested dataclasses, and `Any` (kept as is). Numbers and booleans
 may arrive as strings (from `${env:VAR}` expansion) and are converted, as the Collector does.
+
+A Collector key the gateway does not implement is declared with `unsupported(reason)`: a config that
+sets it is refused with its path and the reason, never silently accepted.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import re
 import types
 import typing
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+
+from pipelines.config_types import unsupported_reason
 
 T = TypeVar("T")
 
@@ -82,6 +87,11 @@ def decode(cls: type[T], data: Any, path: str, errors: Errors) -> T | None:
         name = str(key)
         if name not in fields or name.startswith("_"):
             errors.add(path, f"unknown key {name!r}")
+            ok = False
+            continue
+        reason = unsupported_reason(fields[name])
+        if reason is not None and raw != fields[name].default:
+            errors.add(join(path, name), f"not supported by this gateway: {reason}")
             ok = False
             continue
         before = len(errors.lines)

@@ -184,7 +184,7 @@ def _check_service(
     service: ServiceConfig, sections: dict[str, dict[str, Any]], errors: Errors, pipelines_declared: bool = False
 ) -> None:
     for ext in service.extensions:
-        if ext not in sections["extensions"]:
+        if ext not in sections["extensions"] and not _declared_with_error("extensions", ext, errors):
             errors.add("service::extensions", f"references extension {ext!r} which is not configured")
     if not service.pipelines and not pipelines_declared:
         errors.add("service::pipelines", "at least one pipeline is required")

@@ -1,12 +1,21 @@
-"""The `debug` exporter (old name `logging`): prints what passes through to stdout, in the
-Collector's three verbosities. `detailed` follows the Collector's text layout."""
+"""The `debug` exporter (old name `logging`): prints what passes through, in the Collector's three
+verbosities (`detailed` follows the Collector's text layout).
+
+As in the Collector: with `use_internal_logger: true` (the default) the output goes through the
+gateway's own log (stderr, at info, so `service::telemetry::logs::level` above info silences it);
+with `false` it is written to stdout. Either way it is sampled as zap's sampler does: in each second,
+the first `sampling_initial` outputs of a signal are written, then every `sampling_thereafter`-th.
+"""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
 import json
+import logging
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TextIO
 
@@ -16,6 +25,8 @@ from gateway.telemetry import UNITS
 from pipelines import otlp
 from pipelines.batch import Batch
 from pipelines.processors import anyvalue
+
+log = logging.getLogger("gateway.exporter.debug")
 
 _KINDS = ["Unspecified", "Internal", "Server", "Client", "Producer", "Consumer"]
 _STATUS = ["Unset", "Ok", "Error"]
@@ -33,6 +44,34 @@ class Config:
 
     def level(self) -> str:
         return "detailed" if self.loglevel == "debug" else self.verbosity
+
+    def validate(self) -> list[str]:
+        errors = []
+        if self.sampling_initial < 0:
+            errors.append("sampling_initial must not be negative")
+        if self.sampling_thereafter < 0:
+            errors.append("sampling_thereafter must not be negative")
+        return errors
+
+
+class Sampler:
+    """zapcore.NewSampler's rule, per key and one-second tick: the first `initial` pass, then every
+    `thereafter`-th (0: none after the first `initial`)."""
+
+    def __init__(self, initial: int, thereafter: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.initial = initial
+        self.thereafter = thereafter
+        self._clock = clock
+        self._counts: dict[str, tuple[int, int]] = {}
+
+    def allow(self, key: str) -> bool:
+        tick = int(self._clock())
+        last, n = self._counts.get(key, (tick, 0))
+        n = 1 if last != tick else n + 1
+        self._counts[key] = (tick, n)
+        if n <= self.initial:
+            return True
+        return self.thereafter > 0 and (n - self.initial) % self.thereafter == 0
 
 
 def as_string(v: Any) -> str:
@@ -171,17 +210,28 @@ def render(batch: Batch, level: str, name: str = "debug") -> str:
 
 
 class DebugPusher:
-    def __init__(self, settings: Settings[Config], stream: TextIO | None = None) -> None:
+    """`stream`: where output goes instead of stdout when `use_internal_logger` is false (tests)."""
+
+    def __init__(self, settings: Settings[Config], stream: TextIO | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.config: Config = settings.config
         self.id = settings.id
         self._stream = stream
+        self._sampler = Sampler(self.config.sampling_initial, self.config.sampling_thereafter, clock)
 
     async def start(self) -> None:
         pass
 
     async def push(self, batch: Batch) -> None:
+        if not self._sampler.allow(batch.signal):
+            return
+        text = render(batch, self.config.level(), self.id)
+        if self.config.use_internal_logger:
+            # The logger writes its own level; the text's first line carries zap's, as on stdout.
+            log.info("%s", text.removeprefix("info\t").rstrip("\n"))
+            return
         stream = self._stream or sys.stdout
-        stream.write(render(batch, self.config.level(), self.id))
+        stream.write(text)
         stream.flush()
 
     async def shutdown(self) -> None:

@@ -147,7 +147,15 @@ class Exporter:
 
     # -- the pipeline's side
     def admit(self, batch: Batch) -> None:
-        """Refuse (retryable, counted) a request the queue cannot take now; change nothing otherwise."""
+        """Refuse (retryable, counted) a request the queue cannot take now, or (permanent) one whose
+        metadata values would pass the batch processor's cardinality limit; change nothing otherwise."""
+        combinations = self.policy.combinations
+        if combinations is not None:
+            try:
+                combinations.check(batch.context)
+            except PermanentError:
+                self._enqueue_failed[batch.signal].inc(batch.items)
+                raise
         if self.queue is None:
             return
         try:
@@ -164,10 +172,12 @@ class Exporter:
 
     async def consume(self, batch: Batch) -> None:
         queue = self.queue
+        self.admit(batch)
+        if self.policy.combinations is not None:
+            self.policy.combinations.add(batch.context)
         if queue is None:
             await self._send_now(batch)
             return
-        self.admit(batch)
         if self.queue_config.blocking:
             await queue.wait_room(batch)
             self.admit(batch)

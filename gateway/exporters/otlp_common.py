@@ -8,6 +8,7 @@ from typing import Any
 
 from gateway.exporters.helper import ExporterCommon
 from gateway.transport.tls import TLSClientConfig
+from pipelines.config_types import unsupported
 
 log = logging.getLogger("gateway.exporter")
 
@@ -22,7 +23,8 @@ class OtlpCommon(ExporterCommon):
     tenant_header: str = ""
     # Accepted for compatibility with Collector configs; not used.
     balancer_name: str = ""
-    auth: Any = None
+    auth: Any = unsupported("client authenticators (oauth2client, headers_setter, basicauth, bearertokenauth "
+                            "as a client) are not implemented yet; set the credentials in `headers`")
 
 
 def log_partial_success(exporter: str, signal: str, response: Any) -> int:

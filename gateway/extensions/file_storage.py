@@ -17,7 +17,7 @@ from typing import Any
 
 from gateway.component import ExtensionFactory, Settings
 from gateway.queue.persistent import DiskStore
-from pipelines.config_types import Duration
+from pipelines.config_types import Duration, unsupported
 
 log = logging.getLogger("gateway.storage")
 
@@ -31,8 +31,10 @@ class Config:
     create_directory: bool = False
     directory_permissions: str = "0750"
     timeout: Duration = 1.0
-    compaction: Any = None
-    recreate: bool = False
+    compaction: Any = unsupported("the gateway's queue files need no compaction: a segment is deleted once "
+                                  "every request in it is acknowledged")
+    recreate: bool = unsupported("a damaged queue file is never recreated: its torn records are skipped by "
+                                 "their CRC and the rest is sent", default=False)
     # Beyond the Collector: the disk all queues of this storage may use together.
     max_size_mib: int = 1024
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiohttp import web
 
@@ -16,9 +15,25 @@ from gateway.transport.tls import TLSServerConfig
 
 @dataclass(frozen=True)
 class CheckCollectorPipeline:
+    """Deprecated in the Collector ("not working as expected"); accepted only switched off."""
+
     enabled: bool = False
     interval: str = "5m"
     exporter_failure_threshold: int = 5
+
+    def validate(self) -> list[str]:
+        if self.enabled:
+            return ["enabled: not supported by this gateway (deprecated in the Collector, which documents it as "
+                    "not working as expected); health follows the pipelines' start and shutdown"]
+        return []
+
+
+@dataclass(frozen=True)
+class ResponseBody:
+    """The body of the answer instead of the JSON status, when given (the Collector's `response_body`)."""
+
+    healthy: str = ""
+    unhealthy: str = ""
 
 
 @dataclass(frozen=True)
@@ -26,7 +41,7 @@ class Config:
     endpoint: str = "localhost:13133"
     path: str = "/"
     tls: TLSServerConfig | None = None
-    response_body: Any = None
+    response_body: ResponseBody | None = None
     check_collector_pipeline: CheckCollectorPipeline = field(default_factory=CheckCollectorPipeline)
 
     def validate(self) -> list[str]:
@@ -56,15 +71,17 @@ class HealthCheck:
         self._since = time.time()
 
     async def _handle(self, request: web.Request) -> web.Response:
+        code = 200 if self._ready else 503
+        custom = self.config.response_body
+        if custom is not None:
+            return web.Response(text=custom.healthy if self._ready else custom.unhealthy, status=code)
         status = "Server available" if self._ready else "Server not available"
         body = {
             "status": status,
             "upSince": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._since)),
             "uptime": f"{time.time() - self._since:.3f}s",
         }
-        return web.Response(
-            text=json.dumps(body), status=200 if self._ready else 503, content_type="application/json"
-        )
+        return web.Response(text=json.dumps(body), status=code, content_type="application/json")
 
     async def start(self) -> None:
         app = web.Application()

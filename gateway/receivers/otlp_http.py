@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 from google.rpc import status_pb2
 
+from gateway.receivers.cors import CorsPolicy
 from gateway.receivers.ingest import WIRE_CODES, Ingest, Outcome, Result
 from gateway.receivers.otlp_config import HttpConfig
 from gateway.transport.compression import BadEncoding, BodyTooLarge, decompress
@@ -54,6 +55,11 @@ class HttpServer:
         self._reuse_port = reuse_port
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
+        cors = config.cors
+        self._cors = CorsPolicy(cors) if cors is not None and cors.allowed_origins else None
+        if cors is not None and not cors.allowed_origins and cors.allowed_headers:
+            log.warning("the CORS configuration specifies allowed headers but no allowed origins, and is "
+                        "therefore ignored")
 
     def _respond(self, ingest: Ingest, result: Result, content_type: str) -> web.Response:
         headers = dict(self.config.response_headers)
@@ -119,10 +125,24 @@ class HttpServer:
                 any_ingest.fail(outcome, exc.reason)
             raise
 
+    @web.middleware
+    async def _cors_headers(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Preflight answered before routing and authentication; CORS headers on every other answer."""
+        assert self._cors is not None
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            return web.Response(status=204, headers=self._cors.preflight(request.headers))
+        extra = self._cors.actual(request.method, request.headers)
+        try:
+            response: web.StreamResponse = await handler(request)
+        except web.HTTPException as exc:
+            exc.headers.update(extra)
+            raise
+        response.headers.update(extra)
+        return response
+
     async def start(self) -> None:
-        app = web.Application(
-            client_max_size=self.config.max_request_body_size + 1, middlewares=[self._count_misses]
-        )
+        middlewares = [self._count_misses] if self._cors is None else [self._cors_headers, self._count_misses]
+        app = web.Application(client_max_size=self.config.max_request_body_size + 1, middlewares=middlewares)
         for signal, ingest in self._ingests.items():
             app.router.add_post(self.config.path_for(signal), self._route(ingest))
         ssl_ctx = self.config.tls.ssl_context() if self.config.tls is not None else None

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines import otlp
 from pipelines.batch import RequestContext
 from pipelines.config_types import Duration
+from pipelines.errors import PermanentError
 
 Chunk = tuple[bytes, int]
 
@@ -42,6 +43,28 @@ class Config:
         return errors
 
 
+class MetadataCombinations:
+    """`metadata_cardinality_limit`: how many distinct combinations of `metadata_keys` values one
+    `batch` processor batches by over the process's lifetime; a request bringing one more is refused
+    permanently, as the Collector does ("too many batcher metadata-value combinations")."""
+
+    def __init__(self, keys: tuple[str, ...], limit: int) -> None:
+        self.keys = keys
+        self.limit = limit
+        self._seen: set[tuple[tuple[str, ...], ...]] = set()
+
+    def _key(self, context: RequestContext) -> tuple[tuple[str, ...], ...]:
+        return tuple(context.get_metadata(k) for k in self.keys)
+
+    def check(self, context: RequestContext) -> None:
+        if len(self._seen) >= self.limit and self._key(context) not in self._seen:
+            raise PermanentError(f"too many batcher metadata-value combinations (metadata_cardinality_limit "
+                                 f"{self.limit})")
+
+    def add(self, context: RequestContext) -> None:
+        self._seen.add(self._key(context))
+
+
 @dataclass(frozen=True)
 class BatchPolicy:
     """How an exporter's consumers batch queued entries: the upstream `batch` processor's settings
@@ -55,6 +78,8 @@ class BatchPolicy:
     processor: str | None = None
     # Called with (items, bytes, size_triggered) for each batch formed, for the batch processor's metrics.
     observe: Callable[[int, int, bool], None] | None = None
+    # Shared by every exporter the processor feeds, as the processor's one set of batchers is.
+    combinations: MetadataCombinations | None = field(default=None, compare=False)
 
     def key(self, context: RequestContext) -> tuple[Any, ...]:
         return context.batch_key(self.metadata_keys)
@@ -82,6 +107,8 @@ def policy(c: Config, processor: str, observe: Callable[[int, int, bool], None] 
         metadata_keys=tuple(k.lower() for k in c.metadata_keys),
         processor=processor,
         observe=observe,
+        combinations=MetadataCombinations(tuple(k.lower() for k in c.metadata_keys), c.metadata_cardinality_limit)
+        if c.metadata_keys and c.metadata_cardinality_limit > 0 else None,
     )
 
 

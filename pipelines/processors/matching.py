@@ -11,6 +11,7 @@ An item is processed if it matches `include` (when set) and does not match `excl
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,8 +41,39 @@ class LibraryMatch:
 
 @dataclass(frozen=True)
 class RegexpOptions:
+    """The Collector's filterset regexp options: remember each string's match result, in at most
+    `cachemaxnumentries` entries (least recently used out first; 0: no bound)."""
+
     cacheenabled: bool = False
     cachemaxnumentries: int = 0
+
+    def validate(self) -> list[str]:
+        return ["cachemaxnumentries must not be negative"] if self.cachemaxnumentries < 0 else []
+
+
+class RegexpSet:
+    """Matches a string against any of `patterns` (search, as Go's MatchString), remembering results
+    when the options ask for a cache."""
+
+    def __init__(self, patterns: list[re.Pattern[str]], options: RegexpOptions | None) -> None:
+        self.patterns = patterns
+        self.cache: OrderedDict[str, bool] | None = (
+            OrderedDict() if options is not None and options.cacheenabled else None)
+        self._bound = options.cachemaxnumentries if options is not None else 0
+
+    def __call__(self, s: str) -> bool:
+        cache = self.cache
+        if cache is None:
+            return any(p.search(s) for p in self.patterns)
+        hit = cache.get(s)
+        if hit is not None:
+            cache.move_to_end(s)
+            return hit
+        result = any(p.search(s) for p in self.patterns)
+        cache[s] = result
+        if self._bound and len(cache) > self._bound:
+            cache.popitem(last=False)
+        return result
 
 
 @dataclass(frozen=True)
@@ -79,7 +111,7 @@ def _filter_set(mp: MatchProperties, items: tuple[str, ...], what: str) -> StrFi
                 patterns.append(compile_go_regex(p))
             except re.error as exc:
                 raise ValueError(f"error creating {what} filters: error parsing regexp {p!r}: {exc}") from None
-        return lambda s: any(p.search(s) for p in patterns)
+        return RegexpSet(patterns, mp.regexp)
     raise ValueError(f"error creating {what} filters: unrecognized match_type: '{mp.match_type}', "
                      "valid types are: [regexp strict]")
 

@@ -37,6 +37,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from pipelines import wire
 from pipelines.batch import Batch
+from pipelines.config_types import unsupported
 from pipelines.processors import anyvalue
 from pipelines.processors import tracestate as ts
 from pipelines.processors.tracestate import TraceState, TraceStateError
@@ -90,6 +91,9 @@ def hash_randomness(hashed32: int) -> int:
     return ((NUM_HASH_BUCKETS - 1 - hashed) << 42) | (mixed28 << 14) | hashed
 
 
+_LOGS_ONLY = "a logs key of the Collector's sampler; this gateway samples traces only"
+
+
 @dataclass(frozen=True)
 class Config:
     sampling_percentage: float = 0.0
@@ -97,10 +101,11 @@ class Config:
     mode: str = ""
     fail_closed: bool = True
     sampling_precision: int = 4
-    # Logs-only keys in the Collector; accepted so its configs load, unused for traces.
-    attribute_source: str = "traceID"
-    from_attribute: str = ""
-    sampling_priority: str = ""
+    # Logs-only keys in the Collector: this sampler takes traces only, so asking for anything but their
+    # defaults is refused.
+    attribute_source: str = unsupported(_LOGS_ONLY, default="traceID")
+    from_attribute: str = unsupported(_LOGS_ONLY, default="")
+    sampling_priority: str = unsupported(_LOGS_ONLY, default="")
 
     def validate(self) -> list[str]:
         errors = []
@@ -115,8 +120,6 @@ class Config:
             errors.append(f'unsupported sampler mode "{self.mode}"')
         if not 0 <= self.hash_seed <= 0xFFFFFFFF:
             errors.append(f"hash_seed {self.hash_seed} does not fit in 32 bits (0 to 4294967295)")
-        if self.attribute_source not in ("traceID", "record"):
-            errors.append(f"invalid attribute source: {self.attribute_source}. Expected: traceID or record")
         if self.sampling_precision <= 0:
             errors.append(f"invalid sampling precision: {self.sampling_precision}")
         elif self.sampling_precision > ts.NUM_HEX_DIGITS:

@@ -161,3 +161,18 @@ def test_unreadable_and_unparsable_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_file(bad)
     assert info.value.errors[0].startswith("cannot parse YAML:")
+
+
+def test_a_refused_collector_key_set_to_its_default_asks_for_nothing_and_loads() -> None:
+    text = """
+receivers: {otlp: {protocols: {grpc: }}}
+processors: {probabilistic_sampler: {sampling_percentage: 10, attribute_source: traceID, from_attribute: ""}}
+exporters: {otlp: {endpoint: "x:4317", sending_queue: {storage: file_storage}}}
+extensions: {file_storage: {directory: /tmp, recreate: false}}
+service:
+  extensions: [file_storage]
+  pipelines: {traces: {receivers: [otlp], processors: [probabilistic_sampler], exporters: [otlp]}}
+"""
+    cfg = load_text(text, env={}).config
+    assert cfg.extensions["file_storage"].recreate is False
+    assert cfg.processors["probabilistic_sampler"].attribute_source == "traceID"

@@ -112,9 +112,10 @@ service:
         assert all(md.get("x-honeycomb-team") == "hc-secret-123" for md in honeycomb.metadata)
         assert all("x-honeycomb-team" not in md for md in tempo.metadata)
 
-        # The logging exporter prints at verbosity detailed, after attributes/add_deployment ran.
-        wait_until(lambda: gw.stdout().count("Span #") >= N, what="the logging exporter's output")
-        out = gw.stdout()
+        # The logging exporter prints at verbosity detailed, after attributes/add_deployment ran, through the
+        # gateway's log (stderr), as the Collector's debug exporter does with use_internal_logger (the default).
+        wait_until(lambda: gw.stderr().count("Span #") >= N, what="the logging exporter's output")
+        out = gw.stderr()
         assert "ResourceSpans #0" in out
         assert "     -> service.name: Str(orcheo-backend)" in out
         assert out.count("     -> deployment.environment: Str(staging)") == N

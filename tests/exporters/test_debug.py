@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
@@ -52,7 +53,7 @@ def _request() -> trace_service_pb2.ExportTraceServiceRequest:
 
 def _render(verbosity: str) -> str:
     stream = io.StringIO()
-    cfg = debug.Config(verbosity=verbosity)  # type: ignore[arg-type]
+    cfg = debug.Config(verbosity=verbosity, use_internal_logger=False)  # type: ignore[arg-type]
     pusher = debug.DebugPusher(Settings("debug/test", cfg, Telemetry(), None), stream)
     asyncio.run(pusher.push(Batch("traces", _request().SerializeToString(), 2)))
     return stream.getvalue()
@@ -149,3 +150,45 @@ def test_values(value: common_pb2.AnyValue, text: str) -> None:
 def test_loglevel_debug_of_the_old_logging_exporter_means_detailed() -> None:
     assert debug.Config(loglevel="debug").level() == "detailed"
     assert debug.Config().level() == "basic"
+
+
+def test_use_internal_logger_writes_through_the_gateway_log_not_stdout(caplog: pytest.LogCaptureFixture,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    pusher = debug.DebugPusher(Settings("debug/test", debug.Config(), Telemetry(), None))  # type: ignore[arg-type]
+    with caplog.at_level(logging.INFO, logger="gateway.exporter.debug"):
+        asyncio.run(pusher.push(Batch("traces", _request().SerializeToString(), 2)))
+    assert [r.getMessage() for r in caplog.records] == [SUMMARY.removeprefix("info\t").rstrip("\n")]
+    assert capsys.readouterr().out == ""
+    # use_internal_logger: false writes to stdout, and nothing to the log.
+    caplog.clear()
+    raw = debug.DebugPusher(Settings("debug/test", debug.Config(use_internal_logger=False), Telemetry(),
+                                     None))  # type: ignore[arg-type]
+    with caplog.at_level(logging.INFO, logger="gateway.exporter.debug"):
+        asyncio.run(raw.push(Batch("traces", _request().SerializeToString(), 2)))
+    assert capsys.readouterr().out == SUMMARY
+    assert not caplog.records
+
+
+def test_sampling_initial_and_thereafter_follow_zaps_sampler() -> None:
+    now = [100.0]
+    stream = io.StringIO()
+    cfg = debug.Config(use_internal_logger=False, sampling_initial=2, sampling_thereafter=3)
+    pusher = debug.DebugPusher(Settings("debug/test", cfg, Telemetry(), None), stream,  # type: ignore[arg-type]
+                               clock=lambda: now[0])
+
+    async def push(n: int) -> None:
+        for _ in range(n):
+            await pusher.push(Batch("traces", _request().SerializeToString(), 2))
+
+    asyncio.run(push(10))  # within one second: 1st, 2nd, then the 5th and 8th
+    assert stream.getvalue().count("TracesExporter") == 4
+    now[0] += 1.0  # a new tick starts counting again
+    asyncio.run(push(2))
+    assert stream.getvalue().count("TracesExporter") == 6
+    # The defaults (2, 1) sample nothing away.
+    every = io.StringIO()
+    default = debug.DebugPusher(Settings("debug/test", debug.Config(use_internal_logger=False), Telemetry(),
+                                         None), every, clock=lambda: 5.0)  # type: ignore[arg-type]
+    for _ in range(7):
+        asyncio.run(default.push(Batch("traces", _request().SerializeToString(), 2)))
+    assert every.getvalue().count("TracesExporter") == 7

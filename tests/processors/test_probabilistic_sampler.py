@@ -163,7 +163,6 @@ def test_probability_to_threshold_precision() -> None:
     ({"sampling_precision": 0}, ["invalid sampling precision: 0"]),
     ({"sampling_precision": 15}, ["sampling precision is too great, should be <= 14: 15"]),
     ({"mode": "random"}, ['unsupported sampler mode "random"']),
-    ({"attribute_source": "span"}, ["invalid attribute source: span. Expected: traceID or record"]),
     ({"hash_seed": 2**32}, ["hash_seed 4294967296 does not fit in 32 bits (0 to 4294967295)"]),
 ])
 def test_config_errors(body: dict[str, Any], messages: list[str]) -> None:

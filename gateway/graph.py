@@ -3,8 +3,9 @@ joints between them, and which pipeline each belongs to, built once from a loade
 
 Nodes, as the Collector's service graph has them:
 - a `receiver` node per receiver id, shared by every pipeline that lists it;
-- per pipeline: an `entry` (counts what enters it), one `processor` node per processor, and an `exit`
-  (counts what leaves the processors and fans out to the pipeline's exporters);
+- per pipeline: an `entry` (counts what enters it), one `processor` node per processor, a `join`
+  after a `batch` processor that other processors follow (`gateway.join`: they run once per group of
+  requests), and an `exit` (counts what leaves the processors and fans out to the pipeline's exporters);
 - an `exporter` node per exporter id, shared by the pipelines that list it;
 - a `connector` node per connector id and exporter-side signal: an exporter of the pipelines that list
   it under `exporters` and the receiver of those that list it under `receivers`.
@@ -27,12 +28,13 @@ from gateway import registry
 from gateway.component import Component, Consumer, ExporterNode, Extension, Settings, Stage
 from gateway.config.model import GatewayConfig, pipeline_order
 from gateway.fanout import Counted, Fanout
+from gateway.join import RequestJoiner
 from gateway.telemetry import Telemetry
 from pipelines.batch import Signal
 
 log = logging.getLogger("gateway.graph")
 
-NodeKind = Literal["receiver", "entry", "processor", "exit", "connector", "exporter"]
+NodeKind = Literal["receiver", "entry", "processor", "join", "exit", "connector", "exporter"]
 
 
 @dataclass(eq=False)
@@ -47,7 +49,8 @@ class Node:
     @property
     def key(self) -> str:
         if self.pipeline is not None:
-            return f"{self.kind}:{self.pipeline}:{self.id}" if self.kind == "processor" else f"{self.kind}:{self.id}"
+            return f"{self.kind}:{self.pipeline}:{self.id}" if self.kind in ("processor", "join") else \
+                f"{self.kind}:{self.id}"
         if self.kind == "connector":
             return f"connector:{self.id}:{self.signals[0]}"
         return f"{self.kind}:{self.id}"
@@ -131,7 +134,7 @@ class Graph:
 
 
 def _label(node: Node) -> str:
-    if node.kind in ("entry", "exit"):
+    if node.kind in ("entry", "exit", "join"):
         return node.kind
     return f"{node.kind} {node.id}" + (f" ({node.signals[0]})" if node.kind == "connector" else "")
 
@@ -185,8 +188,16 @@ def _build_pipeline(graph: Graph, config: GatewayConfig, pid: str, entries: Mapp
     nodes = [StageNode("exit", pid, (signal,), pid, targets, consumer=exit_consumer)]
     nxt: Consumer = exit_consumer
     for prid in reversed(pipe.processors):
-        stage = registry.processor(prid.partition("/")[0]).create(
-            settings_for(prid, config.processors[prid]), nxt, signal)
+        factory = registry.processor(prid.partition("/")[0])
+        settings = settings_for(prid, config.processors[prid])
+        if factory.batching is not None and nodes[0].kind != "exit":
+            # Processors follow a `batch` processor: they run once per group of requests (gateway.join).
+            policy = factory.batching(settings)
+            joiner = RequestJoiner(f"{prid} in {pid}", nxt, policy.send_batch_max_size or policy.send_batch_size,
+                                   policy.send_batch_max_bytes)
+            nodes.insert(0, StageNode("join", prid, (signal,), pid, [nodes[0]], consumer=joiner))
+            nxt = joiner
+        stage = factory.create(settings, nxt, signal)
         nodes.insert(0, StageNode("processor", prid, (signal,), pid, [nodes[0]], consumer=stage, stage=stage))
         nxt = stage
     entry = StageNode("entry", pid, (signal,), pid, [nodes[0]],

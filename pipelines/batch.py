@@ -99,6 +99,21 @@ class Batch:
         batch._parts = parts
         return batch
 
+    @classmethod
+    def merge(cls, batches: list[Batch], context: RequestContext) -> Batch:
+        """Requests of one signal and context as one batch (their bytes concatenated, not joined). What
+        `otlp.check` learnt holds for the whole when it holds for every part: each part parses and has
+        valid ids, so their concatenation does too."""
+        if len(batches) == 1:
+            return batches[0]
+        parts = [chunk for b in batches for chunk in b.chunks()]
+        merged = cls.concat(batches[0].signal, parts, sum(b.items for b in batches), context)
+        checked = [b.ids for b in batches]
+        if all(c is not None for c in checked):
+            merged.ids = otlp.Checked(None, all(c.ids_first for c in checked if c is not None),
+                                      all(c.plain_states for c in checked if c is not None))
+        return merged
+
     def data(self) -> bytes:
         if self._data is None:
             if self._parts is not None:

@@ -105,3 +105,13 @@ def test_pipelines_a_connector_feeds_are_built_first() -> None:
         pipeline_order({**pipes, "traces/mid": p(receivers=("forward/1",), exporters=("forward/3",)),
                         "traces/in": p(receivers=("otlp", "forward/3"), exporters=("forward/1",))},
                        frozenset({"forward/1", "forward/2", "forward/3"}))
+
+
+def test_processors_after_batch_get_a_join_and_a_last_batch_does_not() -> None:
+    seeds = CONNECTED.replace("      processors: [attributes/a]\n", "      processors: [batch, attributes/a]\n")
+    graph = Service(load_text(seeds, env={}).config).build()
+    assert [n.key for n in graph.pipelines["traces/a"]] == [
+        "entry:traces/a", "processor:traces/a:batch", "join:traces/a:batch", "processor:traces/a:attributes/a",
+        "exit:traces/a"]
+    # Nothing runs after traces/in's batch: no join there (the exporters' queues batch).
+    assert [n.kind for n in graph.pipelines["traces/in"]] == ["entry", "processor", "exit"]

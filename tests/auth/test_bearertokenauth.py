@@ -137,3 +137,25 @@ def test_unreadable_file_refuses_everything_until_it_appears(tmp_path: Path) -> 
             await a.shutdown()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("reload_interval", "seen"), [(0.02, True), (60.0, False)])
+def test_reload_interval_is_how_often_the_file_is_checked(tmp_path: Path, reload_interval: float,
+                                                          seen: bool) -> None:
+    path = tmp_path / "tokens"
+    path.write_text("first\n")
+
+    async def scenario() -> bool:
+        a = auth(filename=str(path), reload_interval=reload_interval)
+        await a.start()
+        try:
+            path.write_text("second-token\n")
+            await asyncio.sleep(0.5)
+            try:
+                return a.authenticate({"authorization": "Bearer second-token"}) is None
+            except AuthError:
+                return False
+        finally:
+            await a.shutdown()
+
+    assert asyncio.run(scenario()) is seen

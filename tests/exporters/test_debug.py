@@ -192,3 +192,20 @@ def test_sampling_initial_and_thereafter_follow_zaps_sampler() -> None:
     for _ in range(7):
         asyncio.run(default.push(Batch("traces", _request().SerializeToString(), 2)))
     assert every.getvalue().count("TracesExporter") == 7
+
+
+def test_verbosity_and_the_old_loglevel_choose_what_the_pusher_writes() -> None:
+    def written(**keys: str) -> str:
+        stream = io.StringIO()
+        cfg = debug.Config(use_internal_logger=False, **keys)  # type: ignore[arg-type]
+        pusher = debug.DebugPusher(Settings("debug/test", cfg, Telemetry(), None), stream)  # type: ignore[arg-type]
+        asyncio.run(pusher.push(Batch("traces", _request().SerializeToString(), 2)))
+        return stream.getvalue()
+
+    assert written() == SUMMARY  # the default verbosity, basic
+    assert written(verbosity="normal").startswith(SUMMARY + "ResourceTraces #0")
+    detailed = written(verbosity="detailed")
+    assert detailed.startswith(SUMMARY + "ResourceSpans #0") and "Span #1" in detailed
+    # The logging exporter's `loglevel: debug` is detailed; its other levels leave the verbosity be.
+    assert written(loglevel="debug") == detailed
+    assert written(loglevel="info") == SUMMARY

@@ -25,7 +25,9 @@ from gateway.exporters import honeycomb, jaeger, otlp_grpc, otlp_http, tempo
 from gateway.exporters.destination import with_default_port
 from gateway.telemetry import Telemetry
 from pipelines.batch import Batch, RequestContext
+from tests.e2e.support import RecordingHttpSink
 from tests.harness import Ports, Sink, basic_config, running
+from tests.processors.build import log_request, metric_request
 
 INVALID: dict[str, Any] = yaml.safe_load((Path(__file__).parent / "testdata" / "destinations_invalid.yaml").read_text())
 
@@ -208,6 +210,34 @@ def test_honeycomb_and_jaeger_send_their_headers(protocol: str, sink: Sink) -> N
     assert first.headers["x-extra"] == "1"
     assert "x-honeycomb-team" not in second.headers and "x-scope-orgid" not in second.headers
     assert second.request.resource_spans[0].scope_spans[0].spans[0].name == "s"
+
+
+def test_protocol_http_keys_signal_endpoints_and_json_encoding() -> None:
+    sink = RecordingHttpSink()
+    try:
+        base = f"http://127.0.0.1:{sink.port}"
+        block = {"api_key": ENV_KEY, "protocol": "http", "endpoint": base, "compression": "none",
+                 "traces_endpoint": f"{base}/t", "metrics_endpoint": f"{base}/m", "logs_endpoint": f"{base}/l",
+                 "encoding": "json"}
+        batches = [_batch(None), Batch("metrics", metric_request([{}]).SerializeToString(), 1),
+                   Batch("logs", log_request([{}]).SerializeToString(), 1)]
+        asyncio.run(_push(honeycomb, "honeycomb", block, batches))
+        assert sorted((h.path, h.headers["content-type"]) for h in sink.wait_hits(3)) == [
+            ("/l", "application/json"), ("/m", "application/json"), ("/t", "application/json")]
+        plain = {k: v for k, v in block.items() if not k.endswith("_endpoint") and k != "encoding"}
+        asyncio.run(_push(honeycomb, "honeycomb", plain, batches))
+        assert sorted((h.path, h.headers["content-type"]) for h in sink.wait_hits(6)[3:]) == [
+            ("/v1/logs", "application/x-protobuf"), ("/v1/metrics", "application/x-protobuf"),
+            ("/v1/traces", "application/x-protobuf")]
+    finally:
+        sink.stop()
+
+
+def test_tempo_tenant_header_names_where_the_batch_tenant_goes(sink: Sink) -> None:
+    base = {"endpoint": f"127.0.0.1:{sink.grpc_port}", "tls": {"insecure": True}}
+    asyncio.run(_push(tempo, "tempo", {**base, "tenant_header": "X-Tenant"}, [_batch("acme")]))
+    (got,) = sink.requests("traces")
+    assert got.headers.get("x-tenant") == "acme" and "x-scope-orgid" not in got.headers
 
 
 def test_destinations_in_a_running_gateway(ports: Ports) -> None:

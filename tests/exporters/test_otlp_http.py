@@ -1,9 +1,12 @@
 """The `otlphttp` exporter against real HTTP(S) backends: endpoint + /v1/traces, traces_endpoint,
-gzip by default, headers, TLS with ca_file, status classification, timeout."""
+metrics_endpoint, logs_endpoint, gzip by default, JSON encoding, headers, TLS with ca_file, status
+classification, timeout."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import json
 import ssl
 import time
 import zlib
@@ -19,6 +22,7 @@ from pipelines.errors import RetryableError
 from tests.e2e.support import Certs, RecordingHttpSink, spans_request
 from tests.exporters.exporting import export, make
 from tests.harness import Fault, Sink
+from tests.processors.build import log_request, metric_request
 
 
 @pytest.fixture
@@ -140,3 +144,43 @@ def test_body_of_queued_requests_is_compressed_from_the_pieces(compression: str)
     body = exporter.pusher.body(Batch.concat("traces", parts, 6))
     assert inflate(body) == b"".join(parts)
     assert [n[:2] for n in _spans(inflate(body))] == ["r0", "r0", "r1", "r1", "r2", "r2"]
+
+
+def _signals() -> list[Batch]:
+    return [Batch("traces", spans_request(1).SerializeToString(), 1),
+            Batch("metrics", metric_request([{}]).SerializeToString(), 1),
+            Batch("logs", log_request([{}]).SerializeToString(), 1)]
+
+
+def _push_each_signal(config: dict[str, object]) -> None:
+    exporter, _ = make(otlp_http, config, "otlphttp")
+
+    async def run() -> None:
+        await exporter.start()
+        try:
+            for batch in _signals():
+                await exporter.consume(batch)
+        finally:
+            await exporter.shutdown()
+
+    asyncio.run(run())
+
+
+def test_metrics_endpoint_and_logs_endpoint_are_used_as_is(http_sink: RecordingHttpSink) -> None:
+    base = f"http://127.0.0.1:{http_sink.port}"
+    _push_each_signal({"endpoint": base, "compression": "none"})
+    assert [h.path for h in http_sink.hits] == ["/v1/traces", "/v1/metrics", "/v1/logs"]
+    _push_each_signal({"endpoint": base, "compression": "none", "metrics_endpoint": f"{base}/m/in",
+                       "logs_endpoint": f"{base}/l/in"})
+    assert [h.path for h in http_sink.hits[3:]] == ["/v1/traces", "/m/in", "/l/in"]
+
+
+def test_encoding_json_sends_otlp_json(http_sink: RecordingHttpSink) -> None:
+    cfg = {"endpoint": f"http://127.0.0.1:{http_sink.port}", "compression": "none"}
+    assert export(otlp_http, cfg, 2, cid="otlphttp")[0] is None
+    assert http_sink.hits[0].headers["content-type"] == "application/x-protobuf"  # the default, proto
+    assert export(otlp_http, {**cfg, "encoding": "json"}, 2, cid="otlphttp")[0] is None
+    hit = http_sink.hits[1]
+    assert hit.headers["content-type"] == "application/json"
+    spans = json.loads(hit.body)["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    assert [s["name"] for s in spans] == ["span-0", "span-1"]

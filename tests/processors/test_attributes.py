@@ -287,6 +287,8 @@ ACT = [{"key": "a", "action": "delete"}]
     ({"match_type": "strict", "resources": [{"value": 1}]},
      "error creating resource filters: can't have empty key in the list of attributes"),
     ({"match_type": "strict", "log_bodies": ["x"]}, "log_bodies should not be specified for trace spans"),
+    ({"match_type": "strict", "log_severity_texts": ["x"]},
+     "log_severity_texts should not be specified for trace spans"),
 ])
 def test_match_config_errors(include: dict[str, Any], message: str) -> None:
     assert errors_of(Config, {"actions": ACT, "include": include}) == [f"{P}::include: {message}"]
@@ -300,3 +302,30 @@ def test_keys_written_by_earlier_actions_are_not_taken_as_absent() -> None:
     acts = [{"key": "a", "value": 1, "action": "insert"}, {"key": "a", "value": 2, "action": "insert"},
             {"key": "u", "pattern": "(?P<g>x+)", "action": "extract"}, {"key": "g", "value": "no", "action": "insert"}]
     assert run(acts, {"u": "xx"}) == {"u": "xx", "a": 1, "g": "xx"}
+
+
+def marked_by(include: dict[str, Any], resource: dict[str, Any] | None = None) -> list[bool]:
+    """`marked` with `include` given as YAML data, decoded as the loader does."""
+    errors = Errors()
+    cfg = decode(Config, {"actions": [{"key": "hit", "value": True, "action": "insert"}], "include": include},
+                 P, errors)
+    assert cfg is not None and not errors, errors.lines
+    out = AttributesProcessor(cfg, "traces").process(batch_of(span_request(SPANS, resource)))
+    assert out is not None
+    return ["hit" in a for a in span_attrs(out)]
+
+
+def test_include_keys_as_written_in_yaml() -> None:
+    """Each matcher key, spelled as in a config file, selects fewer spans than no `include` (all three)."""
+    assert marked(None) == [True, True, True]
+    assert marked_by({"match_type": "strict", "span_names": ["db"]}) == [False, False, True]
+    assert marked_by({"match_type": "regexp", "span_names": ["^(GET|POST) "]}) == [True, True, False]
+    assert marked_by({"match_type": "strict", "services": ["other"]}) == [False, False, False]
+    assert marked_by({"match_type": "strict", "span_kinds": ["SPAN_KIND_CLIENT"]}) == [False, True, False]
+    assert marked_by({"match_type": "strict", "attributes": [{"key": "n"}]}) == [True, True, False]
+    assert marked_by({"match_type": "strict", "attributes": [{"key": "n", "value": 1}]}) == [True, False, False]
+    assert marked_by({"match_type": "strict", "resources": [{"key": "env", "value": "prod"}]},
+                     {"service.name": "svc", "env": "dev"}) == [False, False, False]
+    assert marked_by({"match_type": "strict", "libraries": [{"name": "other"}]}) == [False, False, False]
+    assert marked_by({"match_type": "strict", "libraries": [{"name": "lib", "version": "2.0"}]}) == [False] * 3
+    assert marked_by({"match_type": "strict", "libraries": [{"name": "lib", "version": "1.0"}]}) == [True] * 3

@@ -176,3 +176,10 @@ def test_defaults_are_the_collectors() -> None:
     assert (c.sampling_percentage, c.fail_closed, c.sampling_precision, c.resolved_mode()) == (
         0.0, True, 4, "proportional")
     assert Config(hash_seed=5).resolved_mode() == "hash_seed"
+
+
+def test_sampling_precision_is_the_number_of_hex_digits_of_th() -> None:
+    high = bytes(8) + b"\x00" + b"\xff" * 7  # kept at any threshold
+    assert sampler(sampling_percentage=100 / 3).decide(high, "") == (True, "ot=th:aaab")  # the default, 4
+    assert sampler(sampling_percentage=100 / 3, sampling_precision=2).decide(high, "") == (True, "ot=th:ab")
+    assert sampler(sampling_percentage=100 / 3, sampling_precision=10).decide(high, "") == (True, "ot=th:aaaaaae148")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from google.protobuf.message import DecodeError
@@ -15,10 +15,13 @@ from gateway.component import ExporterFactory, Settings
 from gateway.exporters import classify
 from gateway.exporters.helper import Exporter, storage_refs
 from gateway.exporters.otlp_common import OtlpCommon, log_partial_success
-from gateway.transport.grpc_client import GrpcCallError, H2Client
+from gateway.transport.grpc_channel import BALANCERS, Balancer, H2Client
+from gateway.transport.grpc_client import GrpcCallError, Keepalive
+from gateway.transport.resolve import parse_target
 from gateway.transport.tls import _VERSIONS, TLSClientConfig, _load_pem_chain
 from pipelines import otlp
 from pipelines.batch import Batch
+from pipelines.config_types import Duration
 from pipelines.errors import RetryableError
 
 log = logging.getLogger("gateway.exporter")
@@ -26,14 +29,55 @@ log = logging.getLogger("gateway.exporter")
 _COMPRESSION = ("gzip", "deflate", "none", "")
 USER_AGENT = f"otel-trace-gateway/{__version__} (asyncio h2)"
 MAX_RESPONSE = 16 * 1024 * 1024
+# grpc-go raises a keepalive `time` below 10s to 10s (keepalive.ClientParameters), and so do we.
+MIN_KEEPALIVE_TIME = 10.0
+# grpc-go's keepalive `timeout` when 0.
+DEFAULT_KEEPALIVE_TIMEOUT = 20.0
 
 
 @dataclass(frozen=True)
-class Config(OtlpCommon):
-    def validate(self) -> list[str]:
+class KeepaliveConfig:
+    """configgrpc's KeepaliveClientConfig, with the Collector's defaults; `time: 0` turns PINGs off."""
+
+    time: Duration = 10.0
+    timeout: Duration = 10.0
+    permit_without_stream: bool = False
+
+    def params(self) -> Keepalive | None:
+        if self.time <= 0:
+            return None
+        return Keepalive(max(self.time, MIN_KEEPALIVE_TIME), self.timeout or DEFAULT_KEEPALIVE_TIMEOUT,
+                         self.permit_without_stream)
+
+
+@dataclass(frozen=True)
+class GrpcKeys:
+    """The keys only the gRPC side has (configgrpc.ClientConfig); destinations carry them too."""
+
+    keepalive: KeepaliveConfig | None = field(default_factory=KeepaliveConfig)
+    balancer_name: str = "round_robin"
+
+    def grpc_errors(self) -> list[str]:
         errors = []
+        if self.balancer_name not in BALANCERS:
+            errors.append(f"invalid balancer_name: {self.balancer_name} (want {' or '.join(BALANCERS)})")
+        ka = self.keepalive
+        if ka is not None and (ka.time < 0 or ka.timeout < 0):
+            errors.append("keepalive: time and timeout must not be negative")
+        return errors
+
+
+@dataclass(frozen=True)
+class Config(GrpcKeys, OtlpCommon):
+    def validate(self) -> list[str]:
+        errors = self.grpc_errors()
         if not self.endpoint:
             errors.append("missing endpoint")
+        else:
+            try:
+                parse_target(target_of(self.endpoint)[0], 443)
+            except ValueError as exc:
+                errors.append(f"endpoint: {exc}")
         if self.compression not in _COMPRESSION:
             errors.append(f"compression {self.compression!r} is not supported over gRPC (want gzip, deflate or none)")
         return errors
@@ -44,8 +88,6 @@ def target_of(endpoint: str) -> tuple[str, bool | None]:
     for scheme, secure in (("https://", True), ("http://", False)):
         if endpoint.startswith(scheme):
             return endpoint[len(scheme):].rstrip("/"), secure
-    if endpoint.startswith("dns:"):
-        endpoint = endpoint[4:].lstrip("/")
     return endpoint, None
 
 
@@ -80,6 +122,13 @@ def client_ssl_context(tls: TLSClientConfig) -> ssl.SSLContext:
     return ctx
 
 
+def balancer(name: str) -> Balancer:
+    for known in BALANCERS:
+        if name == known:
+            return known
+    raise ValueError(f"invalid balancer_name: {name}")
+
+
 class GrpcPusher:
     def __init__(self, settings: Settings[Config]) -> None:
         self.id = settings.id
@@ -100,6 +149,8 @@ class GrpcPusher:
             metadata=[(k.lower(), v) for k, v in cfg.headers.items()],
             compression=cfg.compression, user_agent=USER_AGENT, max_response=MAX_RESPONSE,
             connect_timeout=max(cfg.timeout or 20.0, 1.0),
+            keepalive=cfg.keepalive.params() if cfg.keepalive is not None else None,
+            balancer=balancer(cfg.balancer_name),
         )
 
     async def start(self) -> None:

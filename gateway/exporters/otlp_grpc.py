@@ -6,7 +6,6 @@ import logging
 import os
 import ssl
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from google.protobuf.message import DecodeError
 
@@ -18,7 +17,7 @@ from gateway.exporters.otlp_common import OtlpCommon, log_partial_success
 from gateway.transport.grpc_channel import BALANCERS, Balancer, H2Client
 from gateway.transport.grpc_client import GrpcCallError, Keepalive
 from gateway.transport.resolve import parse_target
-from gateway.transport.tls import _VERSIONS, TLSClientConfig, _load_pem_chain
+from gateway.transport.tls import TLSClientConfig
 from pipelines import otlp
 from pipelines.batch import Batch
 from pipelines.config_types import Duration
@@ -92,34 +91,9 @@ def target_of(endpoint: str) -> tuple[str, bool | None]:
 
 
 def client_ssl_context(tls: TLSClientConfig) -> ssl.SSLContext:
-    """As the Collector's gRPC client: a given CA replaces the system roots (unless
-    include_system_ca_certs_pool), an optional client certificate (files or inline PEM), ALPN "h2";
-    without a CA, grpcio's GRPC_DEFAULT_SSL_ROOTS_FILE_PATH if set, else the system roots."""
-    ca, cert, key = tls.read()
-    if tls.insecure_skip_verify:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    elif ca is not None:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.load_verify_locations(cadata=ca.decode())
-        if tls.include_system_ca_certs_pool:
-            ctx.load_default_certs()
-    elif os.environ.get("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"):
-        # grpcio's override of its default roots: deployments (and tests) set it, so it stays honoured.
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.load_verify_locations(cafile=os.environ["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"])
-    else:
-        ctx = ssl.create_default_context()
-    ctx.minimum_version = _VERSIONS.get(tls.min_version or "1.2", ssl.TLSVersion.TLSv1_2)
-    if tls.max_version:
-        ctx.maximum_version = _VERSIONS[tls.max_version]
-    if tls.cert_file and tls.key_file:
-        ctx.load_cert_chain(Path(tls.cert_file), Path(tls.key_file))
-    elif cert is not None and key is not None:
-        _load_pem_chain(ctx, cert, key)
-    ctx.set_alpn_protocols(["h2"])
-    return ctx
+    """The shared client TLS settings with ALPN "h2"; without a CA, grpcio's
+    GRPC_DEFAULT_SSL_ROOTS_FILE_PATH stands for the system roots if set (deployments and tests set it)."""
+    return tls.ssl_context(("h2",), os.environ.get("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH") or None)
 
 
 def balancer(name: str) -> Balancer:

@@ -5,9 +5,11 @@ to (from a DNS server of the test's own on loopback) and follows the answer as i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
@@ -73,6 +75,19 @@ def sinks() -> Iterator[list[StrictGrpcSink]]:
             s.stop()
 
 
+@contextlib.asynccontextmanager
+async def resolved_by(dns: DnsServer, port: int, **kwargs: Any) -> AsyncIterator[H2Client]:
+    """A client of `backend.test:port` that asks `dns` for the addresses."""
+    dns_port = await dns.start()
+    client = H2Client(f"dns://127.0.0.1:{dns_port}/{dns.name}:{port}", **kwargs)
+    try:
+        yield client
+    finally:
+        await client.close()
+        assert dns.transport is not None
+        dns.transport.close()
+
+
 def _request(n: int = 1) -> bytes:
     return spans_request(n).SerializeToString()
 
@@ -92,9 +107,7 @@ def test_targets() -> None:
 def test_round_robin_spreads_over_every_address_and_follows_dns(sinks: list[StrictGrpcSink]) -> None:
     async def body() -> None:
         dns = DnsServer("backend.test", ["127.0.0.1", "127.0.0.2", "127.0.0.3"])
-        dns_port = await dns.start()
-        client = H2Client(f"dns://127.0.0.1:{dns_port}/backend.test:{sinks[0].port}", resolve_interval=0.05)
-        try:
+        async with resolved_by(dns, sinks[0].port, resolve_interval=0.05) as client:
             for _ in range(30):
                 await client.unary(EXPORT, _request())
             counts = [s.total() for s in sinks]
@@ -107,10 +120,6 @@ def test_round_robin_spreads_over_every_address_and_follows_dns(sinks: list[Stri
             for _ in range(10):
                 await client.unary(EXPORT, _request())
             assert [s.total() for s in sinks] == [*counts[:3], 10]
-        finally:
-            await client.close()
-            assert dns.transport is not None
-            dns.transport.close()
 
     asyncio.run(asyncio.wait_for(body(), 30))
 
@@ -118,16 +127,10 @@ def test_round_robin_spreads_over_every_address_and_follows_dns(sinks: list[Stri
 def test_pick_first_stays_on_the_first_address(sinks: list[StrictGrpcSink]) -> None:
     async def body() -> None:
         dns = DnsServer("backend.test", ["127.0.0.2", "127.0.0.3"])
-        dns_port = await dns.start()
-        client = H2Client(f"dns://127.0.0.1:{dns_port}/backend.test:{sinks[0].port}", balancer="pick_first")
-        try:
+        async with resolved_by(dns, sinks[0].port, balancer="pick_first") as client:
             for _ in range(10):
                 await client.unary(EXPORT, _request())
             assert [s.total() for s in sinks] == [0, 10, 0, 0]
-        finally:
-            await client.close()
-            assert dns.transport is not None
-            dns.transport.close()
 
     asyncio.run(asyncio.wait_for(body(), 30))
 

@@ -22,7 +22,7 @@ _HTTP_ONLY = ("traces_endpoint", "metrics_endpoint", "logs_endpoint")
 
 
 @dataclass(frozen=True)
-class DestinationConfig(OtlpCommon):
+class DestinationConfig(otlp_grpc.GrpcKeys, OtlpCommon):
     protocol: Protocol = "grpc"
     # The otlphttp exporter's own keys, for `protocol: http`.
     traces_endpoint: str = ""
@@ -32,8 +32,12 @@ class DestinationConfig(OtlpCommon):
 
     def protocol_errors(self) -> list[str]:
         if self.protocol == "http":
-            return []
-        errors = [f"{name} applies to protocol http only" for name in _HTTP_ONLY if getattr(self, name)]
+            grpc_only = {f.name for f in dataclasses.fields(otlp_grpc.GrpcKeys)}
+            default = otlp_grpc.GrpcKeys()
+            return [f"{name} applies to protocol grpc only" for name in sorted(grpc_only)
+                    if getattr(self, name) != getattr(default, name)]
+        errors = self.grpc_errors()
+        errors += [f"{name} applies to protocol http only" for name in _HTTP_ONLY if getattr(self, name)]
         if self.encoding != "proto":
             errors.append("encoding applies to protocol http only")
         return errors
@@ -70,7 +74,7 @@ def otlp_config(cfg: DestinationConfig, endpoint: str, headers: dict[str, str],
     common: dict[str, Any] = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(OtlpCommon)}
     common.update(endpoint=endpoint, headers=headers, tenant_header=tenant_header)
     if cfg.protocol == "grpc":
-        return otlp_grpc.Config(**common)
+        return otlp_grpc.Config(**common, keepalive=cfg.keepalive, balancer_name=cfg.balancer_name)
     return otlp_http.Config(
         **common, traces_endpoint=cfg.traces_endpoint, metrics_endpoint=cfg.metrics_endpoint,
         logs_endpoint=cfg.logs_endpoint, encoding=cfg.encoding,

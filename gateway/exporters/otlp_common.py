@@ -21,8 +21,6 @@ class OtlpCommon(ExporterCommon):
     tls: TLSClientConfig = field(default_factory=TLSClientConfig)
     # Beyond the Collector: send the authenticated tenant of each batch in this header (Tempo: X-Scope-OrgID).
     tenant_header: str = ""
-    # Accepted for compatibility with Collector configs; not used.
-    balancer_name: str = ""
     auth: Any = unsupported("client authenticators (oauth2client, headers_setter, basicauth, bearertokenauth "
                             "as a client) are not implemented yet; set the credentials in `headers`")
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import ssl
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError
 
@@ -15,10 +14,13 @@ from gateway.component import ExporterFactory, Settings
 from gateway.exporters import classify
 from gateway.exporters.helper import Exporter, storage_refs
 from gateway.exporters.otlp_common import OtlpCommon, log_partial_success
-from gateway.transport.grpc_client import GrpcCallError, H2Client
-from gateway.transport.tls import _VERSIONS, TLSClientConfig, _load_pem_chain
+from gateway.transport.grpc_channel import BALANCERS, Balancer, H2Client
+from gateway.transport.grpc_client import GrpcCallError, Keepalive
+from gateway.transport.resolve import parse_target
+from gateway.transport.tls import TLSClientConfig
 from pipelines import otlp
 from pipelines.batch import Batch
+from pipelines.config_types import Duration
 from pipelines.errors import RetryableError
 
 log = logging.getLogger("gateway.exporter")
@@ -26,14 +28,55 @@ log = logging.getLogger("gateway.exporter")
 _COMPRESSION = ("gzip", "deflate", "none", "")
 USER_AGENT = f"otel-trace-gateway/{__version__} (asyncio h2)"
 MAX_RESPONSE = 16 * 1024 * 1024
+# grpc-go raises a keepalive `time` below 10s to 10s (keepalive.ClientParameters), and so do we.
+MIN_KEEPALIVE_TIME = 10.0
+# grpc-go's keepalive `timeout` when 0.
+DEFAULT_KEEPALIVE_TIMEOUT = 20.0
 
 
 @dataclass(frozen=True)
-class Config(OtlpCommon):
-    def validate(self) -> list[str]:
+class KeepaliveConfig:
+    """configgrpc's KeepaliveClientConfig, with the Collector's defaults; `time: 0` turns PINGs off."""
+
+    time: Duration = 10.0
+    timeout: Duration = 10.0
+    permit_without_stream: bool = False
+
+    def params(self) -> Keepalive | None:
+        if self.time <= 0:
+            return None
+        return Keepalive(max(self.time, MIN_KEEPALIVE_TIME), self.timeout or DEFAULT_KEEPALIVE_TIMEOUT,
+                         self.permit_without_stream)
+
+
+@dataclass(frozen=True)
+class GrpcKeys:
+    """The keys only the gRPC side has (configgrpc.ClientConfig); destinations carry them too."""
+
+    keepalive: KeepaliveConfig | None = field(default_factory=KeepaliveConfig)
+    balancer_name: str = "round_robin"
+
+    def grpc_errors(self) -> list[str]:
         errors = []
+        if self.balancer_name not in BALANCERS:
+            errors.append(f"invalid balancer_name: {self.balancer_name} (want {' or '.join(BALANCERS)})")
+        ka = self.keepalive
+        if ka is not None and (ka.time < 0 or ka.timeout < 0):
+            errors.append("keepalive: time and timeout must not be negative")
+        return errors
+
+
+@dataclass(frozen=True)
+class Config(GrpcKeys, OtlpCommon):
+    def validate(self) -> list[str]:
+        errors = self.grpc_errors()
         if not self.endpoint:
             errors.append("missing endpoint")
+        else:
+            try:
+                parse_target(target_of(self.endpoint)[0], 443)
+            except ValueError as exc:
+                errors.append(f"endpoint: {exc}")
         if self.compression not in _COMPRESSION:
             errors.append(f"compression {self.compression!r} is not supported over gRPC (want gzip, deflate or none)")
         return errors
@@ -44,40 +87,20 @@ def target_of(endpoint: str) -> tuple[str, bool | None]:
     for scheme, secure in (("https://", True), ("http://", False)):
         if endpoint.startswith(scheme):
             return endpoint[len(scheme):].rstrip("/"), secure
-    if endpoint.startswith("dns:"):
-        endpoint = endpoint[4:].lstrip("/")
     return endpoint, None
 
 
 def client_ssl_context(tls: TLSClientConfig) -> ssl.SSLContext:
-    """As the Collector's gRPC client: a given CA replaces the system roots (unless
-    include_system_ca_certs_pool), an optional client certificate (files or inline PEM), ALPN "h2";
-    without a CA, grpcio's GRPC_DEFAULT_SSL_ROOTS_FILE_PATH if set, else the system roots."""
-    ca, cert, key = tls.read()
-    if tls.insecure_skip_verify:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    elif ca is not None:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.load_verify_locations(cadata=ca.decode())
-        if tls.include_system_ca_certs_pool:
-            ctx.load_default_certs()
-    elif os.environ.get("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"):
-        # grpcio's override of its default roots: deployments (and tests) set it, so it stays honoured.
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.load_verify_locations(cafile=os.environ["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"])
-    else:
-        ctx = ssl.create_default_context()
-    ctx.minimum_version = _VERSIONS.get(tls.min_version or "1.2", ssl.TLSVersion.TLSv1_2)
-    if tls.max_version:
-        ctx.maximum_version = _VERSIONS[tls.max_version]
-    if tls.cert_file and tls.key_file:
-        ctx.load_cert_chain(Path(tls.cert_file), Path(tls.key_file))
-    elif cert is not None and key is not None:
-        _load_pem_chain(ctx, cert, key)
-    ctx.set_alpn_protocols(["h2"])
-    return ctx
+    """The shared client TLS settings with ALPN "h2"; without a CA, grpcio's
+    GRPC_DEFAULT_SSL_ROOTS_FILE_PATH stands for the system roots if set (deployments and tests set it)."""
+    return tls.ssl_context(("h2",), os.environ.get("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH") or None)
+
+
+def balancer(name: str) -> Balancer:
+    for known in BALANCERS:
+        if name == known:
+            return known
+    raise ValueError(f"invalid balancer_name: {name}")
 
 
 class GrpcPusher:
@@ -100,6 +123,8 @@ class GrpcPusher:
             metadata=[(k.lower(), v) for k, v in cfg.headers.items()],
             compression=cfg.compression, user_agent=USER_AGENT, max_response=MAX_RESPONSE,
             connect_timeout=max(cfg.timeout or 20.0, 1.0),
+            keepalive=cfg.keepalive.params() if cfg.keepalive is not None else None,
+            balancer=balancer(cfg.balancer_name),
         )
 
     async def start(self) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ssl
 from dataclasses import dataclass
 from typing import Literal
 
@@ -70,9 +69,8 @@ class HttpPusher:
         self._urls = {s: self.config.url_for(s) for s in _SIGNAL_PATHS}
 
     async def start(self) -> None:
-        tls = self.config.tls
-        ssl_ctx: ssl.SSLContext | bool = tls.ssl_context() if not tls.insecure else False
-        connector = aiohttp.TCPConnector(ssl=ssl_ctx, limit=0)
+        # As confighttp: the URL's scheme decides whether TLS is used; `tls` says how, for https.
+        connector = aiohttp.TCPConnector(ssl=self.config.tls.ssl_context(), limit=0)
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=self.config.timeout or None)
         )
@@ -97,7 +95,8 @@ class HttpPusher:
             # Compressing a large batch takes milliseconds: do it off the event loop (zlib and zstd release the GIL).
             big = self._compression is not None and batch.nbytes() > _OFF_LOOP_BYTES
             body = await asyncio.to_thread(self.body, batch) if big else self.body(batch)
-            async with self._session.post(self._urls[batch.signal], data=body, headers=headers) as resp:
+            async with self._session.post(self._urls[batch.signal], data=body, headers=headers,
+                                          server_hostname=self.config.tls.server_name_override or None) as resp:
                 payload = await resp.read()
                 if resp.status // 100 != 2:
                     raise classify.from_http(

@@ -1,5 +1,6 @@
-"""A gRPC client for unary calls, on asyncio and our own HTTP/2 framing (the counterpart of
-`gateway.transport.grpc_server`).
+"""One HTTP/2 connection of our gRPC client for unary calls, on asyncio and our own framing (the
+counterpart of `gateway.transport.grpc_server`); `grpc_channel.H2Client` resolves the target, keeps
+these connections and picks one per call.
 
 Why not grpcio's aio channel: each call hops between gRPC core's threads, its poller and the event
 loop, about 2.6 ms of CPU per 3 MB export; here a call is framed, sent and read on the event loop.
@@ -7,7 +8,8 @@ loop, about 2.6 ms of CPU per 3 MB export; here a call is framed, sent and read 
 Of HTTP/2 (RFC 9113): one connection, h2c with prior knowledge or TLS with ALPN "h2"; SETTINGS
 (MAX_CONCURRENT_STREAMS waited for, MAX_FRAME_SIZE, INITIAL_WINDOW_SIZE) and PING acknowledged; send
 and receive flow control; HEADERS + CONTINUATION (HPACK decoding by `hpack_decoder`, our own blocks
-never indexed); RST_STREAM; GOAWAY (streams above its last id fail, new calls use a new connection).
+never indexed); RST_STREAM; GOAWAY (streams above its last id were not processed and go out again on
+another connection; new calls too); keepalive PINGs on a timer (`Keepalive`, grpc-go's semantics).
 Of gRPC: the length-prefixed message, gzip/deflate, `grpc-timeout`, Trailers-Only responses,
 `grpc-status` / `grpc-message` / `grpc-status-details-bin`, and the HTTP-to-gRPC and HTTP/2-error-to-gRPC
 code tables. Every failure is a `GrpcCallError`; transport failures and anything malformed from the
@@ -21,15 +23,12 @@ import base64
 import binascii
 import logging
 import math
-import ssl
-import time
 import urllib.parse
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import hpack
 
-from gateway.transport.compression import BadEncoding, BodyTooLarge, compress, decompress
+from gateway.transport.compression import BadEncoding, BodyTooLarge, decompress
 from gateway.transport.grpc_status import Status
 from gateway.transport.h2 import (
     ACK,
@@ -71,8 +70,6 @@ from gateway.transport.h2 import (
     HeaderBlock,
     frame,
     frame_head,
-    hpack_indexed_name,
-    hpack_literal,
     unpad,
 )
 from gateway.transport.hpack_decoder import HeaderDecoder
@@ -91,7 +88,6 @@ MIN_FRAME = 16384
 RECV_MAX_FRAME = 1 << 20  # the largest frame we accept
 STREAM_WINDOW = 4 * 1024 * 1024  # per response stream, replenished when half is used
 CONN_WINDOW = 16 * 1024 * 1024
-OFFLOAD_COMPRESSION = 1024 * 1024  # compress messages at least this large in a worker thread
 WRITE_CHUNK = 1024 * 1024  # request bytes handed to the transport at a time
 # What we ask servers to compress responses with, if at all.
 RESPONSE_ENCODINGS = ("gzip", "deflate")
@@ -116,6 +112,11 @@ class _Refused(GrpcCallError):
     to send again at once; a server that frees a stream slot a moment after our side saw it close does this."""
 
 
+class _Unprocessed(GrpcCallError):
+    """Above the last stream id of a GOAWAY: the server says it did not process the call (RFC 9113
+    6.8), so it goes out again at once on another connection, not after the retry backoff."""
+
+
 class _NotSent(Exception):
     """The connection cannot take a new stream; nothing of the call went out: use another connection."""
 
@@ -128,6 +129,17 @@ def grpc_timeout(seconds: float) -> str:
     """`grpc-timeout`: at most 8 digits and a unit."""
     ms = max(1, math.ceil(seconds * 1000))
     return f"{ms}m" if ms < 10**8 else f"{min(10**8 - 1, math.ceil(seconds))}S"
+
+
+@dataclass(frozen=True, slots=True)
+class Keepalive:
+    """grpc-go's keepalive.ClientParameters: after `time` seconds without reading anything, a PING; when
+    nothing at all arrives within `timeout` after it, the connection is dead (a black-holed peer) and
+    its calls fail as UNAVAILABLE. Idle connections are pinged only if `permit_without_stream`."""
+
+    time: float
+    timeout: float
+    permit_without_stream: bool = False
 
 
 @dataclass(slots=True, eq=False)
@@ -146,10 +158,16 @@ class _Call:
 class _Connection(asyncio.Protocol):
     """One HTTP/2 connection: frames in (`data_received`), calls out (`call`)."""
 
-    def __init__(self, max_response: int) -> None:
+    def __init__(self, max_response: int, keepalive: Keepalive | None = None) -> None:
         self.max_response = max_response
         loop = asyncio.get_running_loop()
         self.loop = loop
+        self.keepalive = keepalive
+        self.last_read = loop.time()
+        self.ping_sent = 0.0  # when our keepalive PING went out, while it is unanswered
+        self.ping_timer: asyncio.TimerHandle | None = None
+        self.dormant = False  # keepalive waits for a call (idle, and not permit_without_stream)
+        self.too_many_pings = False  # GOAWAY(ENHANCE_YOUR_CALM, "too_many_pings")
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.out: list[bytes] = []
@@ -181,9 +199,14 @@ class _Connection(asyncio.Protocol):
                     (S_MAX_HEADER_LIST_SIZE, MAX_HEADER_LIST)]
         transport.write(PREFACE + frame(SETTINGS, 0, 0, b"".join(SETTING.pack(k, v) for k, v in settings))
                         + frame(WINDOW_UPDATE, 0, 0, U32.pack(CONN_WINDOW - DEFAULT_PEER_WINDOW)))
+        if self.keepalive is not None:
+            self.ping_timer = self.loop.call_later(self.keepalive.time, self._keepalive)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        if self.ping_timer is not None:
+            self.ping_timer.cancel()
+            self.ping_timer = None
         why = f"connection lost: {exc}" if exc else "connection closed by the server"
         self._fail_all(GrpcCallError(Status.UNAVAILABLE, why))
         if not self.lost.done():
@@ -197,6 +220,7 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def data_received(self, data: bytes) -> None:
+        self.last_read = self.loop.time()
         buf = self.buf
         try:
             buf += data
@@ -226,6 +250,37 @@ class _Connection(asyncio.Protocol):
         w = self.loop.create_future()
         self.waiters.append(w)
         await w
+
+    # -- keepalive, on a timer as grpc-go's: anything read counts as a sign of life, not only the PING's ACK
+    def _keepalive(self) -> None:
+        self.ping_timer = None
+        ka = self.keepalive
+        if ka is None or self.transport is None:
+            return
+        if self.ping_sent:
+            if self.last_read <= self.ping_sent:
+                self.close(f"keepalive: nothing received within {ka.timeout}s of a PING")
+                return
+            self.ping_sent = 0.0
+        idle = self.loop.time() - self.last_read
+        if idle < ka.time:
+            self.ping_timer = self.loop.call_later(ka.time - idle, self._keepalive)
+        elif self.calls or ka.permit_without_stream:
+            self._ping()
+        else:
+            self.dormant = True  # the next call wakes it with a PING
+
+    def _ping(self) -> None:
+        assert self.keepalive is not None and self.transport is not None
+        self.dormant = False
+        self.ping_sent = self.loop.time()
+        self.transport.write(frame(PING, 0, 0, b"keepaliv"))
+        self.ping_timer = self.loop.call_later(self.keepalive.timeout, self._keepalive)
+
+    def drain(self) -> None:
+        """No new calls; close once the calls in flight are answered (an address no longer resolved)."""
+        self.goaway = True
+        self._finished()
 
     # -- ending
     def _fail_all(self, error: GrpcCallError) -> None:
@@ -465,13 +520,14 @@ class _Connection(asyncio.Protocol):
 
     def _goaway(self, last: int, code: int, debug: bytes) -> None:
         self.goaway = True
+        self.too_many_pings = self.too_many_pings or (code == ENHANCE_YOUR_CALM and debug == b"too_many_pings")
         why = f"the server is closing the connection (GOAWAY, HTTP/2 error code {code}"
         why += f": {debug[:200].decode(errors='replace')})" if debug else ")"
         for sid in [s for s in self.calls if s > last]:
             call = self.calls.pop(sid)
             call.reset = True
             if not call.done.done():
-                call.done.set_exception(GrpcCallError(Status.UNAVAILABLE, f"{why}; the call was not processed"))
+                call.done.set_exception(_Unprocessed(Status.UNAVAILABLE, f"{why}; the call was not processed"))
         if not self.calls and self.transport is not None:
             self.transport.close()
         self._wake()
@@ -545,6 +601,8 @@ class _Connection(asyncio.Protocol):
         total = cursor.total
         call = _Call(sid, self.peer_initial_window, self.loop.create_future())
         self.calls[sid] = call
+        if self.dormant:
+            self._ping()
         parts = self._header_frames(sid, block)
         sent = 0
         try:
@@ -654,164 +712,3 @@ def _trailing(trailers: list[tuple[str, str]]) -> Trailing:
         else:
             out.append((key, value))
     return out
-
-
-class H2Client:
-    """Unary gRPC calls to one endpoint ("host:port") over one HTTP/2 connection at a time."""
-
-    def __init__(
-        self,
-        target: str,
-        *,
-        ssl_context: ssl.SSLContext | None = None,
-        server_hostname: str | None = None,
-        authority: str | None = None,
-        metadata: Sequence[tuple[str, str]] = (),
-        compression: str = "",
-        user_agent: str = "grpc-h2client",
-        max_response: int = 16 * 1024 * 1024,
-        connect_timeout: float = 20.0,
-    ) -> None:
-        host, sep, port = target.rpartition(":")
-        if not sep or not port.isdigit():
-            host, port = target, "443" if ssl_context is not None else "80"
-        self.host = host.strip("[]")
-        self.port = int(port)
-        self.target = target
-        self.ssl_context = ssl_context
-        self.server_hostname = server_hostname
-        self.compression = "" if compression in ("", "none", "identity") else compression
-        self.max_response = max_response
-        self.connect_timeout = connect_timeout
-        base = (b"\x83" + (b"\x87" if ssl_context is not None else b"\x86")  # :method POST, :scheme
-                + hpack_indexed_name(1, authority or target)
-                + hpack_indexed_name(31, "application/grpc") + hpack_literal("te", "trailers")
-                + hpack_indexed_name(58, user_agent) + hpack_literal("grpc-accept-encoding", ACCEPT_ENCODING))
-        if self.compression:
-            base += hpack_literal("grpc-encoding", self.compression)
-        base += b"".join(hpack_literal(k.lower(), v) for k, v in metadata)
-        self._base = base
-        self._paths: dict[str, bytes] = {}
-        self._conn: _Connection | None = None
-        self._connecting: asyncio.Task[_Connection] | None = None
-        self._draining: set[_Connection] = set()
-        self._closed = False
-
-    async def unary(self, path: str, message: bytes | bytearray | memoryview | Sequence[bytes],
-                    metadata: Sequence[tuple[str, str]] = (),
-                    time_limit: float | None = None) -> bytes:
-        """Call `path` with `message` (bytes, or pieces whose concatenation is the message, written as
-        they are); return the response message or raise `GrpcCallError`. `time_limit` (seconds) bounds
-        the whole call, connecting included, and is sent as `grpc-timeout`."""
-        deadline = time.monotonic() + time_limit if time_limit else None
-        pieces = [message] if isinstance(message, (bytes, bytearray, memoryview)) else list(message)
-        try:
-            async with asyncio.timeout(time_limit or None) as scope:
-                flag = 0
-                if self.compression:
-                    size = sum(map(len, pieces))
-                    packed = (await asyncio.to_thread(compress, pieces, self.compression)
-                              if size >= OFFLOAD_COMPRESSION else compress(pieces, self.compression))
-                    if len(packed) < size:
-                        pieces, flag = [packed], 1
-                prefix = bytes((flag,)) + U32.pack(sum(map(len, pieces)))
-                refused: _Refused | None = None
-                for attempt in range(8):
-                    conn = await self._connection()
-                    try:
-                        return await conn.call(self._block(path, metadata, deadline), [prefix, *pieces])
-                    except _NotSent:
-                        continue
-                    except _Refused as exc:
-                        refused = exc
-                        await asyncio.sleep(0.005 * (attempt + 1))
-                if refused is not None:
-                    raise refused
-                raise GrpcCallError(Status.UNAVAILABLE, f"no connection to {self.target} takes new calls")
-        except TimeoutError:
-            if scope.expired():
-                raise GrpcCallError(Status.DEADLINE_EXCEEDED, f"deadline of {time_limit}s exceeded") from None
-            raise
-
-    def _block(self, path: str, metadata: Sequence[tuple[str, str]], deadline: float | None) -> bytes:
-        head = self._paths.get(path)
-        if head is None:
-            head = self._paths[path] = hpack_indexed_name(4, path) + self._base  # :path
-        block = head + b"".join(hpack_literal(k, v) for k, v in metadata)
-        if deadline is not None:
-            block += hpack_literal("grpc-timeout", grpc_timeout(deadline - time.monotonic()))
-        return block
-
-    async def _connection(self) -> _Connection:
-        conn = self._conn
-        if conn is not None and conn.usable():
-            return conn
-        if self._closed:
-            raise GrpcCallError(Status.UNAVAILABLE, "the client is closed")
-        if conn is not None:
-            self._conn = None
-            # After GOAWAY its calls finish, then it closes; `close()` must still find it meanwhile.
-            self._draining = {c for c in (*self._draining, conn) if c.transport is not None}
-        task = self._connecting
-        if task is None:
-            task = self._connecting = asyncio.get_running_loop().create_task(self._connect())
-            task.add_done_callback(self._connected)
-        conn = await asyncio.shield(task)
-        if not conn.usable():
-            raise GrpcCallError(Status.UNAVAILABLE, f"the connection to {self.target} closed as it opened")
-        return conn
-
-    def _connected(self, task: asyncio.Task[_Connection]) -> None:
-        if self._connecting is task:
-            self._connecting = None
-        if not task.cancelled() and task.exception() is None:
-            conn = task.result()
-            if self._closed:
-                conn.close("the client is closed")
-            else:
-                self._conn = conn
-
-    async def _connect(self) -> _Connection:
-        loop = asyncio.get_running_loop()
-        conn: _Connection | None = None
-        try:
-            async with asyncio.timeout(self.connect_timeout):
-                if self.ssl_context is not None:
-                    _, conn = await loop.create_connection(
-                        lambda: _Connection(self.max_response), self.host, self.port, ssl=self.ssl_context,
-                        server_hostname=self.server_hostname or self.host)
-                    transport = conn.transport
-                    alpn = transport.get_extra_info("ssl_object").selected_alpn_protocol() if transport else None
-                    if alpn not in (None, "h2"):
-                        raise GrpcCallError(Status.UNAVAILABLE, f"{self.target} negotiated {alpn!r}, not HTTP/2")
-                else:
-                    _, conn = await loop.create_connection(lambda: _Connection(self.max_response),
-                                                           self.host, self.port)
-                await conn.settled
-                return conn
-        except GrpcCallError as exc:
-            if conn is not None:
-                conn.close(exc.message)
-            raise GrpcCallError(Status.UNAVAILABLE, f"cannot connect to {self.target}: {exc.message}") from None
-        except (OSError, EOFError) as exc:  # refused, unreachable, TLS handshake or verification, timeout
-            if conn is not None:
-                conn.close(str(exc))
-            why = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
-            raise GrpcCallError(Status.UNAVAILABLE, f"cannot connect to {self.target}: {why}") from None
-        except BaseException:
-            if conn is not None:
-                conn.close("connect cancelled")
-            raise
-
-    async def close(self) -> None:
-        """Fail calls in flight (Status.UNAVAILABLE) and close every connection."""
-        self._closed = True
-        if self._connecting is not None:
-            self._connecting.cancel()
-        conns = [c for c in (self._conn, *self._draining) if c is not None]
-        self._conn = None
-        self._draining.clear()
-        for conn in conns:
-            conn.close("the client is closed")
-        if conns:
-            await asyncio.wait([c.lost for c in conns], timeout=1.0)

@@ -1,6 +1,7 @@
 """A TCP forwarder in front of a backend, to take the backend off the network and bring it back on the
 same port: `down()` closes the listener and every connection (clients see connection refused),
-`up()` listens again."""
+`up()` listens again; `blackhole()` makes the connections open now stop forwarding without closing (a
+proxy or network that silently drops traffic), while new connections are forwarded."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ class Proxy:
         self.port = free_port()
         self._listener: socket.socket | None = None
         self._conns: list[socket.socket] = []
+        self._holes: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self.accepted = 0
 
     def up(self) -> Proxy:
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -41,6 +44,10 @@ class Proxy:
                 c.shutdown(socket.SHUT_RDWR)
             c.close()
 
+    def blackhole(self) -> None:
+        with self._lock:
+            self._holes.update(self._conns)
+
     def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
@@ -58,14 +65,15 @@ class Proxy:
                     backend.close()
                     return
                 self._conns += [client, backend]
+                self.accepted += 1
             for a, b in ((client, backend), (backend, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
-                dst.sendall(data)
+                if src not in self._holes:
+                    dst.sendall(data)
         except OSError:
             pass
         finally:

@@ -171,7 +171,7 @@ class StrictGrpcSink:
     request and optional TLS; it records the span count and size of every request it accepts."""
 
     def __init__(self, max_mib: int = 4, delay: float = 0.0, tls: tuple[bytes, bytes] | None = None,
-                 port: int = 0) -> None:
+                 port: int = 0, host: str = "127.0.0.1") -> None:
         self.sizes: list[int] = []
         self.span_counts: list[int] = []
         self.names: list[str] = []
@@ -201,10 +201,10 @@ class StrictGrpcSink:
         )
         self._server.add_generic_rpc_handlers((handler,))
         if tls is not None:
-            self.port = self._server.add_secure_port(f"127.0.0.1:{port}",
+            self.port = self._server.add_secure_port(f"{host}:{port}",
                                                      grpc.ssl_server_credentials([(tls[1], tls[0])]))
         else:
-            self.port = self._server.add_insecure_port(f"127.0.0.1:{port}")
+            self.port = self._server.add_insecure_port(f"{host}:{port}")
         self._server.start()
 
     def total(self) -> int:

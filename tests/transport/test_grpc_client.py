@@ -20,7 +20,8 @@ from google.rpc import error_details_pb2, status_pb2
 from gateway.exporters import classify
 from gateway.exporters.otlp_grpc import client_ssl_context
 from gateway.transport import h2
-from gateway.transport.grpc_client import GrpcCallError, H2Client
+from gateway.transport.grpc_channel import H2Client
+from gateway.transport.grpc_client import GrpcCallError
 from gateway.transport.grpc_server import GrpcError, H2GrpcServer
 from gateway.transport.grpc_status import Status
 from gateway.transport.h2 import frame
@@ -497,10 +498,27 @@ def test_refused_stream_is_sent_again() -> None:
     assert outcomes == [b"ok"]
 
 
-def test_goaway_sends_new_calls_to_a_new_connection() -> None:
+def test_goaway_resends_unprocessed_calls_at_once_on_a_new_connection() -> None:
+    # Stream 1 is above GOAWAY's last stream id 0: never processed, so `unary` itself sends it again on
+    # a new connection; no GrpcCallError reaches the exporter, whose retry would wait its backoff.
     def script(n: int, sid: int, w: asyncio.StreamWriter) -> None:
         if n == 1:
             w.write(frame(h2.GOAWAY, 0, 0, _U32.pack(0) + _U32.pack(0) + b"bye"))
+        else:
+            w.write(_response(sid, (OK_HEADERS, False), ([("grpc-status", "0")], True), data=OK_MESSAGE))
+
+    outcomes, peer = scripted(script, calls=2)
+    assert outcomes == [b"ok", b"ok"]
+    assert peer.connections == 2
+
+
+def test_goaway_at_or_above_a_call_fails_it_as_unavailable() -> None:
+    # The call's stream is within the GOAWAY's last stream id: it may have been processed, so it is not
+    # sent again here; the exporter's retry decides.
+    def script(n: int, sid: int, w: asyncio.StreamWriter) -> None:
+        if n == 1:
+            w.write(frame(h2.GOAWAY, 0, 0, _U32.pack(sid) + _U32.pack(0) + b"bye"))
+            w.close()
         else:
             w.write(_response(sid, (OK_HEADERS, False), ([("grpc-status", "0")], True), data=OK_MESSAGE))
 

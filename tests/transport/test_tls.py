@@ -1,0 +1,107 @@
+"""The one TLS configuration (`gateway.transport.tls`): the Collector's meaning of `ca_file` (it replaces
+the system roots unless `include_system_ca_certs_pool`), Go cipher suite names, and a server certificate
+rotated on disk by a symlink swap (as cert-manager does), served to new handshakes without a restart
+while an open connection goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import os
+import ssl
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from gateway.component import Settings
+from gateway.exporters import otlp_grpc, otlp_http
+from gateway.extensions import health
+from gateway.telemetry import Telemetry
+from gateway.transport.tls import TLSClientConfig, TLSServerConfig
+from tests.e2e.support import Certs, make_certs
+from tests.harness import free_port
+
+
+def _roots(ctx: ssl.SSLContext) -> int:
+    return int(ctx.cert_store_stats()["x509_ca"])
+
+
+def test_ca_file_replaces_the_system_roots_in_both_exporters(certs: Certs, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", raising=False)
+    system = _roots(ssl.create_default_context())
+    only_ca = TLSClientConfig(ca_pem=certs.ca.read_text())
+    with_system = TLSClientConfig(ca_file=str(certs.ca), include_system_ca_certs_pool=True)
+    for make in (otlp_grpc.client_ssl_context, lambda tls: otlp_http.Config(tls=tls).tls.ssl_context()):
+        assert _roots(make(only_ca)) == 1
+        assert _roots(make(with_system)) == 1 + system
+        assert make(TLSClientConfig()).verify_mode == ssl.CERT_REQUIRED
+
+
+def test_cipher_suites_by_go_names() -> None:
+    tls = TLSClientConfig(cipher_suites=("TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_AES_128_GCM_SHA256"),
+                          max_version="1.2")
+    assert tls.validate() == []
+    names = {c["name"] for c in tls.ssl_context().get_ciphers() if c["protocol"] == "TLSv1.2"}
+    assert names == {"ECDHE-ECDSA-AES128-GCM-SHA256"}
+    bad = TLSServerConfig(cert_file="c", key_file="k", cipher_suites=("TLS_RSA_WITH_RC4_128_SHA",),
+                          min_version="1.3", max_version="1.2")
+    assert bad.validate() == ["invalid TLS configuration: min_version cannot be greater than max_version",
+                              "invalid TLS cipher suite: 'TLS_RSA_WITH_RC4_128_SHA'"]
+
+
+def _serial(der: bytes | None) -> int:
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+def _pem_serial(path: Path) -> int:
+    return x509.load_pem_x509_certificate(path.read_bytes()).serial_number
+
+
+def _swap(link: Path, target: Path) -> None:
+    """Point `link` at `target` in one rename, as cert-manager's projected volumes do."""
+    tmp = link.with_name(link.name + ".new")
+    tmp.symlink_to(target)
+    os.replace(tmp, link)
+
+
+def test_rotated_server_certificate_is_served_without_a_restart(tmp_path: Path) -> None:
+    first, second = make_certs(tmp_path / "a"), make_certs(tmp_path / "b")
+    live = tmp_path / "live"
+    _swap(live, first.dir)
+    tls = TLSServerConfig(cert_file=str(live / first.server_cert.name), key_file=str(live / first.server_key.name),
+                          reload_interval=1e-9)  # look at every handshake
+    cfg = health.Config(endpoint=f"127.0.0.1:{free_port()}", tls=tls)
+    ext = health.create(Settings("health_check", cfg, Telemetry(), None))  # type: ignore[arg-type]
+    client_ctx = ssl.create_default_context(cafile=first.ca)
+    client_ctx.load_verify_locations(second.ca)
+
+    def connect() -> http.client.HTTPSConnection:
+        conn = http.client.HTTPSConnection("127.0.0.1", ext.port, context=client_ctx, timeout=10)
+        conn.request("GET", "/")
+        conn.getresponse().read()
+        return conn
+
+    def serial(conn: http.client.HTTPSConnection) -> int:
+        assert isinstance(conn.sock, ssl.SSLSocket)
+        return _serial(conn.sock.getpeercert(binary_form=True))
+
+    async def body() -> None:
+        await ext.start()
+        ext.ready()
+        try:
+            old = await asyncio.to_thread(connect)
+            assert serial(old) == _pem_serial(first.server_cert)
+            _swap(live, second.dir)
+            new = await asyncio.to_thread(connect)
+            assert serial(new) == _pem_serial(second.server_cert)
+            old.request("GET", "/")  # the connection made before the rotation goes on
+            assert (await asyncio.to_thread(old.getresponse)).status == 200
+            assert serial(old) == _pem_serial(first.server_cert)
+            old.close()
+            new.close()
+        finally:
+            await ext.shutdown()
+
+    asyncio.run(asyncio.wait_for(body(), 30))

@@ -10,7 +10,7 @@ import asyncio
 import itertools
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from bench.payload import PayloadSpec, build_pool
 
@@ -42,13 +42,38 @@ class LoadResult:
         self.failed_requests += 1
         self.errors[what] = self.errors.get(what, 0) + 1
 
+    def ok(self, latency: float, spans: int) -> None:
+        self.latencies.append(latency)
+        self.ok_requests += 1
+        self.ok_spans += spans
+
+
+class Tally(Protocol):
+    def ok(self, latency: float, spans: int) -> None: ...
+
+    def error(self, what: str) -> None: ...
+
+
+async def export(call: Any, body: bytes, spans: int, tally: Tally) -> None:
+    """One OTLP/gRPC Export on `call` (a grpcio aio unary-unary callable), counted in `tally` with its
+    round trip, or as a refusal by status code."""
+    import grpc
+
+    t0 = time.perf_counter()
+    try:
+        await call(body, timeout=30)
+    except grpc.aio.AioRpcError as exc:
+        tally.error(exc.code().name)
+        return
+    tally.ok(time.perf_counter() - t0, spans)
+
 
 async def _grpc(spec: LoadSpec, pool: list[bytes], spans: int, res: LoadResult) -> None:
     import grpc
 
     channels = [grpc.aio.insecure_channel(spec.target, options=[("grpc.use_local_subchannel_pool", 1)])
                 for _ in range(spec.connections)]
-    calls = [ch.unary_unary(TRACES_PATH) for ch in channels]
+    calls = [ch.unary_unary(TRACES_PATH, None, None) for ch in channels]
     for ch in channels:
         await ch.channel_ready()
     requests = itertools.cycle(pool)
@@ -57,21 +82,13 @@ async def _grpc(spec: LoadSpec, pool: list[bytes], spans: int, res: LoadResult) 
 
     async def sender(call: Any) -> None:
         while time.perf_counter() < end:
-            t0 = time.perf_counter()
-            try:
-                await call(next(requests), timeout=30)
-            except grpc.aio.AioRpcError as exc:
-                res.error(exc.code().name)
-                continue
-            res.latencies.append(time.perf_counter() - t0)
-            res.ok_requests += 1
-            res.ok_spans += spans
+            await export(call, next(requests), spans, res)
 
     t = time.perf_counter()
     await asyncio.gather(*(sender(calls[i % len(calls)]) for i in range(spec.concurrency)))
     res.elapsed = time.perf_counter() - t
     for ch in channels:
-        await ch.close()
+        await ch.close(None)
 
 
 async def _http(spec: LoadSpec, pool: list[bytes], spans: int, res: LoadResult) -> None:
@@ -99,9 +116,7 @@ async def _http(spec: LoadSpec, pool: list[bytes], spans: int, res: LoadResult) 
                 except aiohttp.ClientError as exc:
                     res.error(type(exc).__name__)
                     continue
-                res.latencies.append(time.perf_counter() - t0)
-                res.ok_requests += 1
-                res.ok_spans += spans
+                res.ok(time.perf_counter() - t0, spans)
 
         t = time.perf_counter()
         await asyncio.gather(*(sender() for _ in range(spec.concurrency)))

@@ -45,11 +45,11 @@ def build(n_spans: int) -> bytes:
         span = ss.spans.add(trace_id=trace_id, span_id=rng.randbytes(8), name=f"hatchet.step-{i % 7}", kind=2,
                             start_time_unix_nano=1_700_000_000_000_000_000 + i,
                             end_time_unix_nano=1_700_000_000_500_000_000 + i)
-        for k, v in {"hatchet.workflow_name": "etl", "hatchet.step_run_id": f"run-{i}",
+        for key, value in {"hatchet.workflow_name": "etl", "hatchet.step_run_id": f"run-{i}",
                      "hatchet.workflow_run_id": "wr-1", "hatchet.worker_id": "w-3", "hatchet.tenant_id": "t-9",
                      "hatchet.retry_count": i % 3, "hatchet.payload": '{"input": "' + "x" * 200 + '"}',
                      "http.method": "GET", "http.status_code": 200, "duration.ms": 12.5}.items():
-            anyvalue.put(span.attributes, k, anyvalue.from_raw(v))
+            anyvalue.put(span.attributes, key, anyvalue.from_raw(value))
     return req.SerializeToString()
 
 

@@ -1,14 +1,24 @@
-"""Runs one scenario against one target (the gateway or otelcol-ref) and measures it.
+"""Runs one scenario against one target (the gateway or otelcol-ref) and measures it, under one of
+two loads.
 
-The CPU window opens once the target is healthy and closes when delivery has drained, so it holds
-exactly the work of forwarding the load; CPU is read from /proc for the target and all its
-children. Spans lost = accepted x fan-out - dropped by processors (sampler) x fan-out - delivered.
+`run_one`, the closed loop (`python -m bench run`): a fixed number of requests in flight, as fast as
+the target answers. The CPU window opens once the target is healthy and closes when delivery has
+drained, so it holds exactly the work of forwarding the load; the figure is spans per CPU-second.
+
+`run_rate`, the open loop (`python -m bench rate`): many connections, each sending one request per
+period whatever the target does (`bench/rateload.py`). The CPU window is a fixed stretch of wall
+time after a warm-up; the figure is the target's CPU share at that offered rate, CPU-seconds /
+wall-seconds, as the Collector's testbed reports it.
+
+CPU is read from /proc for the target and all its children. Spans lost = accepted x fan-out -
+dropped by processors (sampler) x fan-out - delivered.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import queue
 import shutil
 import signal
 import socket
@@ -16,15 +26,19 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields, replace
+from multiprocessing.queues import Queue
 from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench import loadgen, procstat
+from bench import loadgen, procstat, rateload
 from bench.scenarios import Ports, Scenario, Target
 from bench.sink import CountingSink
 
@@ -43,13 +57,31 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+_R = TypeVar("_R", bound="Outcome")
+
+
 @dataclass
-class RunResult:
+class Outcome:
+    """What every run records, whichever load drove it."""
+
     scenario: str
     target: Target
     workers: int = 1
+    spans: int = 512  # spans per request
     status: str = "ok"  # ok | skipped | failed
     reason: str = ""
+    exit_code: int | None = None
+
+    @classmethod
+    def from_dict(cls: type[_R], d: dict[str, Any]) -> _R:
+        """Back from results.json (derived figures are recomputed, unknown keys ignored)."""
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+
+
+@dataclass
+class RunResult(Outcome):
+    """One closed-loop run (`python -m bench run`)."""
+
     accepted: int = 0
     delivered: int = 0
     dropped: int = 0
@@ -63,7 +95,6 @@ class RunResult:
     processes: int = 0
     p50_ms: float = float("nan")
     p99_ms: float = float("nan")
-    exit_code: int | None = None
 
     @property
     def accepted_per_s(self) -> float:
@@ -85,6 +116,77 @@ class RunResult:
         d = asdict(self)
         d.update(accepted_per_s=self.accepted_per_s, delivered_per_s=self.delivered_per_s,
                  spans_per_cpu_s=self.spans_per_cpu_s, cpu_per_million=self.cpu_per_million)
+        return d
+
+
+@dataclass
+class RateResult(Outcome):
+    """One fixed-rate run (`python -m bench rate`): `connections` clients, each one request of `spans`
+    spans every 1/`rate` seconds. CPU and the sent-in-window count cover the measurement window
+    only; sent, acked, delivered and lost cover the whole run (warm-up included)."""
+
+    connections: int = 0  # client connections asked for
+    rate: float = 0.0  # requests per second per connection
+    connected: int = 0  # the generator's connections that came up
+    established: int = 0  # TCP connections the target's receiver held mid-window (/proc/net/tcp)
+    senders: int = 0  # generator processes
+    window_seconds: float = 0.0
+    cpu_seconds: float = 0.0  # the target's, in the window
+    cpu_share_max: float = 0.0  # the busiest stretch of about one second in the window
+    sent: int = 0
+    sent_in_window: int = 0
+    acked: int = 0
+    acked_spans: int = 0
+    failed: int = 0
+    delivered: int = 0
+    dropped: int = 0
+    lost: int = 0
+    peak_rss_total: int = 0
+    peak_rss_process: int = 0
+    steady_rss_process: int = 0  # the median sample over the window (largest process)
+    processes: int = 0
+    lag_p99_ms: float = float("nan")  # how late the generator sent against its schedule
+    lag_max_ms: float = float("nan")
+    p50_ms: float = float("nan")
+    p99_ms: float = float("nan")
+    generator_cpu_seconds: float = 0.0  # all sender processes, in the window
+
+    @property
+    def offered_per_s(self) -> float:
+        return self.connections * self.rate
+
+    @property
+    def achieved_per_s(self) -> float:
+        return self.sent_in_window / self.window_seconds if self.window_seconds else 0.0
+
+    @property
+    def cpu_share(self) -> float:
+        """CPU-seconds per wall-second: 1.0 is one core busy."""
+        return self.cpu_seconds / self.window_seconds if self.window_seconds else 0.0
+
+    @property
+    def generator_share(self) -> float:
+        return self.generator_cpu_seconds / self.window_seconds if self.window_seconds else 0.0
+
+    @property
+    def cpu_per_million(self) -> float:
+        spans = self.sent_in_window * self.spans
+        return self.cpu_seconds / spans * 1e6 if spans else float("nan")
+
+    @property
+    def behind(self) -> bool:
+        """The generator did not hold the offered rate (3% short, beyond the window's edge effects, or
+        sends 10% of a period late at p99): the figure is for a lower rate."""
+        expected = self.offered_per_s * self.window_seconds
+        # Each connection sends one more or one fewer in the window depending on its phase.
+        short = expected - self.sent_in_window > max(0.03 * expected, 1.5 * self.connections**0.5)
+        late = self.rate > 0 and self.lag_p99_ms / 1000 > 0.1 / self.rate
+        return self.status == "ok" and (short or late)
+
+    def as_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        d.update(offered_per_s=self.offered_per_s, achieved_per_s=self.achieved_per_s, cpu_share=self.cpu_share,
+                 generator_share=self.generator_share, cpu_per_million=self.cpu_per_million, behind=self.behind)
         return d
 
 
@@ -180,12 +282,21 @@ def _tail(workdir: Path) -> str:
         return ""
 
 
-def run_one(scenario: Scenario, target: Target, load: loadgen.LoadSpec, workers: int = 1,
-            keep: bool = False, profile: Path | None = None) -> RunResult:
-    res = RunResult(scenario.key, target, workers)
+class _Running(NamedTuple):
+    proc: subprocess.Popen[bytes]
+    ports: Ports
+    sink: CountingSink
+    workdir: Path
+
+
+def _run_target(res: Outcome, scenario: Scenario, workers: int, keep: bool, profile: Path | None,
+                measure: Callable[[_Running], None]) -> None:
+    """Start the sink and the target with the scenario's config, wait until it is healthy, `measure`,
+    stop it; a skipped or failed start is recorded in `res`."""
+    target = res.target
     if target == "collector" and collector_binary() is None:
         res.status, res.reason = "skipped", "otelcol-ref not built (bash .ci/peers.sh)"
-        return res
+        return
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{scenario.key}-{target}-"))
     (workdir / "storage").mkdir()
     ports = Ports(free_port(), free_port(), free_port(), free_port())
@@ -197,10 +308,16 @@ def run_one(scenario: Scenario, target: Target, load: loadgen.LoadSpec, workers:
                 problem = _validate(config)
                 if problem:
                     res.status, res.reason = "skipped", f"gateway cannot run this config yet: {problem}"
-                    return res
+                    return
             proc = _start(target, config, workdir, profile if target == "gateway" else None)
             try:
-                return _measure(res, scenario, proc, ports, sink, load, workdir)
+                deadline = time.monotonic() + 60
+                while _http_status(f"http://127.0.0.1:{ports.health}/") != 200:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        res.status, res.reason = "failed", f"not healthy (exit {proc.poll()}): {_tail(workdir)}"
+                        return
+                    time.sleep(0.05)
+                measure(_Running(proc, ports, sink, workdir))
             finally:
                 res.exit_code = _stop(proc, profile is not None and target == "gateway")
                 if res.status == "ok" and res.exit_code != 0:
@@ -210,33 +327,8 @@ def run_one(scenario: Scenario, target: Target, load: loadgen.LoadSpec, workers:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _measure(res: RunResult, scenario: Scenario, proc: subprocess.Popen[bytes], ports: Ports,
-             sink: CountingSink, load: loadgen.LoadSpec, workdir: Path) -> RunResult:
-    deadline = time.monotonic() + 60
-    while _http_status(f"http://127.0.0.1:{ports.health}/") != 200:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            res.status, res.reason = "failed", f"not healthy (exit {proc.poll()}): {_tail(workdir)}"
-            return res
-        time.sleep(0.05)
-    port = ports.grpc if scenario.transport == "grpc" else ports.http
-    spec = loadgen.LoadSpec(f"127.0.0.1:{port}", scenario.transport, load.concurrency, load.connections,
-                            load.duration, load.payload)
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(1) as pool:
-        before = procstat.sample(proc.pid)
-        pending = pool.apply_async(loadgen.run, (spec,))
-        peak_total, peak_proc, nproc = before.rss_bytes, before.max_rss_bytes, before.processes
-        started = time.monotonic()
-        steady: list[int] = []  # samples once half the load's time has passed
-        while not pending.ready():
-            s = procstat.sample(proc.pid)
-            peak_total, peak_proc = max(peak_total, s.rss_bytes), max(peak_proc, s.max_rss_bytes)
-            nproc = max(nproc, s.processes)
-            if time.monotonic() - started >= load.duration / 2:
-                steady.append(s.max_rss_bytes)
-            pending.wait(0.25)
-        out: loadgen.LoadResult = pending.get()
-    # Drained: the sink's count has not moved for longer than the batch timeout, twice over.
+def _drain(sink: CountingSink) -> None:
+    """Wait until the sink's count has not moved for longer than the batch timeout, twice over."""
     last, still_since = sink.spans(), time.monotonic()
     drain_deadline = time.monotonic() + 60
     while time.monotonic() - still_since < 1.0 and time.monotonic() < drain_deadline:
@@ -244,11 +336,39 @@ def _measure(res: RunResult, scenario: Scenario, proc: subprocess.Popen[bytes], 
         now = sink.spans()
         if now != last:
             last, still_since = now, time.monotonic()
-    after = procstat.sample(proc.pid)
-    metrics = _metrics(ports.metrics)
+
+
+def run_one(scenario: Scenario, target: Target, load: loadgen.LoadSpec, workers: int = 1,
+            keep: bool = False, profile: Path | None = None) -> RunResult:
+    res = RunResult(scenario.key, target, workers, load.payload.spans_per_request)
+    _run_target(res, scenario, workers, keep, profile, lambda t: _measure(res, scenario, t, load))
+    return res
+
+
+def _measure(res: RunResult, scenario: Scenario, t: _Running, load: loadgen.LoadSpec) -> None:
+    port = t.ports.grpc if scenario.transport == "grpc" else t.ports.http
+    spec = replace(load, target=f"127.0.0.1:{port}", transport=scenario.transport)
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        before = procstat.sample(t.proc.pid)
+        pending = pool.apply_async(loadgen.run, (spec,))
+        peak_total, peak_proc, nproc = before.rss_bytes, before.max_rss_bytes, before.processes
+        started = time.monotonic()
+        steady: list[int] = []  # samples once half the load's time has passed
+        while not pending.ready():
+            s = procstat.sample(t.proc.pid)
+            peak_total, peak_proc = max(peak_total, s.rss_bytes), max(peak_proc, s.max_rss_bytes)
+            nproc = max(nproc, s.processes)
+            if time.monotonic() - started >= load.duration / 2:
+                steady.append(s.max_rss_bytes)
+            pending.wait(0.25)
+        out: loadgen.LoadResult = pending.get()
+    _drain(t.sink)
+    after = procstat.sample(t.proc.pid)
+    metrics = _metrics(t.ports.metrics)
     res.accepted = out.ok_spans
     res.refused_requests = out.failed_requests
-    res.delivered = sink.spans()
+    res.delivered = t.sink.spans()
     res.dropped = dropped_in_pipeline(metrics)
     res.lost = res.accepted * scenario.fanout - res.dropped * scenario.fanout - res.delivered
     res.load_seconds = out.elapsed
@@ -259,4 +379,109 @@ def _measure(res: RunResult, scenario: Scenario, proc: subprocess.Popen[bytes], 
     res.p99_ms = loadgen.percentile(out.latencies, 0.99) * 1000
     if out.errors:
         res.reason = "refused: " + ", ".join(f"{k} x{v}" for k, v in out.errors.items())
+
+
+def run_rate(scenario: Scenario, target: Target, load: rateload.RateSpec, workers: int = 1,
+             keep: bool = False) -> RateResult:
+    res = RateResult(scenario.key, target, workers, load.payload.spans_per_request, connections=load.connections,
+                     rate=load.rate, senders=len(load.shares()))
+    if scenario.transport != "grpc":
+        res.status, res.reason = "skipped", "the fixed-rate load speaks OTLP/gRPC only"
+        return res
+    _run_target(res, scenario, workers, keep, None, lambda t: _measure_rate(res, scenario, t, load))
     return res
+
+
+def _max_share(samples: list[tuple[float, float]], span: float = 1.0) -> float:
+    """The largest CPU share over any stretch of at least `span` seconds between (time, cpu) samples."""
+    best, j = 0.0, 0
+    for i, (t0, c0) in enumerate(samples):
+        j = max(j, i + 1)
+        while j < len(samples) and samples[j][0] - t0 < span:
+            j += 1
+        if j == len(samples):
+            break
+        t1, c1 = samples[j]
+        best = max(best, (c1 - c0) / (t1 - t0))
+    return best
+
+
+def _measure_rate(res: RateResult, scenario: Scenario, t: _Running, load: rateload.RateSpec) -> None:
+    spec = replace(load, target=f"127.0.0.1:{t.ports.grpc}")
+    shares = spec.shares()
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(len(shares) + 1)
+    results: Queue[rateload.RateLoadResult] = ctx.Queue()
+    senders = [ctx.Process(target=rateload.sender, args=(i, spec, n, barrier, results), daemon=True)
+               for i, n in enumerate(shares)]
+    for p in senders:
+        p.start()
+    try:
+        out = rateload.RateLoadResult()
+        try:
+            # Every sender has its connections up (or one gave up and broke the barrier).
+            barrier.wait(timeout=60 + spec.connections / 20)
+        except threading.BrokenBarrierError:
+            pass
+        else:
+            t0 = time.monotonic()
+            win_start, win_end = t0 + spec.warmup, t0 + spec.warmup + spec.duration
+            before = after = procstat.sample(t.proc.pid)
+            peak_total, peak_proc, nproc = before.rss_bytes, before.max_rss_bytes, before.processes
+            steady: list[int] = []
+            cpu: list[tuple[float, float]] = []  # (time, cpu-seconds) in the window
+            t_before = t_after = t0
+            while True:
+                now = time.monotonic()
+                s = procstat.sample(t.proc.pid)
+                peak_total, peak_proc = max(peak_total, s.rss_bytes), max(peak_proc, s.max_rss_bytes)
+                nproc = max(nproc, s.processes)
+                if now >= win_start:
+                    if not cpu:
+                        before, t_before = s, now
+                    cpu.append((now, s.cpu_seconds))
+                    steady.append(s.max_rss_bytes)
+                    if not res.established and now >= win_start + spec.duration / 2:
+                        res.established = procstat.established(t.ports.grpc)
+                if now >= win_end:
+                    after, t_after = s, now
+                    break
+                edge = win_start if now < win_start else win_end
+                time.sleep(max(0.0, min(0.25, edge - time.monotonic())))
+            res.window_seconds = t_after - t_before
+            res.cpu_seconds = after.cpu_seconds - before.cpu_seconds
+            res.cpu_share_max = _max_share(cpu)
+            res.peak_rss_total, res.peak_rss_process, res.processes = peak_total, peak_proc, nproc
+            res.steady_rss_process = int(statistics.median(steady)) if steady else peak_proc
+        deadline = time.monotonic() + spec.warmup + spec.duration + 90
+        for _ in senders:
+            try:
+                out.merge(results.get(timeout=max(1.0, deadline - time.monotonic())))
+            except queue.Empty:
+                out.problems.append("a sender process gave no result")
+                break
+    finally:
+        for p in senders:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+                p.join()
+    if out.problems or not res.window_seconds:
+        res.status = "failed"
+        res.reason = "; ".join(out.problems) or "the senders did not start"
+        return
+    _drain(t.sink)
+    metrics = _metrics(t.ports.metrics)
+    res.connected = out.connected
+    res.sent, res.sent_in_window = out.sent, out.sent_in_window
+    res.acked, res.acked_spans, res.failed = out.ok_requests, out.ok_spans, out.failed_requests
+    res.delivered = t.sink.spans()
+    res.dropped = dropped_in_pipeline(metrics)
+    res.lost = res.acked_spans * scenario.fanout - res.dropped * scenario.fanout - res.delivered
+    res.generator_cpu_seconds = out.cpu_seconds
+    res.lag_p99_ms = loadgen.percentile(out.lags, 0.99) * 1000
+    res.lag_max_ms = max(out.lags, default=float("nan")) * 1000
+    res.p50_ms = loadgen.percentile(out.latencies, 0.50) * 1000
+    res.p99_ms = loadgen.percentile(out.latencies, 0.99) * 1000
+    if out.errors:
+        res.reason = "refused: " + ", ".join(f"{k} x{v}" for k, v in out.errors.items())

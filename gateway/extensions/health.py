@@ -11,6 +11,9 @@ from aiohttp import web
 from gateway.component import ExtensionFactory, Settings
 from gateway.transport.http_site import start_site
 from gateway.transport.tls import TLSServerConfig
+from pipelines.config_types import unsupported
+
+_PIPELINE_CHECK = "used only by check_collector_pipeline, which is not supported (deprecated in the Collector)"
 
 
 @dataclass(frozen=True)
@@ -18,8 +21,8 @@ class CheckCollectorPipeline:
     """Deprecated in the Collector ("not working as expected"); accepted only switched off."""
 
     enabled: bool = False
-    interval: str = "5m"
-    exporter_failure_threshold: int = 5
+    interval: str = unsupported(_PIPELINE_CHECK, default="5m")
+    exporter_failure_threshold: int = unsupported(_PIPELINE_CHECK, default=5)
 
     def validate(self) -> list[str]:
         if self.enabled:

@@ -133,6 +133,9 @@ class TLSClientConfig(_TLSCommon):
         errors = self._errors()
         if bool(self.cert_file or self.cert_pem) != bool(self.key_file or self.key_pem):
             errors.append("cert_file and key_file must be set together")
+        if self.reload_interval:
+            errors.append("reload_interval: not supported on a client by this gateway (a client's certificate "
+                          "and CA are read when the exporter starts; servers reload theirs)")
         return errors
 
     def ssl_context(self, alpn: tuple[str, ...] = (), default_cafile: str | None = None) -> ssl.SSLContext:

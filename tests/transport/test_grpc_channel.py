@@ -181,3 +181,73 @@ def test_keepalive_finds_a_black_holed_connection_and_nothing_is_lost(monkeypatc
     assert sink.span_counts == [3, 4]
     sent = telemetry.registry.get_sample_value("otelcol_exporter_sent_spans_total", {"exporter": "otlp"})
     assert sent == 7
+
+
+@pytest.mark.parametrize("permit", [True, False])
+def test_permit_without_stream_pings_an_idle_connection_or_waits_for_a_call(
+        monkeypatch: pytest.MonkeyPatch, sinks: list[StrictGrpcSink], permit: bool) -> None:
+    """grpc-go's rule: with no call in flight a connection is pinged only under permit_without_stream;
+    otherwise keepalive sleeps until the next call (and pings then, if the connection was quiet)."""
+    from gateway.transport import grpc_client
+
+    monkeypatch.setattr(otlp_grpc, "MIN_KEEPALIVE_TIME", 0.0)
+    events: list[str] = []
+    turned: asyncio.Event | None = None
+    keepalive, ping = grpc_client._Connection._keepalive, grpc_client._Connection._ping
+
+    def counted_ping(conn: Any) -> None:
+        events.append("ping")
+        ping(conn)
+
+    def watched(conn: Any) -> None:
+        keepalive(conn)
+        if conn.dormant:
+            events.append("dormant")
+        if turned is not None and (events.count("ping") >= 2 if permit else "dormant" in events):
+            turned.set()
+
+    monkeypatch.setattr(grpc_client._Connection, "_ping", counted_ping)
+    monkeypatch.setattr(grpc_client._Connection, "_keepalive", watched)
+    exporter, _ = make(otlp_grpc, {
+        "endpoint": f"127.0.0.1:{sinks[0].port}", "tls": {"insecure": True},
+        "keepalive": {"time": "50ms", "timeout": "2s", "permit_without_stream": permit}})
+
+    async def body() -> None:
+        nonlocal turned
+        turned = asyncio.Event()
+        await exporter.start()
+        try:
+            await exporter.consume(Batch("traces", _request(2), 2))
+            await turned.wait()  # idle from here on: two pings, or keepalive gone dormant (it stays so)
+        finally:
+            await exporter.shutdown()
+
+    asyncio.run(asyncio.wait_for(body(), 30))
+    if permit:
+        assert events.count("ping") >= 2 and "dormant" not in events
+    else:
+        assert "ping" not in events and events.count("dormant") >= 1
+    assert sinks[0].span_counts == [2]
+
+
+@pytest.mark.parametrize(("balancer_name", "want"), [("round_robin", [2, 2, 2, 0]), ("pick_first", [0, 6, 0, 0])])
+def test_the_otlp_exporters_balancer_name_spreads_or_sticks(sinks: list[StrictGrpcSink], balancer_name: str,
+                                                             want: list[int]) -> None:
+    dns = DnsServer("backend.test", ["127.0.0.2", "127.0.0.1", "127.0.0.3"] if balancer_name == "round_robin"
+                    else ["127.0.0.2", "127.0.0.3"])
+
+    async def body() -> None:
+        dns_port = await dns.start()
+        exporter, _ = make(otlp_grpc, {"endpoint": f"dns://127.0.0.1:{dns_port}/backend.test:{sinks[0].port}",
+                                       "tls": {"insecure": True}, "balancer_name": balancer_name})
+        await exporter.start()
+        try:
+            for _ in range(6):
+                await exporter.consume(Batch("traces", _request(), 1))
+        finally:
+            await exporter.shutdown()
+            assert dns.transport is not None
+            dns.transport.close()
+
+    asyncio.run(asyncio.wait_for(body(), 30))
+    assert [s.total() for s in sinks] == want

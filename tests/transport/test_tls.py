@@ -105,3 +105,11 @@ def test_rotated_server_certificate_is_served_without_a_restart(tmp_path: Path) 
             await ext.shutdown()
 
     asyncio.run(asyncio.wait_for(body(), 30))
+
+
+def test_a_clients_reload_interval_is_refused_and_a_servers_accepted() -> None:
+    assert TLSClientConfig(reload_interval=0.0).validate() == []
+    assert TLSClientConfig(reload_interval=30.0).validate() == [
+        "reload_interval: not supported on a client by this gateway (a client's certificate and CA are read when "
+        "the exporter starts; servers reload theirs)"]
+    assert TLSServerConfig(cert_pem="c", key_pem="k", reload_interval=30.0).validate() == []

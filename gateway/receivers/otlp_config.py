@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from gateway.transport.h2_lifecycle import ServerLimits
 from gateway.transport.tls import TLSServerConfig
 from pipelines.batch import Signal
 
@@ -21,6 +22,9 @@ class CorsConfig:
     max_age: int = 0
 
 
+DEFAULT_MAX_CONCURRENT_STREAMS = 100
+
+
 @dataclass(frozen=True)
 class GrpcConfig:
     endpoint: str = "localhost:4317"
@@ -33,6 +37,9 @@ class GrpcConfig:
     tls: TLSServerConfig | None = None
     auth: AuthConfig | None = None
     keepalive: Any = None
+
+    def limits(self) -> ServerLimits:
+        return ServerLimits(max_concurrent_streams=self.max_concurrent_streams or DEFAULT_MAX_CONCURRENT_STREAMS)
 
     def validate(self) -> list[str]:
         errors = [] if ":" in self.endpoint else [f"endpoint {self.endpoint!r}: want host:port"]

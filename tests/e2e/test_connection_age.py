@@ -10,22 +10,15 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from tests.harness import Ports, Sink, basic_config, running
+from tests.harness import Ports, Sink, forward_config, running
 
 AGE = 0.3
 ROUNDS = 40
 
 
 def test_sdk_reconnects_after_max_connection_age_and_loses_nothing(ports: Ports, sink: Sink) -> None:
-    exporters = f"""  otlp:
-    endpoint: "127.0.0.1:{sink.grpc_port}"
-    tls: {{insecure: true}}
-"""
-    cfg = basic_config(ports, exporters, "[otlp]").replace(
-        f'grpc: {{endpoint: "127.0.0.1:{ports.grpc}"}}',
-        f'grpc: {{endpoint: "127.0.0.1:{ports.grpc}", keepalive: {{server_parameters: '
-        f'{{max_connection_age: {int(AGE * 1000)}ms, max_connection_age_grace: 10s}}}}}}')
-    assert "max_connection_age" in cfg
+    cfg = forward_config(ports, sink, "keepalive: {server_parameters: "
+                         f"{{max_connection_age: {int(AGE * 1000)}ms, max_connection_age_grace: 10s}}}}")
     with running(cfg, ports) as gw:
         provider = TracerProvider(resource=Resource.create({"service.name": "aging"}))
         provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"127.0.0.1:{ports.grpc}",

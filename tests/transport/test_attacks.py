@@ -35,7 +35,7 @@ from gateway.transport.h2 import (
     frame,
 )
 from tests.e2e.support import TRACE_EXPORT, spans_request
-from tests.harness import GatewayProcess, Ports, Sink, basic_config, running, wait_until
+from tests.harness import GatewayProcess, Ports, Sink, forward_config, running, wait_until
 
 RSS_BOUND = 16 * 1024 * 1024
 HEALTHY_SPANS = 20
@@ -79,14 +79,8 @@ class Gateway:
 def gateway() -> Iterator[Gateway]:
     ports = Ports.free()
     sink = Sink().start()
-    exporters = f"""  otlp:
-    endpoint: "127.0.0.1:{sink.grpc_port}"
-    tls: {{insecure: true}}
-"""
-    cfg = basic_config(ports, exporters, "[otlp]").replace(
-        f'grpc: {{endpoint: "127.0.0.1:{ports.grpc}"}}',
-        f'grpc: {{endpoint: "127.0.0.1:{ports.grpc}", connection_timeout: 1s, max_connections: 1500, '
-        f'keepalive: {{server_parameters: {{max_connection_idle: 2s}}}}}}')
+    cfg = forward_config(ports, sink, "connection_timeout: 1s, max_connections: 1500, "
+                         "keepalive: {server_parameters: {max_connection_idle: 2s}}")
     try:
         with running(cfg, ports) as gw:
             yield Gateway(gw, sink, ports)

@@ -5,6 +5,7 @@
 #     bin/jaeger                 Jaeger v2 (if it builds from Go modules here; else jaeger.error)
 #     bin/hatchet-engine-sim     Go SDK client (tests/peers/hatchet-go)
 #     kestra-sim/kestra-sim.jar  Java SDK client, shaded, `java -jar` (tests/peers/kestra-java)
+#     bin/h2spec                 HTTP/2 conformance tool (go install, pinned below)
 # Nothing built here is committed.
 #
 # Idempotent: each peer is stamped with a hash of its inputs (manifest/sources, pinned
@@ -14,7 +15,7 @@
 # present; jaeger never does (its error goes to $PEERS_DIR/jaeger.error).
 #
 # Environment: OTELGW_PEERS_DIR, PEERS_ONLY="otelcol-ref jaeger hatchet-engine-sim kestra-sim"
-# (subset to build), PEERS_FORCE=1 (ignore the stamps).
+# (subset to build; h2spec too), PEERS_FORCE=1 (ignore the stamps).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,8 +30,11 @@ TOOLS_DIR="$PEERS_DIR/tools"
 OCB_VERSION="v0.161.0"       # must match the release set in builder-config.yaml
 JAEGER_V2_TAG="v2.13.0"      # Jaeger v2 release ...
 JAEGER_MODULE_TAG="v1.76.0"  # ... and the Go-module tag of the same commit (Jaeger dual-tags)
+# h2spec's module has no /v2 suffix: its newest tag the Go module proxy serves is v2.2.1+incompatible
+# (v2.6.0, the newest GitHub release, is refused with "403 This module version is not available").
+H2SPEC_VERSION="v2.2.1+incompatible"
 
-PEERS_ONLY="${PEERS_ONLY:-otelcol-ref jaeger hatchet-engine-sim kestra-sim}"
+PEERS_ONLY="${PEERS_ONLY:-otelcol-ref jaeger hatchet-engine-sim kestra-sim h2spec}"
 PEERS_FORCE="${PEERS_FORCE:-0}"
 
 log() { echo "peers.sh: $*"; }
@@ -244,6 +248,22 @@ build_kestra() {
     log "kestra-sim built in $(elapsed "$t0")"
 }
 
+# ---------------------------------------------------------------- h2spec
+build_h2spec() {
+    local out="$BIN_DIR/h2spec" h t0 logf="$LOG_DIR/h2spec.log"
+    h="$(hash_inputs "h2spec=$H2SPEC_VERSION go=$GO_VERSION" /dev/null)"
+    if up_to_date h2spec "$h" "$out"; then
+        log "h2spec up to date ($out)"
+        return 0
+    fi
+    t0="$(now)"
+    log "installing h2spec $H2SPEC_VERSION"
+    GOBIN="$BIN_DIR" go install "github.com/summerwind/h2spec/cmd/h2spec@$H2SPEC_VERSION" >"$logf" 2>&1 ||
+        { show_log_tail "$logf"; return 1; }
+    stamp h2spec "$h"
+    log "h2spec installed in $(elapsed "$t0")"
+}
+
 run_peer() { # NAME FATAL FUNC
     local name="$1" fatal="$2" fn="$3"
     wanted "$name" || return 0
@@ -270,6 +290,7 @@ fi
 if [[ -n "$GO_VERSION" ]]; then
     run_peer otelcol-ref 1 build_otelcol
     run_peer jaeger 0 build_jaeger
+    run_peer h2spec 1 build_h2spec
 fi
 
 if ((${#FAILED[@]})); then

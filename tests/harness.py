@@ -430,6 +430,19 @@ service:
 """
 
 
+def forward_config(ports: Ports, sink: Sink, grpc_options: str) -> str:
+    """basic_config forwarding traces to `sink` over OTLP/gRPC, with `grpc_options` (YAML flow-map
+    entries, e.g. "max_connections: 10") added to the receiver's gRPC block."""
+    exporters = f"""  otlp:
+    endpoint: "127.0.0.1:{sink.grpc_port}"
+    tls: {{insecure: true}}
+"""
+    plain = f'grpc: {{endpoint: "127.0.0.1:{ports.grpc}"}}'
+    cfg = basic_config(ports, exporters, "[otlp]")
+    assert plain in cfg
+    return cfg.replace(plain, f'grpc: {{endpoint: "127.0.0.1:{ports.grpc}", {grpc_options}}}')
+
+
 @contextlib.contextmanager
 def running(config_text: str, ports: Ports, env: dict[str, str] | None = None) -> Iterator[GatewayProcess]:
     gw = GatewayProcess(config_text, env, ports).start()

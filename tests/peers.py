@@ -47,7 +47,7 @@ def peers_dir() -> Path:
 
 PEERS_DIR: Path = peers_dir()
 
-GO_PEERS = ("otelcol-ref", "jaeger", "hatchet-engine-sim")
+GO_PEERS = ("otelcol-ref", "jaeger", "hatchet-engine-sim", "h2spec")
 PEER_NAMES = (*GO_PEERS, "helm", "kestra-sim")
 
 _BUILD_CMD = "bash .ci/peers.sh"

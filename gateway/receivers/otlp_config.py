@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
+from gateway.transport.h2_lifecycle import INFINITY, ServerLimits
 from gateway.transport.tls import TLSServerConfig
 from pipelines.batch import Signal
+from pipelines.config_types import Duration
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,33 @@ class CorsConfig:
     max_age: int = 0
 
 
+DEFAULT_MAX_CONCURRENT_STREAMS = 100  # 0 in the config means this: never unlimited (grpc-go's 0 is 2^32-1)
+DEFAULT_WRITE_BUFFER_SIZE = 64 * 1024  # asyncio's high-water mark, where write_buffer_size is 0
+
+
+@dataclass(frozen=True)
+class KeepaliveServerParameters:
+    """grpc-go's keepalive.ServerParameters; 0 is grpc-go's default (infinity for the first three)."""
+
+    max_connection_idle: Duration = 0.0
+    max_connection_age: Duration = 0.0
+    max_connection_age_grace: Duration = 0.0
+    time: Duration = 0.0  # 0: 2h; at least 1s, as grpc-go
+    timeout: Duration = 0.0  # 0: 20s
+
+
+@dataclass(frozen=True)
+class KeepaliveEnforcementPolicy:
+    min_time: Duration = 0.0  # 0: 5m, grpc-go's default
+    permit_without_stream: bool = False
+
+
+@dataclass(frozen=True)
+class KeepaliveConfig:
+    server_parameters: KeepaliveServerParameters | None = None
+    enforcement_policy: KeepaliveEnforcementPolicy | None = None
+
+
 @dataclass(frozen=True)
 class GrpcConfig:
     endpoint: str = "localhost:4317"
@@ -32,12 +61,43 @@ class GrpcConfig:
     include_metadata: bool = False
     tls: TLSServerConfig | None = None
     auth: AuthConfig | None = None
-    keepalive: Any = None
+    keepalive: KeepaliveConfig | None = None
+    max_connections: int = 4096  # ours: connections past it are closed at once
+    connection_timeout: Duration = 120.0  # ours (grpc-go's ConnectionTimeout): the preface, a header block
+
+    def limits(self) -> ServerLimits:
+        params = (self.keepalive and self.keepalive.server_parameters) or KeepaliveServerParameters()
+        policy = (self.keepalive and self.keepalive.enforcement_policy) or KeepaliveEnforcementPolicy()
+
+        def forever(value: float) -> float:
+            return value if value > 0 else INFINITY
+
+        return ServerLimits(
+            max_concurrent_streams=self.max_concurrent_streams or DEFAULT_MAX_CONCURRENT_STREAMS,
+            max_connections=self.max_connections,
+            connection_timeout=self.connection_timeout,
+            max_connection_idle=forever(params.max_connection_idle),
+            max_connection_age=forever(params.max_connection_age),
+            max_connection_age_grace=forever(params.max_connection_age_grace),
+            keepalive_time=max(1.0, params.time) if params.time > 0 else 2 * 3600.0,
+            keepalive_timeout=params.timeout if params.timeout > 0 else 20.0,
+            min_ping_interval=policy.min_time if policy.min_time > 0 else 300.0,
+            permit_without_stream=policy.permit_without_stream,
+            read_size=self.read_buffer_size,
+            write_high_water=self.write_buffer_size or DEFAULT_WRITE_BUFFER_SIZE,
+        )
 
     def validate(self) -> list[str]:
         errors = [] if ":" in self.endpoint else [f"endpoint {self.endpoint!r}: want host:port"]
         if self.max_recv_msg_size_mib <= 0:
             errors.append("max_recv_msg_size_mib must be positive")
+        for key in ("max_concurrent_streams", "read_buffer_size", "write_buffer_size"):
+            if getattr(self, key) < 0:
+                errors.append(f"{key} must not be negative")
+        if self.max_connections <= 0:
+            errors.append("max_connections must be positive")
+        if self.connection_timeout <= 0:
+            errors.append("connection_timeout must be positive")
         return errors
 
 

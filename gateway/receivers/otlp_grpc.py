@@ -75,7 +75,7 @@ class GrpcServer:
         server = H2GrpcServer(
             {path: self._handler(ingest) for path, ingest in paths.items()},
             max_message=limit,
-            max_concurrent_streams=cfg.max_concurrent_streams,
+            limits=cfg.limits(),
             ssl_context=cfg.tls.ssl_context() if cfg.tls is not None else None,
             reuse_port=self._reuse_port,
             on_too_large=too_large,

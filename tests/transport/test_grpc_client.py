@@ -25,6 +25,7 @@ from gateway.transport.grpc_client import GrpcCallError
 from gateway.transport.grpc_server import GrpcError, H2GrpcServer
 from gateway.transport.grpc_status import Status
 from gateway.transport.h2 import frame
+from gateway.transport.h2_lifecycle import ServerLimits
 from gateway.transport.tls import TLSClientConfig
 from pipelines.errors import RetryableError
 from tests.e2e.support import Certs
@@ -322,7 +323,7 @@ def test_against_h2grpc_server() -> None:
         return message[::-1]
 
     async def body() -> None:
-        server = H2GrpcServer({PATH: handler}, max_message=4 * MiB, max_concurrent_streams=2)
+        server = H2GrpcServer({PATH: handler}, max_message=4 * MiB, limits=ServerLimits(max_concurrent_streams=2))
         port = await server.start("127.0.0.1", 0)
         client = H2Client(f"127.0.0.1:{port}", compression="gzip")
         try:

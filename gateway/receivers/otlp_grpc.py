@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
@@ -81,8 +82,9 @@ class GrpcServer:
             on_too_large=too_large,
         )
         host, port = split_endpoint(cfg.endpoint)
+        family = {"tcp": socket.AF_UNSPEC, "tcp4": socket.AF_INET, "tcp6": socket.AF_INET6}[cfg.transport]
         try:
-            self.port = await server.start(host, port)
+            self.port = await server.start(host, port, family)
         except OSError as exc:
             raise OSError(f"cannot listen for OTLP/gRPC on {cfg.endpoint}: {exc}") from exc
         self._server = server

@@ -871,11 +871,12 @@ class H2GrpcServer:
         got = "after decompression" if size is None else f"({size} vs. {self.max_message})"
         return f"received message larger than max {got}"
 
-    async def start(self, host: str, port: int) -> int:
+    async def start(self, host: str, port: int, family: socket.AddressFamily = socket.AF_UNSPEC) -> int:
+        """Listen on `host:port` (every address it resolves to, or only IPv4 / IPv6 ones by `family`)."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _Connection(self), host or None, port, ssl=self._ssl, reuse_port=self._reuse_port or None,
-            backlog=1024,
+            lambda: _Connection(self), host or None, port, family=family, ssl=self._ssl,
+            reuse_port=self._reuse_port or None, backlog=1024,
         )
         sockets: Sequence[socket.socket] = self._server.sockets
         bound: int = sockets[0].getsockname()[1]

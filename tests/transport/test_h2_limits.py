@@ -71,6 +71,18 @@ def test_write_buffer_size_is_the_write_high_water_mark(serve: Serve) -> None:
     assert served.lt.run(high()) == [12345]
 
 
+def test_read_buffer_size_is_what_one_read_asks_the_socket_for(serve: Serve) -> None:
+    served = serve(limits=ServerLimits(read_size=4096))
+    c = open_conn(served)
+    settings_of(c)
+
+    async def sizes() -> list[int]:
+        return [conn.transport.max_size for conn in served.server.connections  # type: ignore[attr-defined]
+                if conn.transport is not None]
+
+    assert served.lt.run(sizes()) == [4096]
+
+
 def test_extra_stream_is_refused(serve: Serve) -> None:
     served = serve(limits=ServerLimits(max_concurrent_streams=2))
     c = open_conn(served)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 
 from gateway import __version__
@@ -14,6 +15,8 @@ from gateway.config.load import ConfigError, Loaded, load_files
 from gateway.serve import serve, setup_logging
 from gateway.service import Service
 from gateway.workers import supervise
+
+log = logging.getLogger("gateway")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,15 +44,19 @@ def main(argv: list[str] | None = None) -> int:
     loaded = _load(paths)
     if loaded is None:
         return 1
-    for warning in loaded.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+    if args.command != "run":
+        for warning in loaded.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
     if args.command == "validate":
         print(f"{' + '.join(paths)}: configuration is valid")
         return 0
     if args.command == "graph":
         print(Service(loaded.config).build().describe())
         return 0
-    setup_logging(loaded.config.service.telemetry.logs.level)
+    # A running gateway's warnings are log lines, in the log's encoding.
+    setup_logging(loaded.config.service.telemetry.logs)
+    for warning in loaded.warnings:
+        log.warning("%s", warning)
     if loaded.config.service.workers > 1:
         return asyncio.run(supervise(paths, loaded))
     return asyncio.run(serve(loaded.config))

@@ -13,16 +13,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from prometheus_client import Counter
-
 from gateway.component import Consumer
+from gateway.telemetry import CounterLike
 from pipelines.batch import Batch
 
 
 class Counted:
     """Counts items entering a pipeline (or leaving its processors) and passes them on."""
 
-    def __init__(self, counter: Counter, next_consumer: Consumer) -> None:
+    def __init__(self, counter: CounterLike, next_consumer: Consumer) -> None:
         self._counter = counter
         self._next = next_consumer
 

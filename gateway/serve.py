@@ -5,27 +5,70 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
+import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 
-from gateway.config.model import GatewayConfig
+from gateway.config.model import GatewayConfig, LogsTelemetry
 from gateway.service import Service, ShutdownErrors
 
 log = logging.getLogger("gateway")
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
+# zap's level names, which the Collector's JSON lines carry.
+_ZAP_LEVELS = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn", logging.ERROR: "error",
+               logging.CRITICAL: "fatal"}
 
 
-def setup_logging(level: str, tag: str = "") -> None:
-    """Log lines to stderr at `service::telemetry::logs::level`; `tag` (a worker's name) after the level."""
-    tag_field = f"{tag}\t" if tag else ""
-    logging.basicConfig(
-        level=_LEVELS.get(level.lower(), logging.INFO),
-        format=f"%(asctime)s\t%(levelname)s\t{tag_field}%(name)s\t%(message)s",
-        stream=sys.stderr,
-    )
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line, as the Collector's `encoding: json` (zap's production encoder with ISO 8601
+    times) writes them: `level`, `ts`, `logger` (zap's key for a logger's name: ours, such as
+    `gateway.exporter`), `caller` (directory/file:line), `msg`, then `fields` (a worker's number), and
+    for an exception `error` (its message) and `stacktrace`."""
+
+    def __init__(self, fields: dict[str, object]) -> None:
+        super().__init__()
+        self._fields = fields
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        # zapcore.ISO8601TimeEncoder: local time, milliseconds, `Z` or `+hhmm`.
+        local = time.localtime(record.created)
+        zone = time.strftime("%z", local)
+        return (time.strftime("%Y-%m-%dT%H:%M:%S", local) + f".{int(record.msecs):03d}"
+                + ("Z" if zone in ("+0000", "-0000") else zone))
+
+    def format(self, record: logging.LogRecord) -> str:
+        where = os.path.join(os.path.basename(os.path.dirname(record.pathname)), os.path.basename(record.pathname))
+        line: dict[str, object] = {
+            "level": _ZAP_LEVELS.get(record.levelno, record.levelname.lower()),
+            "ts": self.formatTime(record),
+            "logger": record.name,
+            "caller": f"{where}:{record.lineno}",
+            "msg": record.getMessage(),
+            **self._fields,
+        }
+        if record.exc_info and record.exc_info[1] is not None:
+            line["error"] = str(record.exc_info[1]) or type(record.exc_info[1]).__name__
+            line["stacktrace"] = self.formatException(record.exc_info)
+        elif record.stack_info:
+            line["stacktrace"] = record.stack_info
+        return json.dumps(line, ensure_ascii=False, separators=(",", ":"))
+
+
+def setup_logging(logs: LogsTelemetry, worker: int | None = None) -> None:
+    """Log lines to stderr at `service::telemetry::logs::level`, in its `encoding`: `console` (tab-separated,
+    a worker's name after the level) or `json` (one object a line, a worker's number as `worker`)."""
+    handler = logging.StreamHandler(sys.stderr)
+    if logs.encoding == "json":
+        handler.setFormatter(JsonFormatter({} if worker is None else {"worker": worker}))
+    else:
+        tag_field = "" if worker is None else f"worker-{worker}\t"
+        handler.setFormatter(logging.Formatter(f"%(asctime)s\t%(levelname)s\t{tag_field}%(name)s\t%(message)s"))
+    logging.basicConfig(level=_LEVELS.get(logs.level.lower(), logging.INFO), handlers=[handler])
 
 
 def stop_event() -> asyncio.Event:

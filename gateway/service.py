@@ -27,7 +27,7 @@ class ShutdownErrors(Exception):
 class Service:
     def __init__(self, config: GatewayConfig, telemetry: Telemetry | None = None, reuse_port: bool = False) -> None:
         self.config = config
-        self.telemetry = telemetry or Telemetry()
+        self.telemetry = telemetry or Telemetry(level=config.service.telemetry.metrics.level)
         self.reuse_port = reuse_port
         self.graph: graph.Graph | None = None
         self.metrics_server: MetricsServer | None = None

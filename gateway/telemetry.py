@@ -1,6 +1,9 @@
 """The gateway's own metrics, under the Collector's names so its dashboards work unchanged.
 
 Components ask for bound counters once at creation (`labels()` is not free on the hot path).
+`service::telemetry::metrics::level` is applied here, once: a metric above the configured level is
+never registered, and the components get `OFF` in its place, which takes the same calls and does
+nothing, so no request path asks what the level is.
 """
 
 from __future__ import annotations
@@ -9,10 +12,93 @@ import os
 import resource
 import time
 from collections.abc import Iterator
+from typing import Literal, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+Level = Literal["none", "basic", "normal", "detailed"]
+_RANK: dict[Level, int] = {"none": 0, "basic": 1, "normal": 2, "detailed": 3}
+
+# The lowest level each metric family is shown at. The Collector's (v0.161) come from its default
+# views (service/internal/metricviews: the batch processor's metrics from `normal`, its bytes histogram
+# only at `detailed`; the receiver, exporter, queue and process metrics at every level). The
+# Collector's `detailed` also adds the HTTP and gRPC server and client instrumentation
+# (`http_server_*`, `rpc_*`), which the gateway does not emit.
+LEVELS: dict[str, Level] = {
+    "otelcol_process_cpu_seconds": "basic",
+    "otelcol_process_uptime_seconds": "basic",
+    "otelcol_process_memory_rss": "basic",
+    "otelcol_receiver_accepted": "basic",
+    "otelcol_receiver_refused": "basic",
+    "otelcol_exporter_sent": "basic",
+    "otelcol_exporter_send_failed": "basic",
+    "otelcol_exporter_enqueue_failed": "basic",
+    "otelcol_exporter_queue_size": "basic",
+    "otelcol_exporter_queue_capacity": "basic",
+    # The memory limiter's refusals (the Collector's otelcol_processor_memory_limiter_refused_*: basic).
+    "otelcol_processor_refused": "basic",
+    "otelcol_processor_batch_batch_send_size": "normal",
+    "otelcol_processor_batch_timeout_trigger_send": "normal",
+    "otelcol_processor_batch_batch_size_trigger_send": "normal",
+    "otelcol_processor_batch_batch_send_size_bytes": "detailed",
+    # Ours, at `basic`: each counts what the delivery promise says must be counted (what was refused,
+    # dropped on purpose, or sent nowhere), or bounds what the gateway holds (the disk of the queues),
+    # as the Collector's queue size and capacity do; the pipeline counters are the pipeline-level
+    # version of its processor incoming/outgoing items, also at every level.
+    "otelcol_processor_dropped": "basic",
+    "otelcol_gateway_receiver_failed_requests": "basic",
+    "otelcol_gateway_storage_used_bytes": "basic",
+    "otelcol_gateway_storage_capacity_bytes": "basic",
+    "otelcol_gateway_pipeline_incoming_items": "basic",
+    "otelcol_gateway_pipeline_outgoing_items": "basic",
+    "otelcol_gateway_connector_unrouted": "basic",
+}
+
+
+def shown(family: str, level: Level) -> bool:
+    """Whether `family` (a key of LEVELS) is exposed at `level`."""
+    return _RANK[level] > 0 and _RANK[LEVELS[family]] <= _RANK[level]
+
+
+class CounterLike(Protocol):
+    def labels(self, *values: str) -> CounterLike: ...
+
+    def inc(self, amount: float = 1) -> None: ...
+
+
+class GaugeLike(Protocol):
+    def labels(self, *values: str) -> GaugeLike: ...
+
+    def set(self, value: float) -> None: ...
+
+
+class HistogramLike(Protocol):
+    def labels(self, *values: str) -> HistogramLike: ...
+
+    def observe(self, amount: float) -> None: ...
+
+
+class Off:
+    """A metric the configured level does not show: every call a component makes, doing nothing."""
+
+    __slots__ = ()
+
+    def labels(self, *values: str) -> Off:
+        return self
+
+    def inc(self, amount: float = 1) -> None:
+        pass
+
+    def set(self, value: float) -> None:
+        pass
+
+    def observe(self, amount: float) -> None:
+        pass
+
+
+OFF = Off()
 
 # The unit each signal is counted in, as the Collector names it in metric names.
 UNITS = {"traces": "spans", "metrics": "metric_points", "logs": "log_records"}
@@ -60,16 +146,27 @@ class ProcessCollector(Collector):
 
 
 class Telemetry:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.registry.register(ProcessCollector())
+    """The metrics of one gateway process, those above `level` left out (see LEVELS)."""
 
-        def counters(prefix: str, what: str, labels: list[str]) -> dict[str, Counter]:
-            return {
-                signal: Counter(f"{prefix}_{unit}", f"{what} ({unit})", labels, registry=r)
-                for signal, unit in UNITS.items()
-            }
+    def __init__(self, registry: CollectorRegistry | None = None, level: Level = "normal") -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        self.level: Level = level
+        r = self.registry
+        if shown("otelcol_process_cpu_seconds", level):
+            r.register(ProcessCollector())
+
+        def counter(name: str, what: str, labels: list[str], family: str | None = None) -> CounterLike:
+            return Counter(name, what, labels, registry=r) if shown(family or name, level) else OFF
+
+        def gauge(name: str, what: str, labels: list[str]) -> GaugeLike:
+            return Gauge(name, what, labels, registry=r) if shown(name, level) else OFF
+
+        def histogram(name: str, what: str, labels: list[str], buckets: tuple[int, ...]) -> HistogramLike:
+            return Histogram(name, what, labels, buckets=buckets, registry=r) if shown(name, level) else OFF
+
+        def counters(prefix: str, what: str, labels: list[str]) -> dict[str, CounterLike]:
+            return {signal: counter(f"{prefix}_{unit}", f"{what} ({unit})", labels, prefix)
+                    for signal, unit in UNITS.items()}
 
         self._recv_accepted = counters(
             "otelcol_receiver_accepted", "Items successfully pushed into the pipelines", ["receiver", "transport"]
@@ -85,87 +182,83 @@ class Telemetry:
             "otelcol_exporter_enqueue_failed", "Items that failed to be added to the sending queue", ["exporter"]
         )
         self._proc_dropped = counters("otelcol_processor_dropped", "Items dropped by a processor", ["processor"])
-        self.queue_size = Gauge(
+        self.queue_size = gauge(
             "otelcol_exporter_queue_size",
-            "Current size of the sending queue (in its sizer's units: requests by default)",
-            ["exporter"], registry=r,
+            "Current size of the sending queue (in its sizer's units: requests by default)", ["exporter"],
         )
-        self.queue_capacity = Gauge(
+        self.queue_capacity = gauge(
             "otelcol_exporter_queue_capacity",
             "Fixed capacity of the sending queue (in its sizer's units: requests by default)", ["exporter"],
-            registry=r,
         )
-        self.batch_send_size = Histogram(
-            "otelcol_processor_batch_batch_send_size", "Number of units in the batch",
-            ["processor"], buckets=_BATCH_SIZE_BUCKETS, registry=r,
+        self.batch_send_size = histogram(
+            "otelcol_processor_batch_batch_send_size", "Number of units in the batch", ["processor"],
+            _BATCH_SIZE_BUCKETS,
         )
-        self.batch_send_size_bytes = Histogram(
-            "otelcol_processor_batch_batch_send_size_bytes", "Number of bytes in the batch",
-            ["processor"], buckets=_BATCH_BYTES_BUCKETS, registry=r,
+        self.batch_send_size_bytes = histogram(
+            "otelcol_processor_batch_batch_send_size_bytes", "Number of bytes in the batch", ["processor"],
+            _BATCH_BYTES_BUCKETS,
         )
-        self.batch_timeout_trigger = Counter(
+        self.batch_timeout_trigger = counter(
             "otelcol_processor_batch_timeout_trigger_send", "Times the batch was sent due to a timeout trigger",
-            ["processor"], registry=r,
+            ["processor"],
         )
-        self.batch_size_trigger = Counter(
+        self.batch_size_trigger = counter(
             "otelcol_processor_batch_batch_size_trigger_send", "Times the batch was sent due to a size trigger",
-            ["processor"], registry=r,
+            ["processor"],
         )
-        self._recv_failed_requests = Counter(
+        self._recv_failed_requests = counter(
             "otelcol_gateway_receiver_failed_requests",
             "Requests refused before reaching a pipeline, by reason (bad data, auth, size, media type)",
-            ["receiver", "transport", "reason"], registry=r,
+            ["receiver", "transport", "reason"],
         )
         self._proc_refused = counters(
             "otelcol_processor_refused", "Items refused by a processor (memory limit)", ["processor"]
         )
-        self.storage_used = Gauge(
+        self.storage_used = gauge(
             "otelcol_gateway_storage_used_bytes", "Disk used by a file_storage's persistent queues", ["extension"],
-            registry=r,
         )
-        self.storage_capacity = Gauge(
+        self.storage_capacity = gauge(
             "otelcol_gateway_storage_capacity_bytes", "Disk bound of a file_storage (max_size_mib)", ["extension"],
-            registry=r,
         )
-        self._pipe_in = Counter(
-            "otelcol_gateway_pipeline_incoming_items", "Items entering a pipeline", ["pipeline"], registry=r
+        self._pipe_in = counter(
+            "otelcol_gateway_pipeline_incoming_items", "Items entering a pipeline", ["pipeline"]
         )
-        self._pipe_out = Counter(
+        self._pipe_out = counter(
             "otelcol_gateway_pipeline_outgoing_items", "Items leaving a pipeline's processors for its exporters",
-            ["pipeline"], registry=r,
+            ["pipeline"],
         )
         self._unrouted = counters("otelcol_gateway_connector_unrouted", "Items a routing connector sent nowhere "
                                   "(no route matched and no default_pipelines)", ["connector"])
 
-    def receiver_accepted(self, signal: str, receiver: str, transport: str) -> Counter:
+    def receiver_accepted(self, signal: str, receiver: str, transport: str) -> CounterLike:
         return self._recv_accepted[signal].labels(receiver, transport)
 
-    def receiver_refused(self, signal: str, receiver: str, transport: str) -> Counter:
+    def receiver_refused(self, signal: str, receiver: str, transport: str) -> CounterLike:
         return self._recv_refused[signal].labels(receiver, transport)
 
-    def receiver_failed_request(self, receiver: str, transport: str, reason: str) -> Counter:
+    def receiver_failed_request(self, receiver: str, transport: str, reason: str) -> CounterLike:
         return self._recv_failed_requests.labels(receiver, transport, reason)
 
-    def exporter_sent(self, signal: str, exporter: str) -> Counter:
+    def exporter_sent(self, signal: str, exporter: str) -> CounterLike:
         return self._exp_sent[signal].labels(exporter)
 
-    def exporter_send_failed(self, signal: str, exporter: str) -> Counter:
+    def exporter_send_failed(self, signal: str, exporter: str) -> CounterLike:
         return self._exp_failed[signal].labels(exporter)
 
-    def exporter_enqueue_failed(self, signal: str, exporter: str) -> Counter:
+    def exporter_enqueue_failed(self, signal: str, exporter: str) -> CounterLike:
         return self._exp_enqueue_failed[signal].labels(exporter)
 
-    def processor_dropped(self, signal: str, processor: str) -> Counter:
+    def processor_dropped(self, signal: str, processor: str) -> CounterLike:
         return self._proc_dropped[signal].labels(processor)
 
-    def processor_refused(self, signal: str, processor: str) -> Counter:
+    def processor_refused(self, signal: str, processor: str) -> CounterLike:
         return self._proc_refused[signal].labels(processor)
 
-    def pipeline_incoming(self, pipeline: str) -> Counter:
+    def pipeline_incoming(self, pipeline: str) -> CounterLike:
         return self._pipe_in.labels(pipeline)
 
-    def pipeline_outgoing(self, pipeline: str) -> Counter:
+    def pipeline_outgoing(self, pipeline: str) -> CounterLike:
         return self._pipe_out.labels(pipeline)
 
-    def connector_unrouted(self, signal: str, connector: str) -> Counter:
+    def connector_unrouted(self, signal: str, connector: str) -> CounterLike:
         return self._unrouted[signal].labels(connector)

@@ -444,7 +444,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"invalid configuration {' + '.join(args.config)}: {'; '.join(exc.errors)}", file=sys.stderr)
         return 1
-    setup_logging(loaded.config.service.telemetry.logs.level, f"worker-{args.index}")
+    setup_logging(loaded.config.service.telemetry.logs, worker=args.index)
     fd = os.environ.pop(STATUS_FD_ENV, None)
     return asyncio.run(_serve_worker(loaded, args.index, int(fd) if fd else None))
 

@@ -137,7 +137,7 @@ class Exporter:
             storage = self._host.extension(qc.storage)
             if not isinstance(storage, QueueStorage):
                 raise TypeError(f"exporter {self.id}: sending_queue::storage {qc.storage!r} is not a storage extension")
-            store = storage.open_queue(self.id)
+            store = await storage.open_queue(self.id)
         self.queue = SendingQueue(qc.queue_size, qc.sizer, store, self._size_gauge.set)
         loaded = self.queue.load(self.policy)
         if loaded:

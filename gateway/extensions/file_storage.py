@@ -3,7 +3,8 @@
 The Collector's keys (`directory`, `fsync`, `create_directory`, `timeout`, `compaction`, ...) plus a
 bound of our own, `max_size_mib`, on the disk all its queues may use together: reaching it (or a full
 disk) refuses new data with a retryable error and never drops what is stored. Each exporter's queue
-lives in its own subdirectory, `exporter_<type>_<name>`, locked against a second process.
+lives in its own subdirectory, `exporter_<type>_<name>`, locked against a second process: a start
+waits up to `timeout` (0: with no limit) for another holder to let go, as bbolt's Open does in the Collector.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class Config:
             errors.append("directory must not be empty")
         if self.max_size_mib <= 0:
             errors.append("max_size_mib must be positive")
+        if self.timeout < 0:
+            errors.append("timeout must not be negative (0 waits for a locked queue directory with no limit)")
         if not re.fullmatch(r"0?[0-7]{3}", self.directory_permissions):
             errors.append(f"directory_permissions {self.directory_permissions!r}: want an octal mode such as 0750")
         return errors
@@ -85,11 +88,12 @@ class FileStorage:
         self.used = max(0, self.used + nbytes)
         self._used_gauge.set(self.used)
 
-    def open_queue(self, owner: str) -> DiskStore:
-        """The store for one exporter's queue; opened (locked) here, loaded by the queue."""
+    async def open_queue(self, owner: str) -> DiskStore:
+        """The store for one exporter's queue; opened (locked, waiting up to `timeout` for another process
+        to let go of it) here, loaded by the queue."""
         store = DiskStore(Path(self.config.directory) / queue_dirname(owner), self.config.fsync, self,
                           segment_bytes=min(8 * MIB, max(64 * 1024, self.limit // 16)))
-        store.open()
+        await store.open_within(self.config.timeout)
         self._stores.append(store)
         return store
 

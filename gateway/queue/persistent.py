@@ -32,6 +32,8 @@ _REC = struct.Struct("<II")
 _HDR = struct.Struct("<I")
 _ACK = struct.Struct("<QI")
 _SIGNALS = ("traces", "metrics", "logs")
+# bbolt's flockRetryTimeout: how often a held queue directory lock is tried again.
+_LOCK_RETRY = 0.05
 
 
 class Budget(Protocol):
@@ -140,15 +142,41 @@ class DiskStore:
         self._synced = 0
 
     # -- startup
-    def open(self) -> None:
+    def _try_lock(self) -> bool:
+        """Take the directory's lock if no other open file holds it (flock: another process, or another
+        store on the same directory in this one)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT, 0o640)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise RuntimeError(f"queue directory {self.directory} is in use by another process") from None
+            return False
         self._lock_fd = fd
+        return True
+
+    def open(self) -> None:
+        """Lock the directory now; RuntimeError if it is held."""
+        if not self._try_lock():
+            raise RuntimeError(f"queue directory {self.directory} is in use by another process")
+
+    async def open_within(self, seconds: float) -> None:
+        """Lock the directory, waiting up to `seconds` for another holder to let go (0: for as long as it
+        takes), as bbolt's Open does with the Collector's file_storage `timeout`: a try every 50 ms,
+        since flock has no timeout of its own, and a last one at the deadline. RuntimeError naming the
+        directory and the timeout when it is still held."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        if self._try_lock():
+            return
+        log.info("queue directory %s is locked by another process; waiting %s for it (file_storage timeout)",
+                 self.directory, f"up to {seconds:g}s" if seconds else "with no limit")
+        while not self._try_lock():
+            left = deadline - loop.time()
+            if seconds and left <= 0:
+                raise RuntimeError(f"queue directory {self.directory} is in use by another process: still locked "
+                                   f"after {seconds:g}s (file_storage timeout)")
+            await asyncio.sleep(min(_LOCK_RETRY, left) if seconds else _LOCK_RETRY)
 
     def load(self) -> list[Entry]:
         entries: list[Entry] = []

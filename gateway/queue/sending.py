@@ -55,7 +55,7 @@ class QueueStorage(Protocol):
     """An extension that keeps sending queues (`file_storage`), named by an exporter's
     `sending_queue::storage`."""
 
-    def open_queue(self, owner: str) -> Store: ...
+    async def open_queue(self, owner: str) -> Store: ...
 
 
 class Store(Protocol):

@@ -3,8 +3,9 @@ each key; the otlp and otlphttp exporters, the otlp receiver's gRPC and HTTP sid
 extension all build their contexts here.
 
 - `ca_file` / `ca_pem` REPLACE the system roots, unless `include_system_ca_certs_pool: true` adds them
-  back; with neither, the system roots. On a server they verify client certificates only with
-  `client_ca_file` (configtls: `client_ca_file` asks for and checks client certificates).
+  back; with neither, the system roots. A server verifies client certificates with `client_ca_file` only
+  (configtls: it asks for and checks client certificates); its `ca_file` / `ca_pem` are refused, since
+  configtls puts them where Go's TLS server never looks.
 - `cert_file` / `cert_pem` and `key_file` / `key_pem`: files or inline PEM, alike everywhere.
 - `min_version` (default 1.2), `max_version`; `cipher_suites` by Go's names, mapped to OpenSSL's. As in
   Go, TLS 1.3 suites are accepted but not configurable; unknown names are refused by validate.
@@ -159,6 +160,10 @@ class TLSServerConfig(_TLSCommon):
         errors = self._errors()
         if not (self.cert_file or self.cert_pem) or not (self.key_file or self.key_pem):
             errors.append("a server TLS block needs cert_file and key_file")
+        # configtls loads a server's CA into RootCAs, which Go's TLS server never reads (client
+        # certificates are checked against ClientCAs): accepted there, it looks like mTLS and is not.
+        errors += [f"{key}: not used by a server (verify client certificates with client_ca_file)"
+                   for key in ("ca_file", "ca_pem") if getattr(self, key)]
         return errors
 
     def read(self) -> tuple[bytes, bytes, bytes | None]:

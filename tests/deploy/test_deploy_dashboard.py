@@ -276,7 +276,8 @@ def test_dashboard_metrics_exist_in_scrape(tmp_path: Path) -> None:
             "extensions": {"health_check": {"endpoint": f"127.0.0.1:{health_port}"}},
             "service": {
                 "extensions": ["health_check"],
-                "telemetry": {"metrics": {"address": f"127.0.0.1:{metrics_port}"}},
+                # `detailed`: the batch bytes panel's histogram is shown at that level only, as in the Collector.
+                "telemetry": {"metrics": {"address": f"127.0.0.1:{metrics_port}", "level": "detailed"}},
                 "pipelines": {"traces": {"receivers": ["otlp"], "processors": ["batch"], "exporters": ["otlphttp"]}},
             },
         }

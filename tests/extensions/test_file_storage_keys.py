@@ -1,10 +1,12 @@
 """file_storage's keys, each against its default, with an exporter's persistent sending queue
 (`sending_queue::storage`) kept by the extension, both built in-process: `directory`,
-`create_directory`, `directory_permissions`, `fsync` and `max_size_mib`."""
+`create_directory`, `directory_permissions`, `fsync`, `max_size_mib` and `timeout`."""
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import logging
 import os
 import stat
 from collections.abc import Iterator
@@ -16,7 +18,7 @@ import pytest
 from gateway.component import Settings
 from gateway.config.decode import Errors, decode
 from gateway.exporters.helper import Exporter
-from gateway.extensions.file_storage import FACTORY, Config, FileStorage
+from gateway.extensions.file_storage import FACTORY, Config, FileStorage, queue_dirname
 from gateway.telemetry import Telemetry
 from pipelines.errors import RetryableError
 from tests.exporters.recorder import Recorder, common, spans
@@ -120,3 +122,71 @@ def test_max_size_mib_bounds_the_disk_the_queues_use(tmp_path: Path) -> None:
     answers = hold(storage({"directory": str(tmp_path / "b"), "max_size_mib": 1}), 8, pad=20_000, queue=big)
     assert answers[:4] == ["ok"] * 4, "about 200 KB a request: four fit in 1 MiB"
     assert "file_storage is full" in answers[-1]
+
+
+class _StoreLog(logging.Handler):
+    """What the queue store logs (at info), and an event set once it says it waits for a lock."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+        self.waiting = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+        if "is locked by another process" in record.getMessage():
+            self.waiting.set()
+
+
+def start_against_a_held_lock(directory: Path, body: dict[str, Any], release_when_waiting: bool) -> tuple[str, str]:
+    """Start exporter otlp/a's persistent queue in `directory` while another open file holds the queue
+    directory's lock (flock locks belong to an open file, so this conflicts as another process would);
+    with `release_when_waiting`, let go once the store logs that it waits. What the start came to, and
+    what the store logged."""
+    queue_dir = directory / queue_dirname("otlp/a")
+    queue_dir.mkdir(parents=True)
+    holder = os.open(queue_dir / "lock", os.O_RDWR | os.O_CREAT, 0o640)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    logger = logging.getLogger("gateway.storage")
+
+    async def run() -> tuple[str, str]:
+        store_log = _StoreLog()
+        logger.addHandler(store_log)
+        level, logger.level = logger.level, logging.INFO
+        ext = storage({"directory": str(directory), **body})
+        await ext.start()
+        x = queue_for(ext, Recorder())
+        start = asyncio.create_task(x.start())
+        try:
+            if release_when_waiting:
+                await store_log.waiting.wait()
+                os.close(holder)
+            await start
+            outcome = "started"
+        except RuntimeError as exc:
+            outcome = str(exc)
+        finally:
+            logger.removeHandler(store_log)
+            logger.level = level
+            await x.shutdown()
+            await ext.shutdown()
+        return outcome, " ".join(store_log.messages)
+
+    try:
+        return asyncio.run(asyncio.wait_for(run(), 30))
+    finally:
+        if not release_when_waiting:
+            os.close(holder)
+
+
+def test_timeout_is_how_long_a_start_waits_for_a_locked_queue_directory(tmp_path: Path) -> None:
+    outcome, logged = start_against_a_held_lock(tmp_path / "a", {"timeout": "200ms"}, release_when_waiting=False)
+    assert outcome == (f"queue directory {tmp_path / 'a' / 'exporter_otlp_a'} is in use by another process: "
+                       "still locked after 0.2s (file_storage timeout)")
+    assert logged.endswith("waiting up to 0.2s for it (file_storage timeout)")
+    # The default, 1s: the holder lets go while the start waits, and it goes on.
+    outcome, logged = start_against_a_held_lock(tmp_path / "b", {}, release_when_waiting=True)
+    assert (outcome, logged.endswith("waiting up to 1s for it (file_storage timeout)")) == ("started", True)
+    # 0, as in bbolt: no limit.
+    outcome, logged = start_against_a_held_lock(tmp_path / "c", {"timeout": 0}, release_when_waiting=True)
+    assert (outcome, logged.endswith("waiting with no limit for it (file_storage timeout)")) == ("started", True)

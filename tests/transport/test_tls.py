@@ -1,12 +1,13 @@
 """The one TLS configuration (`gateway.transport.tls`): the Collector's meaning of `ca_file` (it replaces
-the system roots unless `include_system_ca_certs_pool`), Go cipher suite names, and a server certificate
-rotated on disk by a symlink swap (as cert-manager does), served to new handshakes without a restart
-while an open connection goes on."""
+the system roots unless `include_system_ca_certs_pool`; a server's is refused, as Go's TLS server never
+reads it), Go cipher suite names, and a server certificate rotated on disk by a symlink swap (as
+cert-manager does), served to new handshakes without a restart while an open connection goes on."""
 
 from __future__ import annotations
 
 import asyncio
 import http.client
+import json
 import os
 import ssl
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from cryptography import x509
 
 from gateway.component import Settings
+from gateway.config.load import ConfigError, load_text
 from gateway.exporters import otlp_grpc, otlp_http
 from gateway.extensions import health
 from gateway.telemetry import Telemetry
@@ -113,3 +115,32 @@ def test_a_clients_reload_interval_is_refused_and_a_servers_accepted() -> None:
         "reload_interval: not supported on a client by this gateway (a client's certificate and CA are read when "
         "the exporter starts; servers reload theirs)"]
     assert TLSServerConfig(cert_pem="c", key_pem="k", reload_interval=30.0).validate() == []
+
+
+def test_ca_file_is_refused_on_a_server_and_trusted_by_a_client(certs: Certs) -> None:
+    # configtls loads a server's ca_file into RootCAs, which Go's TLS server never reads: client
+    # certificates are verified with client_ca_file only. Refused, so nobody believes it gives mTLS.
+    keys = f"cert_file: {certs.server_cert}, key_file: {certs.server_key}"
+    refused = f"""
+receivers: {{otlp: {{protocols: {{grpc: {{tls: {{{keys}, ca_file: {certs.ca}}}}}}}}}}}
+extensions: {{health_check: {{tls: {{{keys}, ca_pem: {json.dumps(certs.ca.read_text())}}}}}}}
+exporters: {{otlp: {{endpoint: "127.0.0.1:4317"}}}}
+service: {{extensions: [health_check], pipelines: {{traces: {{receivers: [otlp], exporters: [otlp]}}}}}}
+"""
+    with pytest.raises(ConfigError) as info:
+        load_text(refused, env={})
+    assert info.value.errors == [
+        "receivers::otlp::protocols::grpc::tls: ca_file: not used by a server "
+        "(verify client certificates with client_ca_file)",
+        "extensions::health_check::tls: ca_pem: not used by a server (verify client certificates with client_ca_file)",
+    ]
+    # The same key on a client (the exporter) verifies the server with that CA alone; a handshake with
+    # it is tests/exporters/test_otlp_grpc.py::test_tls_with_ca_file.
+    accepted = f"""
+receivers: {{otlp: {{protocols: {{grpc: {{tls: {{{keys}}}}}}}}}}}
+exporters: {{otlp: {{endpoint: "127.0.0.1:4317", tls: {{ca_file: {certs.ca}}}}}}}
+service: {{pipelines: {{traces: {{receivers: [otlp], exporters: [otlp]}}}}}}
+"""
+    exporter = load_text(accepted, env={}).config.exporters["otlp"]
+    ctx = otlp_grpc.client_ssl_context(exporter.tls)
+    assert (_roots(ctx), ctx.verify_mode) == (1, ssl.CERT_REQUIRED)

@@ -163,7 +163,7 @@ class TLSServerConfig(_TLSCommon):
         # configtls loads a server's CA into RootCAs, which Go's TLS server never reads (client
         # certificates are checked against ClientCAs): accepted there, it looks like mTLS and is not.
         errors += [f"{key}: not used by a server (verify client certificates with client_ca_file)"
-                   for key in ("ca_file", "ca_pem") if getattr(self, key)]
+                   for key in ("ca_file", "ca_pem", "include_system_ca_certs_pool") if getattr(self, key)]
         return errors
 
     def read(self) -> tuple[bytes, bytes, bytes | None]:

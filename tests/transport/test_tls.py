@@ -122,7 +122,7 @@ def test_ca_file_is_refused_on_a_server_and_trusted_by_a_client(certs: Certs) ->
     # certificates are verified with client_ca_file only. Refused, so nobody believes it gives mTLS.
     keys = f"cert_file: {certs.server_cert}, key_file: {certs.server_key}"
     refused = f"""
-receivers: {{otlp: {{protocols: {{grpc: {{tls: {{{keys}, ca_file: {certs.ca}}}}}}}}}}}
+receivers: {{otlp: {{protocols: {{grpc: {{tls: {{{keys}, ca_file: {certs.ca}}}}}, http: {{tls: {{{keys}, include_system_ca_certs_pool: true}}}}}}}}}}
 extensions: {{health_check: {{tls: {{{keys}, ca_pem: {json.dumps(certs.ca.read_text())}}}}}}}
 exporters: {{otlp: {{endpoint: "127.0.0.1:4317"}}}}
 service: {{extensions: [health_check], pipelines: {{traces: {{receivers: [otlp], exporters: [otlp]}}}}}}
@@ -131,6 +131,8 @@ service: {{extensions: [health_check], pipelines: {{traces: {{receivers: [otlp],
         load_text(refused, env={})
     assert info.value.errors == [
         "receivers::otlp::protocols::grpc::tls: ca_file: not used by a server "
+        "(verify client certificates with client_ca_file)",
+        "receivers::otlp::protocols::http::tls: include_system_ca_certs_pool: not used by a server "
         "(verify client certificates with client_ca_file)",
         "extensions::health_check::tls: ca_pem: not used by a server (verify client certificates with client_ca_file)",
     ]

@@ -1,0 +1,609 @@
+"""Every key the gateway accepts does what it says, or is refused (issue #12, item 7).
+
+The product rule: "A key we accept must do what it says. A Collector key we do not support is refused
+by `validate` with its path, never silently ignored."
+
+`inventory()` lists every config key of every component type in `gateway.registry.REGISTRY` and of
+`service`, computed from the config dataclasses (recursing through nested blocks): one entry per
+field, named by the class that declares it, so a key shared through inheritance (the exporter
+helper's `timeout`, the TLS blocks) is one entry. `EVIDENCE` says, for each, why it is there:
+
+- `Proven(test, ...)`: tests that set the key to something other than its default and observe the
+  difference. Each must exist and its source must name the key (or the `key=` given, when the test
+  spells it differently), so a renamed or deleted test, or one pointed at the wrong key, fails here.
+  A test that only checks the value was parsed does not count.
+- `Refused()`: the field is declared with `unsupported(reason)`; the decoder refuses a config that
+  sets it (`test_the_decoder_refuses_an_unsupported_key` shows that once for all of them).
+- `Todo(reason)`: not settled; fails, so it cannot be forgotten.
+
+A key added to a config class without an entry here fails `test_every_key_has_evidence`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import re
+import typing
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from gateway import registry
+from gateway.config.decode import Errors, decode
+from gateway.config.model import ServiceConfig
+from pipelines.config_types import unsupported, unsupported_reason
+
+
+class Proven:
+    """Tests (`path/test_file.py::test_name`) showing the key changing behaviour."""
+
+    def __init__(self, *tests: str, key: str | None = None) -> None:
+        assert tests, "name at least one test"
+        self.tests = tests
+        self.key = key
+
+    def __repr__(self) -> str:
+        return f"Proven({', '.join(self.tests)})"
+
+
+class Refused:
+    """Declared with `unsupported(reason)`: a config that sets the key is refused with its path."""
+
+    def __repr__(self) -> str:
+        return "Refused()"
+
+
+class Todo:
+    """Not settled yet: who or what it waits for."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"Todo({self.reason!r})"
+
+
+Evidence = Proven | Refused | Todo
+
+# ---------------------------------------------------------------- the inventory, from the code
+
+
+@dataclass(frozen=True)
+class Key:
+    field: dataclasses.Field[Any]
+    path: str  # one config path where the key is written, for messages
+
+
+def declaring_class(cls: type, name: str) -> type:
+    """The class of `cls`'s MRO whose own annotations declare field `name`."""
+    for klass in cls.__mro__:
+        if name in vars(klass).get("__annotations__", {}):
+            return klass
+    raise LookupError(f"{cls.__qualname__}.{name} is declared nowhere in its MRO")
+
+
+def _blocks(tp: Any, suffix: str = "") -> Iterator[tuple[type, str]]:
+    """The config dataclasses a field's type holds (in `X | None`, `tuple[X, ...]`, `dict[str, X]`,
+    `Annotated[X, ...]`), with the path suffix that leads into each."""
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        yield tp, suffix
+        return
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Annotated:
+        yield from _blocks(args[0], suffix)
+    elif origin in (tuple, list):
+        yield from _blocks(args[0], suffix + "[0]")
+    elif origin is dict:
+        yield from _blocks(args[1], suffix + "::<id>")
+    else:
+        for arg in args:
+            yield from _blocks(arg, suffix)
+
+
+def _walk(cls: type, path: str, out: dict[str, Key], seen: frozenset[type]) -> None:
+    hints = typing.get_type_hints(cls, include_extras=True)
+    for f in dataclasses.fields(cls):
+        owner = declaring_class(cls, f.name)
+        out.setdefault(f"{owner.__module__}.{owner.__qualname__}.{f.name}", Key(f, f"{path}::{f.name}"))
+        for block, suffix in _blocks(hints[f.name]):
+            if block not in seen:
+                _walk(block, f"{path}::{f.name}{suffix}", out, seen | {block})
+
+
+def inventory() -> dict[str, Key]:
+    """Every key of every registered component type and of `service`, by declaring class."""
+    out: dict[str, Key] = {}
+    for kind, types in registry.REGISTRY.items():
+        for type_name in types:
+            factory = registry.lookup(kind, type_name)
+            assert factory is not None
+            _walk(factory.config, f"{kind}::{type_name}", out, frozenset({factory.config}))
+    _walk(ServiceConfig, "service", out, frozenset({ServiceConfig}))
+    return out
+
+
+# ---------------------------------------------------------------- the evidence, key by key
+
+# Where the tests are.
+GRAPH = "tests/test_graph.py::"
+WORKERS = "tests/test_workers.py::"
+TELEMETRY = "tests/test_service_telemetry.py::"
+E2E = "tests/e2e/test_processors_e2e.py::"
+BAD_INPUT = "tests/e2e/test_bad_input.py::"
+E2E_TLS = "tests/e2e/test_tls.py::"
+PERSISTENCE = "tests/delivery/test_persistence.py::"
+FAULTS = "tests/delivery/test_faults.py::"
+NO_SECRETS = "tests/delivery/test_no_secrets_on_disk.py::"
+DELIVERY = "tests/delivery/test_units.py::"
+RECEIVER = "tests/receivers/test_otlp_keys.py::"
+OTLP = "tests/exporters/test_otlp_grpc.py::"
+OTLPHTTP = "tests/exporters/test_otlp_http.py::"
+HELPER = "tests/exporters/test_exporter_helper.py::"
+CLIENT_TLS = "tests/exporters/test_exporter_tls.py::"
+DESTINATIONS = "tests/exporters/test_destinations.py::"
+DEBUG = "tests/exporters/test_debug.py::"
+LIMITS = "tests/transport/test_h2_limits.py::"
+CORS = "tests/receivers/test_cors.py::"
+HEALTH_BODY = "tests/extensions/test_health.py::"
+REGEXP = "tests/processors/test_regexp_cache.py::"
+BATCH_LIMIT = "tests/processors/test_batch_metadata_limit.py::"
+CHANNEL = "tests/transport/test_grpc_channel.py::"
+TLS = "tests/transport/test_tls.py::"
+GRPC_TRANSPORT = "tests/receivers/test_grpc_transport.py::"
+CONNECTION_AGE = "tests/e2e/test_connection_age.py::"
+DECODES = LIMITS + "test_keepalive_keys_decode_to_limits"
+GRPC_CLIENT = "tests/transport/test_grpc_client.py::"
+BATCH = "tests/processors/test_batch_processor.py::"
+LIMITER = "tests/processors/test_memory_limiter.py::"
+ATTRIBUTES = "tests/processors/test_attributes.py::"
+SAMPLER = "tests/processors/test_probabilistic_sampler.py::"
+ROUTING = "tests/connectors/test_routing_pure.py::"
+AUTH = "tests/auth/test_bearertokenauth.py::"
+STORAGE = "tests/extensions/test_file_storage_keys.py::"
+HEALTH = "tests/extensions/test_health_keys.py::"
+
+
+
+def under(prefix: str, entries: dict[str, Evidence]) -> dict[str, Evidence]:
+    return {prefix + name: evidence for name, evidence in entries.items()}
+
+
+EVIDENCE: dict[str, Evidence] = {
+    # service
+    **under("gateway.config.model.", {
+        "ServiceConfig.pipelines": Proven(GRAPH + "test_connected_pipelines_as_nodes_and_edges"),
+        "PipelineConfig.receivers": Proven(GRAPH + "test_connected_pipelines_as_nodes_and_edges"),
+        "PipelineConfig.processors": Proven(E2E + "test_hatchet_payload_deleted_or_hashed"),
+        "PipelineConfig.exporters": Proven(E2E + "test_hatchet_payload_deleted_or_hashed"),
+        "ServiceConfig.extensions": Proven(E2E + "test_authenticator_must_be_configured_and_enabled"),
+        "ServiceConfig.workers": Proven(WORKERS + "test_spans_over_many_connections_arrive_once_and_metrics_add_up"),
+        "ServiceConfig.shutdown_timeout":
+            Proven(PERSISTENCE + "test_sigterm_with_backend_down_counts_what_the_memory_queue_drops"),
+        "ServiceConfig.telemetry": Proven(TELEMETRY + "test_metrics_address_is_where_metrics_are_served"),
+        "TelemetryConfig.metrics": Proven(TELEMETRY + "test_metrics_address_is_where_metrics_are_served"),
+        "MetricsTelemetry.address": Proven(TELEMETRY + "test_metrics_address_is_where_metrics_are_served"),
+        "MetricsTelemetry.level":
+            Proven(TELEMETRY + "test_metrics_level_none_serves_no_metrics",
+                   TELEMETRY + "test_metrics_level_basic_normal_detailed_show_the_collectors_metrics_of_each_level"),
+        "MetricsTelemetry.readers":
+            Proven(TELEMETRY + "test_metrics_readers_prometheus_pull_is_where_metrics_are_served"),
+        "TelemetryConfig.logs": Proven(TELEMETRY + "test_logs_level_filters_the_gateways_log"),
+        "LogsTelemetry.level": Proven(TELEMETRY + "test_logs_level_filters_the_gateways_log"),
+        "LogsTelemetry.encoding":
+            Proven(TELEMETRY + "test_logs_encoding_json_writes_each_line_as_one_json_object",
+                   TELEMETRY + "test_logs_encoding_console_is_the_default_layout"),
+    }),
+
+    # receivers: otlp
+    **under("gateway.receivers.otlp_config.", {
+        "Config.protocols": Proven(RECEIVER + "test_protocols_grpc_and_http_each_listen_on_their_endpoint"),
+        "Protocols.grpc": Proven(RECEIVER + "test_protocols_grpc_and_http_each_listen_on_their_endpoint"),
+        "Protocols.http": Proven(RECEIVER + "test_protocols_grpc_and_http_each_listen_on_their_endpoint"),
+        "GrpcConfig.endpoint": Proven(RECEIVER + "test_protocols_grpc_and_http_each_listen_on_their_endpoint"),
+        "GrpcConfig.transport": Proven(GRPC_TRANSPORT + "test_tcp4_and_tcp6_listen_only_on_their_family",
+                                       GRPC_TRANSPORT + "test_tcp_listens_on_either_family"),
+        "GrpcConfig.max_recv_msg_size_mib":
+            Proven(BAD_INPUT + "test_grpc_over_max_recv_msg_size_is_resource_exhausted"),
+        "GrpcConfig.max_concurrent_streams": Proven(LIMITS + "test_max_concurrent_streams_0_means_100_never_unlimited",
+                                                    LIMITS + "test_extra_stream_is_refused"),
+        "GrpcConfig.read_buffer_size":
+            Proven(DECODES, LIMITS + "test_read_buffer_size_is_what_one_read_asks_the_socket_for",
+                   key="read_size"),
+        "GrpcConfig.write_buffer_size": Proven(DECODES, LIMITS + "test_write_buffer_size_is_the_write_high_water_mark",
+                                               key="write_high_water"),
+        "GrpcConfig.keepalive":
+            Proven(DECODES,
+                   CONNECTION_AGE + "test_sdk_reconnects_after_max_connection_age_and_loses_nothing"),
+        "GrpcConfig.max_connections": Proven(LIMITS + "test_max_connections_closes_the_extra_connection_at_once"),
+        "GrpcConfig.connection_timeout":
+            Proven(LIMITS + "test_preface_never_finished_is_closed_after_connection_timeout",
+                   LIMITS + "test_header_block_never_finished_is_closed_after_connection_timeout"),
+        "KeepaliveConfig.server_parameters":
+            Proven(DECODES, LIMITS + "test_max_connection_idle_sends_goaway_and_closes",
+                   key="max_connection_idle"),
+        "KeepaliveConfig.enforcement_policy":
+            Proven(DECODES, LIMITS + "test_pings_too_often_are_enhance_your_calm_too_many_pings",
+                   key="min_ping_interval"),
+        "KeepaliveServerParameters.max_connection_idle":
+            Proven(DECODES, LIMITS + "test_max_connection_idle_sends_goaway_and_closes"),
+        "KeepaliveServerParameters.max_connection_age":
+            Proven(DECODES, LIMITS + "test_max_connection_age_two_step_goaway_then_grace",
+                   CONNECTION_AGE + "test_sdk_reconnects_after_max_connection_age_and_loses_nothing"),
+        "KeepaliveServerParameters.max_connection_age_grace":
+            Proven(DECODES, LIMITS + "test_max_connection_age_two_step_goaway_then_grace"),
+        "KeepaliveServerParameters.time": Proven(DECODES, LIMITS + "test_keepalive_ping_then_close_when_unanswered",
+                                                 key="keepalive_time"),
+        "KeepaliveServerParameters.timeout": Proven(DECODES, LIMITS + "test_keepalive_ping_then_close_when_unanswered",
+                                                    key="keepalive_timeout"),
+        "KeepaliveEnforcementPolicy.min_time":
+            Proven(DECODES,
+                   LIMITS + "test_pings_too_often_are_enhance_your_calm_too_many_pings",
+                   key="min_ping_interval"),
+        "KeepaliveEnforcementPolicy.permit_without_stream":
+            Proven(DECODES, LIMITS + "test_pings_too_often_are_enhance_your_calm_too_many_pings"),
+        "GrpcConfig.include_metadata":
+            Proven(E2E + "test_request_headers_reach_from_context_only_with_include_metadata"),
+        "GrpcConfig.tls": Proven(E2E_TLS + "test_tls_receiver_and_exporters"),
+        "GrpcConfig.auth": Proven(E2E + "test_auth_two_tenants_reach_the_backend_with_their_org_id"),
+        "AuthConfig.authenticator": Proven(E2E + "test_auth_two_tenants_reach_the_backend_with_their_org_id"),
+        "HttpConfig.endpoint": Proven(RECEIVER + "test_protocols_grpc_and_http_each_listen_on_their_endpoint"),
+        "HttpConfig.traces_url_path": Proven(RECEIVER + "test_url_paths_move_each_signal"),
+        "HttpConfig.metrics_url_path": Proven(RECEIVER + "test_url_paths_move_each_signal"),
+        "HttpConfig.logs_url_path": Proven(RECEIVER + "test_url_paths_move_each_signal"),
+        "HttpConfig.max_request_body_size": Proven(BAD_INPUT + "test_http_body_over_the_limit_is_413"),
+        "HttpConfig.include_metadata": Proven(RECEIVER + "test_http_include_metadata_keeps_the_request_headers"),
+        "HttpConfig.tls": Proven(RECEIVER + "test_server_cert_pem_and_key_pem_serve_tls_from_inline_pem"),
+        "HttpConfig.auth": Proven(E2E + "test_auth_two_tenants_reach_the_backend_with_their_org_id"),
+        "HttpConfig.cors":
+            Proven(CORS + "test_a_running_receiver_answers_preflight_and_export_with_cors_headers",
+                   CORS + "test_without_cors_there_are_no_cors_headers_and_no_preflight"),
+        "HttpConfig.response_headers": Proven(RECEIVER + "test_response_headers_are_added_to_every_answer"),
+        "CorsConfig.allowed_origins":
+            Proven(CORS + "test_allowed_origins",
+                   CORS + "test_a_running_receiver_answers_preflight_and_export_with_cors_headers"),
+        "CorsConfig.allowed_headers": Proven(CORS + "test_preflight_headers_follow_the_config"),
+        "CorsConfig.max_age":
+            Proven(CORS + "test_preflight_headers_follow_the_config",
+                   CORS + "test_a_running_receiver_answers_preflight_and_export_with_cors_headers"),
+    }),
+
+    # TLS: what servers (receiver protocols, health_check) and clients (every OTLP exporter) share
+    **under("gateway.transport.tls.", {
+        "_TLSCommon.cert_file": Proven(HEALTH + "test_tls_serves_the_health_check_over_https",
+                                       CLIENT_TLS + "test_http_cert_file_and_key_file_answer_a_client_ca_file"),
+        "_TLSCommon.key_file": Proven(HEALTH + "test_tls_serves_the_health_check_over_https",
+                                      CLIENT_TLS + "test_http_cert_file_and_key_file_answer_a_client_ca_file"),
+        "_TLSCommon.cert_pem": Proven(RECEIVER + "test_server_cert_pem_and_key_pem_serve_tls_from_inline_pem",
+                                      CLIENT_TLS + "test_grpc_cert_file_and_cert_pem_answer_a_client_ca_file"),
+        "_TLSCommon.key_pem": Proven(RECEIVER + "test_server_cert_pem_and_key_pem_serve_tls_from_inline_pem"),
+        "_TLSCommon.ca_file":
+            Proven(OTLP + "test_tls_with_ca_file", OTLPHTTP + "test_tls_with_ca_file",
+                   TLS + "test_ca_file_is_refused_on_a_server_and_trusted_by_a_client"),
+        "_TLSCommon.ca_pem":
+            Proven(CLIENT_TLS + "test_ca_pem_is_the_ca_given_inline",
+                   TLS + "test_ca_file_is_refused_on_a_server_and_trusted_by_a_client"),
+        "_TLSCommon.include_system_ca_certs_pool":
+            Proven(TLS + "test_ca_file_replaces_the_system_roots_in_both_exporters",
+                   TLS + "test_ca_file_is_refused_on_a_server_and_trusted_by_a_client"),
+        "_TLSCommon.min_version": Proven(RECEIVER + "test_server_min_version_and_max_version_bound_the_tls_version",
+                                         CLIENT_TLS + "test_min_version_and_max_version_bound_the_tls_version"),
+        "_TLSCommon.max_version": Proven(RECEIVER + "test_server_min_version_and_max_version_bound_the_tls_version",
+                                         CLIENT_TLS + "test_min_version_and_max_version_bound_the_tls_version"),
+        "_TLSCommon.cipher_suites": Proven(TLS + "test_cipher_suites_by_go_names"),
+        "_TLSCommon.reload_interval":
+            Proven(TLS + "test_rotated_server_certificate_is_served_without_a_restart",
+                   TLS + "test_a_clients_reload_interval_is_refused_and_a_servers_accepted"),
+        "TLSServerConfig.client_ca_file":
+            Proven(CLIENT_TLS + "test_grpc_cert_file_and_cert_pem_answer_a_client_ca_file"),
+        "TLSClientConfig.insecure": Proven(CLIENT_TLS + "test_insecure_sends_plaintext_where_tls_is_the_default"),
+        "TLSClientConfig.insecure_skip_verify": Proven(OTLPHTTP + "test_insecure_skip_verify",
+                                                       GRPC_CLIENT + "test_tls_and_mutual_tls"),
+        "TLSClientConfig.server_name_override":
+            Proven(CLIENT_TLS + "test_server_name_override_is_the_name_the_certificate_must_carry"),
+    }),
+
+    # exporters: what otlp and otlphttp share (and the destinations)
+    **under("gateway.exporters.", {
+        "otlp_common.OtlpCommon.endpoint": Proven(OTLPHTTP + "test_endpoint_gets_v1_traces_gzip_by_default"),
+        "otlp_common.OtlpCommon.headers": Proven(OTLP + "test_headers_and_tenant_header_reach_the_backend"),
+        "otlp_common.OtlpCommon.compression": Proven(OTLP + "test_gzip_is_the_default_compression",
+                                                     OTLPHTTP + "test_zstd_compression"),
+        "otlp_common.OtlpCommon.tls": Proven(OTLP + "test_tls_with_ca_file"),
+        "otlp_common.OtlpCommon.tenant_header": Proven(OTLP + "test_headers_and_tenant_header_reach_the_backend"),
+        "otlp_common.OtlpCommon.auth": Refused(),
+        "helper.ExporterCommon.timeout": Proven(OTLP + "test_timeout_bounds_a_slow_backend"),
+        "helper.ExporterCommon.sending_queue":
+            Proven(HELPER + "test_sending_queue_enabled_false_sends_before_answering_and_hands_back_the_refusal"),
+        "helper.ExporterCommon.retry_on_failure": Proven(HELPER + "test_retry_on_failure_enabled_false_sends_once"),
+        "helper.QueueConfig.enabled":
+            Proven(HELPER + "test_sending_queue_enabled_false_sends_before_answering_and_hands_back_the_refusal"),
+        "helper.QueueConfig.num_consumers": Proven(HELPER + "test_num_consumers_is_how_many_sends_run_at_once"),
+        "helper.QueueConfig.queue_size": Proven(FAULTS + "test_full_queue_refuses_with_retryable_answer"),
+        "helper.QueueConfig.sizer": Proven(HELPER + "test_sizer_counts_queue_size_in_requests_or_items"),
+        "helper.QueueConfig.storage": Proven(NO_SECRETS + "test_queue_files_hold_no_request_headers"),
+        "helper.QueueConfig.blocking": Proven(HELPER + "test_blocking_waits_for_room_instead_of_refusing"),
+        "helper.QueueConfig.wait_for_result":
+            Proven(HELPER + "test_wait_for_result_answers_once_the_backend_took_the_request"),
+        "retry.RetryConfig.enabled": Proven(HELPER + "test_retry_on_failure_enabled_false_sends_once"),
+        "retry.RetryConfig.initial_interval":
+            Proven(HELPER + "test_initial_interval_multiplier_and_max_interval_shape_the_backoff"),
+        "retry.RetryConfig.multiplier":
+            Proven(HELPER + "test_initial_interval_multiplier_and_max_interval_shape_the_backoff"),
+        "retry.RetryConfig.max_interval":
+            Proven(HELPER + "test_initial_interval_multiplier_and_max_interval_shape_the_backoff"),
+        "retry.RetryConfig.randomization_factor":
+            Proven(HELPER + "test_randomization_factor_spreads_each_wait_around_the_interval"),
+        "retry.RetryConfig.max_elapsed_time":
+            Proven(DELIVERY + "test_max_elapsed_time_gives_up_and_stop_interrupts_the_sleep"),
+    }),
+
+    # exporters: otlp (gRPC connections)
+    **under("gateway.exporters.otlp_grpc.", {
+        "GrpcKeys.balancer_name":
+            Proven(CHANNEL + "test_the_otlp_exporters_balancer_name_spreads_or_sticks"),
+        "GrpcKeys.keepalive": Proven(CHANNEL + "test_keepalive_finds_a_black_holed_connection_and_nothing_is_lost"),
+        "KeepaliveConfig.time": Proven(CHANNEL + "test_keepalive_finds_a_black_holed_connection_and_nothing_is_lost",
+                                       key="ka_time"),
+        "KeepaliveConfig.timeout": Proven(CHANNEL + "test_keepalive_finds_a_black_holed_connection_and_nothing_is_lost",
+                                          key="ka_timeout"),
+        "KeepaliveConfig.permit_without_stream":
+            Proven(CHANNEL + "test_permit_without_stream_pings_an_idle_connection_or_waits_for_a_call"),
+    }),
+
+    # exporters: otlphttp
+    **under("gateway.exporters.", {
+        "otlp_http.Config.timeout": Proven(OTLPHTTP + "test_timeout_bounds_a_slow_backend"),
+        "otlp_http.Config.traces_endpoint": Proven(OTLPHTTP + "test_traces_endpoint_is_used_as_is"),
+        "otlp_http.Config.metrics_endpoint":
+            Proven(OTLPHTTP + "test_metrics_endpoint_and_logs_endpoint_are_used_as_is"),
+        "otlp_http.Config.logs_endpoint": Proven(OTLPHTTP + "test_metrics_endpoint_and_logs_endpoint_are_used_as_is"),
+        "otlp_http.Config.encoding": Proven(OTLPHTTP + "test_encoding_json_sends_otlp_json"),
+    }),
+
+    # exporters: honeycomb, tempo, jaeger
+    **under("gateway.exporters.", {
+        "destination.DestinationConfig.protocol":
+            Proven(DESTINATIONS + "test_tempo_sends_fixed_tenant_or_the_batch_tenant"),
+        "destination.DestinationConfig.traces_endpoint":
+            Proven(DESTINATIONS + "test_protocol_http_keys_signal_endpoints_and_json_encoding"),
+        "destination.DestinationConfig.metrics_endpoint":
+            Proven(DESTINATIONS + "test_protocol_http_keys_signal_endpoints_and_json_encoding"),
+        "destination.DestinationConfig.logs_endpoint":
+            Proven(DESTINATIONS + "test_protocol_http_keys_signal_endpoints_and_json_encoding"),
+        "destination.DestinationConfig.encoding":
+            Proven(DESTINATIONS + "test_protocol_http_keys_signal_endpoints_and_json_encoding"),
+        "honeycomb.Config.api_key": Proven(DESTINATIONS + "test_honeycomb_and_jaeger_send_their_headers"),
+        "honeycomb.Config.dataset": Proven(DESTINATIONS + "test_honeycomb_and_jaeger_send_their_headers"),
+        "honeycomb.Config.region": Proven(DESTINATIONS + "test_honeycomb_endpoints_by_region_and_protocol"),
+        "tempo.Config.tenant": Proven(DESTINATIONS + "test_tempo_sends_fixed_tenant_or_the_batch_tenant"),
+        "tempo.Config.tenant_header":
+            Proven(DESTINATIONS + "test_tempo_tenant_header_names_where_the_batch_tenant_goes"),
+    }),
+
+    # exporters: debug (logging)
+    **under("gateway.exporters.", {
+        "debug.Config.verbosity": Proven(DEBUG + "test_verbosity_and_the_old_loglevel_choose_what_the_pusher_writes"),
+        "debug.Config.loglevel": Proven(DEBUG + "test_verbosity_and_the_old_loglevel_choose_what_the_pusher_writes"),
+        "debug.Config.sampling_initial": Proven(DEBUG + "test_sampling_initial_and_thereafter_follow_zaps_sampler"),
+        "debug.Config.sampling_thereafter": Proven(DEBUG + "test_sampling_initial_and_thereafter_follow_zaps_sampler"),
+        "debug.Config.use_internal_logger":
+            Proven(DEBUG + "test_use_internal_logger_writes_through_the_gateway_log_not_stdout"),
+    }),
+
+    # processors: batch
+    **under("pipelines.processors.", {
+        "batch.Config.send_batch_size": Proven(BATCH + "test_send_batch_size_sends_once_that_many_items_wait"),
+        "batch.Config.timeout": Proven(BATCH + "test_timeout_sends_what_waits_when_it_passes"),
+        "batch.Config.send_batch_max_size": Proven(BATCH + "test_send_batch_max_size_cuts_a_request_larger_than_it"),
+        "batch.Config.send_batch_max_bytes": Proven(BATCH + "test_send_batch_max_bytes_keeps_every_batch_under_it"),
+        "batch.Config.metadata_keys": Proven(BATCH + "test_metadata_keys_keep_batches_of_different_values_apart"),
+        "batch.Config.metadata_cardinality_limit":
+            Proven(BATCH_LIMIT + "test_metadata_cardinality_limit_refuses_the_combination_past_the_limit",
+                   BATCH_LIMIT + "test_without_a_limit_every_combination_is_taken"),
+    }),
+
+    # processors: memory_limiter
+    **under("pipelines.processors.", {
+        "memory_limiter.Config.check_interval": Proven(LIMITER + "test_check_interval_paces_the_readings"),
+        "memory_limiter.Config.limit_mib": Proven(LIMITER + "test_limit_mib_sets_where_refusing_starts"),
+        "memory_limiter.Config.spike_limit_mib": Proven(LIMITER + "test_spike_limit_mib_replaces_the_default_fifth"),
+        "memory_limiter.Config.limit_percentage":
+            Proven(LIMITER + "test_limit_percentage_and_spike_limit_percentage_are_of_the_total_memory"),
+        "memory_limiter.Config.spike_limit_percentage":
+            Proven(LIMITER + "test_limit_percentage_and_spike_limit_percentage_are_of_the_total_memory"),
+        "memory_limiter.Config.min_gc_interval_when_soft_limited":
+            Proven(LIMITER + "test_min_gc_interval_when_soft_limited_spaces_the_collections"),
+        "memory_limiter.Config.min_gc_interval_when_hard_limited":
+            Proven(LIMITER + "test_min_gc_interval_when_hard_limited_spaces_the_collections"),
+    }),
+
+    # processors: attributes and resource (actions, include/exclude)
+    **under("pipelines.processors.", {
+        "attributes.Config.actions": Proven(ATTRIBUTES + "test_actions_apply_in_order"),
+        "attributes.Config.include": Proven(ATTRIBUTES + "test_include_then_exclude"),
+        "attributes.Config.exclude": Proven(ATTRIBUTES + "test_include_then_exclude"),
+        "resource.Config.attributes": Proven(ATTRIBUTES + "test_resource_processor_touches_resources_only"),
+        "actions.ActionConfig.key": Proven(ATTRIBUTES + "test_insert_only_when_absent"),
+        "actions.ActionConfig.action": Proven(ATTRIBUTES + "test_insert_only_when_absent",
+                                              ATTRIBUTES + "test_update_only_when_present"),
+        "actions.ActionConfig.value": Proven(ATTRIBUTES + "test_upsert_both_ways"),
+        "actions.ActionConfig.from_attribute":
+            Proven(ATTRIBUTES + "test_from_attribute_copies_and_missing_source_does_nothing"),
+        "actions.ActionConfig.from_context": Proven(ATTRIBUTES + "test_from_context_metadata_and_tenant"),
+        "actions.ActionConfig.pattern": Proven(ATTRIBUTES + "test_delete_by_key_and_pattern"),
+        "actions.ActionConfig.converted_type": Proven(ATTRIBUTES + "test_convert"),
+        "matching.MatchProperties.match_type": Proven(ATTRIBUTES + "test_include_keys_as_written_in_yaml"),
+        "matching.MatchProperties.services": Proven(ATTRIBUTES + "test_include_keys_as_written_in_yaml"),
+        "matching.MatchProperties.span_names": Proven(ATTRIBUTES + "test_include_keys_as_written_in_yaml"),
+        "matching.MatchProperties.span_kinds": Proven(ATTRIBUTES + "test_include_keys_as_written_in_yaml"),
+        "matching.MatchProperties.attributes": Proven(ATTRIBUTES + "test_include_keys_as_written_in_yaml"),
+        "matching.MatchProperties.resources": Proven(ATTRIBUTES + "test_include_keys_as_written_in_yaml"),
+        "matching.MatchProperties.libraries": Proven(ATTRIBUTES + "test_include_keys_as_written_in_yaml"),
+        "matching.AttributeMatch.key": Proven(ATTRIBUTES + "test_include_keys_as_written_in_yaml"),
+        "matching.AttributeMatch.value": Proven(ATTRIBUTES + "test_include_keys_as_written_in_yaml"),
+        "matching.LibraryMatch.name": Proven(ATTRIBUTES + "test_include_keys_as_written_in_yaml"),
+        "matching.LibraryMatch.version": Proven(ATTRIBUTES + "test_include_keys_as_written_in_yaml"),
+        # Refused by MatchProperties.validate (SpanMatcher), in every pipeline, not by `unsupported()`.
+        "matching.MatchProperties.log_bodies": Proven(ATTRIBUTES + "test_match_config_errors"),
+        "matching.MatchProperties.log_severity_texts": Proven(ATTRIBUTES + "test_match_config_errors"),
+        "matching.MatchProperties.regexp":
+            Proven(REGEXP + "test_without_cacheenabled_nothing_is_remembered",
+                   key="RegexpOptions"),
+        "matching.RegexpOptions.cacheenabled":
+            Proven(REGEXP + "test_cacheenabled_remembers_results_within_cachemaxnumentries",
+                   REGEXP + "test_without_cacheenabled_nothing_is_remembered"),
+        "matching.RegexpOptions.cachemaxnumentries":
+            Proven(REGEXP + "test_cacheenabled_remembers_results_within_cachemaxnumentries"),
+    }),
+
+    # processors: probabilistic_sampler
+    **under("pipelines.processors.", {
+        "probabilistic_sampler.Config.sampling_percentage":
+            Proven(SAMPLER + "test_fraction_of_20000_random_traces_at_25_percent"),
+        "probabilistic_sampler.Config.hash_seed": Proven(SAMPLER + "test_hash_seed_agreement_over_many_traces"),
+        "probabilistic_sampler.Config.mode": Proven(SAMPLER + "test_proportional_multiplies_and_only_raises_th"),
+        "probabilistic_sampler.Config.fail_closed":
+            Proven(SAMPLER + "test_inconsistent_th_and_bad_tracestate_fail_closed_or_open"),
+        "probabilistic_sampler.Config.sampling_precision":
+            Proven(SAMPLER + "test_sampling_precision_is_the_number_of_hex_digits_of_th"),
+        "probabilistic_sampler.Config.attribute_source": Refused(),
+        "probabilistic_sampler.Config.from_attribute": Refused(),
+        "probabilistic_sampler.Config.sampling_priority": Refused(),
+    }),
+
+    # connectors: routing (forward has no keys)
+    **under("pipelines.connectors.routing.", {
+        "Config.table": Proven(ROUTING + "test_route_statement_without_where_takes_everything"),
+        "Config.default_pipelines": Proven(ROUTING + "test_fast_path_to_the_defaults_and_to_nowhere"),
+        "Config.error_mode": Proven(ROUTING + "test_error_mode_propagate_refuses_the_request"),
+        "Config.match_once": Proven(ROUTING + "test_match_once_false_gives_each_resource_to_every_matching_route"),
+        "RouteConfig.statement": Proven(ROUTING + "test_route_statement_without_where_takes_everything"),
+        "RouteConfig.condition": Proven(ROUTING + "test_request_routes_decide_for_the_whole_request_without_parsing"),
+        "RouteConfig.context": Proven(ROUTING + "test_request_routes_decide_for_the_whole_request_without_parsing"),
+        "RouteConfig.pipelines": Proven(ROUTING + "test_request_routes_decide_for_the_whole_request_without_parsing"),
+    }),
+
+    # extensions: bearertokenauth
+    **under("gateway.extensions.", {
+        "bearertokenauth.Config.token": Proven(AUTH + "test_token_and_scheme"),
+        "bearertokenauth.Config.tokens": Proven(AUTH + "test_tokens_with_tenants_custom_header_and_no_scheme"),
+        "bearertokenauth.Config.header": Proven(AUTH + "test_tokens_with_tenants_custom_header_and_no_scheme"),
+        "bearertokenauth.Config.scheme": Proven(AUTH + "test_tokens_with_tenants_custom_header_and_no_scheme"),
+        "bearertokenauth.Config.filename": Proven(AUTH + "test_file_reload_on_change_and_configmap_symlink_swap"),
+        "bearertokenauth.Config.reload_interval":
+            Proven(AUTH + "test_reload_interval_is_how_often_the_file_is_checked"),
+    }),
+
+    # extensions: file_storage
+    **under("gateway.extensions.", {
+        "file_storage.Config.directory": Proven(STORAGE + "test_directory_is_where_the_queue_files_are"),
+        "file_storage.Config.create_directory": Proven(STORAGE + "test_create_directory_creates_a_missing_directory"),
+        "file_storage.Config.directory_permissions":
+            Proven(STORAGE + "test_directory_permissions_is_the_mode_of_a_created_directory"),
+        "file_storage.Config.fsync": Proven(STORAGE + "test_fsync_syncs_the_queue_files"),
+        "file_storage.Config.max_size_mib": Proven(STORAGE + "test_max_size_mib_bounds_the_disk_the_queues_use"),
+        "file_storage.Config.timeout":
+            Proven(STORAGE + "test_timeout_is_how_long_a_start_waits_for_a_locked_queue_directory"),
+        "file_storage.Config.compaction": Refused(),
+        "file_storage.Config.recreate": Refused(),
+    }),
+
+    # extensions: health_check
+    **under("gateway.extensions.", {
+        "health.Config.endpoint": Proven(HEALTH + "test_endpoint_is_where_it_listens"),
+        "health.Config.path": Proven(HEALTH + "test_path_is_where_it_answers"),
+        "health.Config.tls": Proven(HEALTH + "test_tls_serves_the_health_check_over_https"),
+        "health.Config.response_body": Proven(HEALTH_BODY + "test_response_body_replaces_the_json_status"),
+        "health.ResponseBody.healthy": Proven(HEALTH_BODY + "test_response_body_replaces_the_json_status"),
+        "health.ResponseBody.unhealthy": Proven(HEALTH_BODY + "test_response_body_replaces_the_json_status"),
+        "health.Config.check_collector_pipeline":
+            Proven(HEALTH_BODY + "test_check_collector_pipeline_is_refused_when_enabled_and_accepted_off"),
+        "health.CheckCollectorPipeline.enabled":
+            Proven(HEALTH_BODY + "test_check_collector_pipeline_is_refused_when_enabled_and_accepted_off"),
+        "health.CheckCollectorPipeline.interval": Refused(),
+        "health.CheckCollectorPipeline.exporter_failure_threshold": Refused(),
+    }),
+}
+
+
+# ---------------------------------------------------------------- the checks
+
+KEYS = inventory()
+
+
+def test_the_inventory_is_computed_from_the_code() -> None:
+    # A field is listed once, under the class that declares it.
+    assert KEYS["gateway.exporters.helper.ExporterCommon.timeout"].path == "exporters::otlp::timeout"
+    assert "gateway.exporters.otlp_grpc.Config.timeout" not in KEYS
+    assert "gateway.exporters.otlp_http.Config.timeout" in KEYS  # redeclared there, with its own default
+    # Nested blocks are followed through `X | None`, `tuple[X, ...]` and `dict[str, X]`.
+    assert KEYS["gateway.exporters.helper.QueueConfig.queue_size"].path == "exporters::otlp::sending_queue::queue_size"
+    assert KEYS["gateway.transport.tls._TLSCommon.min_version"].path == (
+        "receivers::otlp::protocols::grpc::tls::min_version")
+    assert KEYS["pipelines.processors.actions.ActionConfig.key"].path == "processors::attributes::actions[0]::key"
+    assert KEYS["gateway.config.model.PipelineConfig.receivers"].path == "service::pipelines::<id>::receivers"
+
+
+def test_every_key_has_evidence() -> None:
+    missing = sorted(set(KEYS) - set(EVIDENCE))
+    stale = sorted(set(EVIDENCE) - set(KEYS))
+    lines = [f"no evidence for {k} (e.g. {KEYS[k].path})" for k in missing]
+    lines += [f"evidence for {k}, which is no longer a key" for k in stale]
+    assert not lines, "\n" + "\n".join(lines)
+
+
+def _function(test: str) -> Any:
+    path, _, name = test.partition("::")
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    function = getattr(module, name.partition("[")[0], None)
+    assert callable(function), f"{test}: no such test function"
+    return function
+
+
+def _mentions(source: str, key: str) -> bool:
+    return re.search(rf"(?<![A-Za-z0-9]){re.escape(key)}(?![A-Za-z0-9])", source) is not None
+
+
+@pytest.mark.parametrize("name", sorted(EVIDENCE))
+def test_the_evidence_holds(name: str) -> None:
+    evidence = EVIDENCE[name]
+    key = KEYS.get(name)
+    where = key.path if key is not None else "no longer a key"
+    if isinstance(evidence, Todo):
+        pytest.fail(f"{name} ({where}): not settled: {evidence.reason}")
+    if key is None:
+        return  # reported by test_every_key_has_evidence
+    reason = unsupported_reason(key.field)
+    if isinstance(evidence, Refused):
+        assert reason is not None, f"{name} ({where}) is listed as refused but is not declared with unsupported()"
+        return
+    assert reason is None, f"{name} ({where}) is declared with unsupported(): list it as Refused()"
+    spelled = evidence.key or key.field.name
+    for test in evidence.tests:
+        source = inspect.getsource(_function(test))
+        assert _mentions(source, spelled), f"{name} ({where}): {test} does not mention {spelled!r}"
+
+
+# ---------------------------------------------------------------- how a refused key is refused
+
+
+@dataclass(frozen=True)
+class _Tiny:
+    kept: int = 1
+    refused: Any = unsupported("the gateway does not do this")
+    off: bool = unsupported("nor this", default=False)
+
+
+def test_the_decoder_refuses_an_unsupported_key() -> None:
+    errors = Errors()
+    assert decode(_Tiny, {"kept": 2}, "exporters::tiny", errors) == _Tiny(kept=2)
+    assert not errors
+    assert decode(_Tiny, {"kept": 2, "refused": {"a": 1}, "off": True}, "exporters::tiny", errors) is None
+    assert errors.lines == [
+        "exporters::tiny::refused: not supported by this gateway: the gateway does not do this",
+        "exporters::tiny::off: not supported by this gateway: nor this",
+    ]

@@ -824,12 +824,12 @@ def test_continuation_without_headers_is_protocol_error(conn: Conn) -> None:
 
 
 def test_largest_frame_is_read_whole_and_skipped_and_a_larger_one_is_frame_size_error(conn: Conn) -> None:
-    """We leave SETTINGS_MAX_FRAME_SIZE at its 16 KiB default: a frame of that length, of an unknown
-    type, is read whole and ignored; one byte more is FRAME_SIZE_ERROR."""
-    conn.send(b"\x00\x40\x00\x77\x00" + u32(0), bytes(0x4000))
+    """We advertise SETTINGS_MAX_FRAME_SIZE 1 MiB: a frame of that length, of an unknown type, is read
+    whole and ignored; one byte more is FRAME_SIZE_ERROR."""
+    conn.send(b"\x10\x00\x00\x77\x00" + u32(0), bytes(0x100000))
     conn.send(conn.request(1, b"after the giant"))
     assert conn.response(1).message == b"after the giant"
-    conn.send(b"\x00\x40\x01\x77\x00" + u32(0), bytes(0x4001))
+    conn.send(b"\x10\x00\x01\x77\x00" + u32(0), bytes(0x100001))
     assert conn.goaway() == (1, FRAME_SIZE_ERROR)
 
 

@@ -31,11 +31,11 @@ def settings_of(c: Conn) -> dict[int, int]:
     return {k: v for k, v in struct.iter_unpack(">HI", f.payload)}
 
 
-def test_defaults_advertise_100_streams_and_16_kib_frames(serve: Serve) -> None:
+def test_defaults_advertise_100_streams_and_1_mib_frames(serve: Serve) -> None:
     c = open_conn(serve())
     got = settings_of(c)
     assert got[S_MAX_CONCURRENT_STREAMS] == 100
-    assert S_MAX_FRAME_SIZE not in got  # the 16 KiB default
+    assert got[S_MAX_FRAME_SIZE] == 1 << 20  # Go's net/http2 server default, not 16 MiB
 
 
 def test_max_concurrent_streams_0_means_100_never_unlimited() -> None:

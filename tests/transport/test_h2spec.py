@@ -18,8 +18,18 @@ from tests.peers import otelcol, require_peer
 pytestmark = pytest.mark.peers
 
 # h2spec case ("section/number", as in its JUnit report and command line) -> why RFC 9113 lets us
-# answer otherwise. Empty: every case passes.
-ALLOWED: dict[str, str] = {}
+# answer otherwise.
+ALLOWED: dict[str, str] = {
+    "http2/4.2": (
+        "case 3 sends a HEADERS frame of about 20 KiB and expects FRAME_SIZE_ERROR, assuming the 16 KiB default; "
+        "we advertise SETTINGS_MAX_FRAME_SIZE 1 MiB (Go's net/http2 server default; RFC 9113 4.2 and 6.5.2 "
+        "allow 2^14 to 2^24-1), so that frame is valid and answered. Cases 1 and 2 (a 16 KiB DATA frame taken, "
+        "one over our advertised size refused) must pass: only case 3 may fail. At 16 KiB frames scenarios a "
+        "and b of bench/ cost 6% more CPU per span (a 512-span request arrives in ~20 frames instead of one)."
+    ),
+}
+# The one failure the entry above allows, by its full name in h2spec's report.
+ALLOWED_CASES = {"http2/4.2: Sends a large size HEADERS frame that exceeds the SETTINGS_MAX_FRAME_SIZE"}
 
 
 @dataclass
@@ -106,6 +116,6 @@ def test_h2spec_gateway_vs_collector(tls: bool, ports: Ports, certs: Certs, tmp_
     print(f"\nh2spec ({mode}): gateway {ours}; Collector {theirs}")
     for failure in theirs.failures:
         print(f"  Collector fails {failure}")
-    unexpected = [f for f in ours.failures if f.split(":")[0] not in ALLOWED]
+    unexpected = [f for f in ours.failures if f.split(":")[0] not in ALLOWED or f not in ALLOWED_CASES]
     assert unexpected == [], f"h2spec failures on the gateway ({mode}): {unexpected}"
     assert ours.passed + ours.skipped + ours.failed >= 145

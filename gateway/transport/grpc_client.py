@@ -70,6 +70,7 @@ from gateway.transport.h2 import (
     HeaderBlock,
     frame,
     frame_head,
+    read_settings,
     unpad,
 )
 from gateway.transport.hpack_decoder import HeaderDecoder
@@ -465,21 +466,14 @@ class _Connection(asyncio.Protocol):
             self._reset(call, PROTOCOL_ERROR, _malformed("a second header block without END_STREAM"))
 
     def _settings(self, payload: memoryview) -> None:
-        if len(payload) % 6:
-            raise ConnectionError_(FRAME_SIZE_ERROR, "SETTINGS payload not a multiple of 6")
-        for i in range(0, len(payload), 6):
-            key, value = SETTING.unpack_from(payload, i)
+        for key, value in read_settings(payload):
             if key == S_INITIAL_WINDOW_SIZE:
-                if value > MAX_WINDOW:
-                    raise ConnectionError_(FLOW_CONTROL_ERROR, "initial window too large")
                 delta = value - self.peer_initial_window
                 self.peer_initial_window = value
                 for call in self.calls.values():
                     call.send_window += delta
                 self._wake()
             elif key == S_MAX_FRAME_SIZE:
-                if not MIN_FRAME <= value <= 2**24 - 1:
-                    raise ConnectionError_(PROTOCOL_ERROR, f"SETTINGS_MAX_FRAME_SIZE {value}")
                 self.max_frame = value
             elif key == S_MAX_CONCURRENT_STREAMS:
                 self.max_streams = value

@@ -80,6 +80,7 @@ from gateway.transport.h2 import (
     hpack_indexed_name,
     hpack_literal,
     hpack_str,
+    read_settings,
     unpad,
 )
 from gateway.transport.h2_lifecycle import Lifecycle, ServerLimits
@@ -191,13 +192,6 @@ class _Stream:
     held: int = 0  # bytes counted on the connection window, given back when the handler takes them
     refused: bool = False  # answered early (too large): further data is dropped
     handling: bool = False  # its handler runs
-
-
-_SETTINGS_CHECKS = {
-    S_ENABLE_PUSH: (0, 1, PROTOCOL_ERROR),
-    S_INITIAL_WINDOW_SIZE: (0, MAX_WINDOW, FLOW_CONTROL_ERROR),
-    S_MAX_FRAME_SIZE: (DEFAULT_MAX_FRAME, 2**24 - 1, PROTOCOL_ERROR),
-}
 
 
 class _Connection(asyncio.Protocol):
@@ -521,13 +515,7 @@ class _Connection(asyncio.Protocol):
         out.append(frame(PING, ACK, 0, bytes(payload)))
 
     def _settings(self, payload: memoryview) -> None:
-        if len(payload) % 6:
-            raise ConnectionError_(FRAME_SIZE_ERROR, "SETTINGS payload not a multiple of 6")
-        for i in range(0, len(payload), 6):
-            key, value = SETTING.unpack_from(payload, i)
-            check = _SETTINGS_CHECKS.get(key)
-            if check is not None and not check[0] <= value <= check[1]:
-                raise ConnectionError_(check[2], f"setting {key} = {value} out of range")
+        for key, value in read_settings(payload):
             if key == S_INITIAL_WINDOW_SIZE:
                 delta = value - self.peer_window
                 self.peer_window = value

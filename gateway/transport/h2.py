@@ -39,6 +39,27 @@ class ConnectionError_(Exception):
         self.code = code
 
 
+# Each setting's allowed values (RFC 9113 6.5.2) and the error a value outside them is.
+_SETTING_RANGES = {
+    S_ENABLE_PUSH: (0, 1, PROTOCOL_ERROR),
+    S_INITIAL_WINDOW_SIZE: (0, MAX_WINDOW, FLOW_CONTROL_ERROR),
+    S_MAX_FRAME_SIZE: (DEFAULT_MAX_FRAME, 2**24 - 1, PROTOCOL_ERROR),
+}
+
+
+def read_settings(payload: memoryview) -> list[tuple[int, int]]:
+    """A SETTINGS frame's (identifier, value) pairs in order, each checked against its range; the
+    server and the client apply them. ConnectionError_ for a bad length or value."""
+    if len(payload) % 6:
+        raise ConnectionError_(FRAME_SIZE_ERROR, "SETTINGS payload not a multiple of 6")
+    pairs = [SETTING.unpack_from(payload, i) for i in range(0, len(payload), 6)]
+    for key, value in pairs:
+        allowed = _SETTING_RANGES.get(key)
+        if allowed is not None and not allowed[0] <= value <= allowed[1]:
+            raise ConnectionError_(allowed[2], f"setting {key} = {value} out of range")
+    return pairs
+
+
 def unpad(mv: memoryview, start: int, end: int) -> tuple[int, int]:
     """The payload bounds of a PADDED frame's payload `mv[start:end]`, without its pad length and padding."""
     if end <= start:

@@ -122,7 +122,11 @@ def test_ca_file_is_refused_on_a_server_and_trusted_by_a_client(certs: Certs) ->
     # certificates are verified with client_ca_file only. Refused, so nobody believes it gives mTLS.
     keys = f"cert_file: {certs.server_cert}, key_file: {certs.server_key}"
     refused = f"""
-receivers: {{otlp: {{protocols: {{grpc: {{tls: {{{keys}, ca_file: {certs.ca}}}}}, http: {{tls: {{{keys}, include_system_ca_certs_pool: true}}}}}}}}}}
+receivers:
+  otlp:
+    protocols:
+      grpc: {{tls: {{{keys}, ca_file: {certs.ca}}}}}
+      http: {{tls: {{{keys}, include_system_ca_certs_pool: true}}}}
 extensions: {{health_check: {{tls: {{{keys}, ca_pem: {json.dumps(certs.ca.read_text())}}}}}}}
 exporters: {{otlp: {{endpoint: "127.0.0.1:4317"}}}}
 service: {{extensions: [health_check], pipelines: {{traces: {{receivers: [otlp], exporters: [otlp]}}}}}}
@@ -146,3 +150,68 @@ service: {{pipelines: {{traces: {{receivers: [otlp], exporters: [otlp]}}}}}}
     exporter = load_text(accepted, env={}).config.exporters["otlp"]
     ctx = otlp_grpc.client_ssl_context(exporter.tls)
     assert (_roots(ctx), ctx.verify_mode) == (1, ssl.CERT_REQUIRED)
+
+
+def test_rotated_certificate_on_the_grpc_port_keeps_open_connections(tmp_path: Path) -> None:
+    """The otlp receiver's gRPC side with `reload_interval`: a handshake after the files change gets the
+    new certificate; a connection made before goes on answering over HTTP/2."""
+    from gateway.transport import h2
+    from gateway.transport.grpc_server import H2GrpcServer
+
+    first, second = make_certs(tmp_path / "a"), make_certs(tmp_path / "b")
+    live = tmp_path / "live"
+    _swap(live, first.dir)
+    tls = TLSServerConfig(cert_file=str(live / first.server_cert.name), key_file=str(live / first.server_key.name),
+                          reload_interval=1e-9)
+    client_ctx = ssl.create_default_context(cafile=first.ca)
+    client_ctx.load_verify_locations(second.ca)
+    client_ctx.set_alpn_protocols(["h2"])
+
+    def connect(port: int) -> ssl.SSLSocket:
+        import socket
+
+        sock = client_ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                                      server_hostname="localhost")
+        sock.sendall(h2.PREFACE + h2.frame(h2.SETTINGS, 0, 0, b""))
+        return sock
+
+    def ping(sock: ssl.SSLSocket, data: bytes) -> bool:
+        """Send a PING; True once its ACK comes back (frames before it are skipped)."""
+        sock.sendall(h2.frame(h2.PING, 0, 0, data))
+        buf = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return False
+            buf += chunk
+            while len(buf) >= 9:
+                length = int.from_bytes(buf[:3], "big")
+                if len(buf) < 9 + length:
+                    break
+                kind, flags, payload = buf[3], buf[4], buf[9:9 + length]
+                buf = buf[9 + length:]
+                if kind == h2.PING and flags & h2.ACK and payload == data:
+                    return True
+
+    async def handler(message: bytes, metadata: list[tuple[str, str]]) -> bytes:
+        return message
+
+    async def body() -> None:
+        server = H2GrpcServer({"/x": handler}, max_message=1 << 20, ssl_context=tls.ssl_context())
+        port = await server.start("127.0.0.1", 0)
+        try:
+            old = await asyncio.to_thread(connect, port)
+            assert await asyncio.to_thread(ping, old, b"before!!")
+            assert _serial(old.getpeercert(binary_form=True)) == _pem_serial(first.server_cert)
+            _swap(live, second.dir)
+            new = await asyncio.to_thread(connect, port)
+            assert await asyncio.to_thread(ping, new, b"newconn!")
+            assert _serial(new.getpeercert(binary_form=True)) == _pem_serial(second.server_cert)
+            assert await asyncio.to_thread(ping, old, b"after!!!")  # the old connection goes on
+            assert _serial(old.getpeercert(binary_form=True)) == _pem_serial(first.server_cert)
+            old.close()
+            new.close()
+        finally:
+            await server.stop(grace=1.0)
+
+    asyncio.run(asyncio.wait_for(body(), 30))

@@ -430,17 +430,20 @@ service:
 """
 
 
-def forward_config(ports: Ports, sink: Sink, grpc_options: str) -> str:
-    """basic_config forwarding traces to `sink` over OTLP/gRPC, with `grpc_options` (YAML flow-map
-    entries, e.g. "max_connections: 10") added to the receiver's gRPC block."""
+def forward_config(ports: Ports, sink: Sink, grpc_options: str = "", http_options: str = "") -> str:
+    """basic_config forwarding traces to `sink` over OTLP/gRPC, with `grpc_options` and `http_options`
+    (YAML flow-map entries, e.g. "max_connections: 10") added to the receiver's gRPC and HTTP blocks."""
     exporters = f"""  otlp:
     endpoint: "127.0.0.1:{sink.grpc_port}"
     tls: {{insecure: true}}
 """
-    plain = f'grpc: {{endpoint: "127.0.0.1:{ports.grpc}"}}'
     cfg = basic_config(ports, exporters, "[otlp]")
-    assert plain in cfg
-    return cfg.replace(plain, f'grpc: {{endpoint: "127.0.0.1:{ports.grpc}", {grpc_options}}}')
+    for protocol, port, options in (("grpc", ports.grpc, grpc_options), ("http", ports.http, http_options)):
+        plain = f'{protocol}: {{endpoint: "127.0.0.1:{port}"}}'
+        assert plain in cfg
+        if options:
+            cfg = cfg.replace(plain, f'{protocol}: {{endpoint: "127.0.0.1:{port}", {options}}}')
+    return cfg
 
 
 @contextlib.contextmanager

@@ -21,7 +21,8 @@ from pipelines.errors import PermanentError, RetryableError
 log = logging.getLogger("gateway.receiver")
 
 Outcome = Literal[
-    "ok", "invalid", "unauthenticated", "unavailable", "too_large", "unsupported", "not_found", "method_not_allowed"
+    "ok", "invalid", "unauthenticated", "unavailable", "too_large", "unsupported", "not_found", "method_not_allowed",
+    "timeout",
 ]
 
 # outcome -> (gRPC status, HTTP status)
@@ -34,6 +35,7 @@ WIRE_CODES: dict[Outcome, tuple[Status, int]] = {
     "unsupported": (Status.UNIMPLEMENTED, 415),
     "not_found": (Status.UNIMPLEMENTED, 404),
     "method_not_allowed": (Status.UNIMPLEMENTED, 405),
+    "timeout": (Status.DEADLINE_EXCEEDED, 408),  # the HTTP body not received within read_timeout
 }
 
 

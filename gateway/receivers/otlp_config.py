@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from gateway.transport.h2_lifecycle import INFINITY, ServerLimits
+from gateway.transport.http_guard import ConnectionLimits
 from gateway.transport.tls import TLSServerConfig
 from pipelines.batch import Signal
-from pipelines.config_types import Duration
+from pipelines.config_types import Duration, unsupported
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,23 @@ class HttpConfig:
     auth: AuthConfig | None = None
     cors: CorsConfig | None = None
     response_headers: dict[str, str] = field(default_factory=dict)
+    # confighttp's server timeouts, Go's http.Server meaning and the Collector's defaults (0: none)
+    read_timeout: Duration = 0.0
+    read_header_timeout: Duration = 60.0
+    write_timeout: Duration = 30.0
+    idle_timeout: Duration = 60.0
+    max_connections: int = 4096  # ours: connections past it are answered 503 and closed at once
+    include_tls_metadata: bool = unsupported("TLS details are not kept as request metadata", default=False)
+    compression_algorithms: Any = unsupported("the accepted request encodings are fixed: gzip, deflate (zlib) "
+                                              "and zstd, or none")
+    middlewares: Any = unsupported("the gateway has no middleware extensions")
+
+    def limits(self) -> ConnectionLimits:
+        # Go: a zero read_header_timeout or idle_timeout falls back to read_timeout
+        return ConnectionLimits(header_timeout=self.read_header_timeout or self.read_timeout,
+                                read_timeout=self.read_timeout, write_timeout=self.write_timeout,
+                                idle_timeout=self.idle_timeout or self.read_timeout,
+                                max_connections=self.max_connections)
 
     def validate(self) -> list[str]:
         errors = [] if ":" in self.endpoint else [f"endpoint {self.endpoint!r}: want host:port"]
@@ -121,6 +139,11 @@ class HttpConfig:
                 errors.append(f"{name} must start with '/'")
         if self.max_request_body_size <= 0:
             errors.append("max_request_body_size must be positive")
+        for key in ("read_timeout", "read_header_timeout", "write_timeout", "idle_timeout"):
+            if getattr(self, key) < 0:
+                errors.append(f"{key} must not be negative")
+        if self.max_connections <= 0:
+            errors.append("max_connections must be positive")
         return errors
 
     def path_for(self, signal: Signal) -> str:

@@ -5,6 +5,7 @@ compressed bomb is refused without being inflated past the limit.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -15,6 +16,7 @@ from gateway.receivers.cors import CorsPolicy
 from gateway.receivers.ingest import WIRE_CODES, Ingest, Outcome, Result
 from gateway.receivers.otlp_config import HttpConfig
 from gateway.transport.compression import BadEncoding, BodyTooLarge, decompress
+from gateway.transport.http_guard import request_started
 from gateway.transport.http_site import start_site
 from pipelines import otlp, otlp_json
 from pipelines.batch import Signal
@@ -26,9 +28,17 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
+async def _read_body(request: web.Request, limit: int, read_timeout: float) -> bytes:
     """The whole body, refused as soon as it passes `limit`; a declared length over it is refused unread.
-    (`content.read(n)` returns what has arrived so far, which for a large body is only a part.)"""
+    With `read_timeout`, the whole request (from its first byte) must have arrived within it (TimeoutError)."""
+    if read_timeout <= 0:
+        return await _read_limited(request, limit)
+    async with asyncio.timeout_at(request_started(request) + read_timeout):
+        return await _read_limited(request, limit)
+
+
+async def _read_limited(request: web.Request, limit: int) -> bytes:
+    # `content.read(n)` returns what has arrived so far, which for a large body is only a part.
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLarge()
     chunks: list[bytes] = []
@@ -76,6 +86,7 @@ class HttpServer:
 
     def _route(self, ingest: Ingest) -> Any:
         limit = self.config.max_request_body_size
+        read_timeout = self.config.read_timeout
 
         async def handle(request: web.Request) -> web.StreamResponse:
             content_type = request.content_type
@@ -89,8 +100,13 @@ class HttpServer:
                 )
                 return self._respond(ingest, result, JSON)
             try:
-                raw = await _read_body(request, limit)
+                raw = await _read_body(request, limit, read_timeout)
                 body = decompress(raw, request.headers.get("Content-Encoding", ""), limit)
+            except TimeoutError:
+                result = ingest.fail("timeout", f"request body not received within read_timeout ({read_timeout}s)")
+                response = self._respond(ingest, result, content_type)
+                response.force_close()  # the rest of the body may still be on its way
+                return response
             except BodyTooLarge:
                 result = ingest.fail("too_large", f"request body larger than max_request_body_size ({limit} bytes)")
                 return self._respond(ingest, result, content_type)
@@ -148,7 +164,8 @@ class HttpServer:
         ssl_ctx = self.config.tls.ssl_context() if self.config.tls is not None else None
         # aiohttp must not inflate bodies itself: `decompress` does, under the size limit.
         self._runner, self.port = await start_site(app, self.config.endpoint, ssl_context=ssl_ctx,
-                                                   reuse_port=self._reuse_port, backlog=1024, auto_decompress=False)
+                                                   reuse_port=self._reuse_port, backlog=1024, auto_decompress=False,
+                                                   limits=self.config.limits())
         log.info("OTLP/HTTP receiver listening on %s", self.config.endpoint)
 
     async def shutdown(self) -> None:

@@ -7,6 +7,8 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.transport.http_guard import ConnectionLimits, GuardedRunner
+
 
 def split_endpoint(endpoint: str) -> tuple[str, int]:
     host, _, port = endpoint.rpartition(":")
@@ -14,11 +16,13 @@ def split_endpoint(endpoint: str) -> tuple[str, int]:
 
 
 async def start_site(app: web.Application, endpoint: str, *, ssl_context: ssl.SSLContext | None = None,
-                     reuse_port: bool = False, backlog: int = 128,
+                     reuse_port: bool = False, backlog: int = 128, limits: ConnectionLimits | None = None,
                      **runner_options: Any) -> tuple[web.AppRunner, int]:
     """Serve `app` on `endpoint`; return its runner (to `cleanup()` at shutdown) and the bound port
-    (the one the kernel chose for port 0). A runner whose socket cannot be bound is cleaned up here."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, **runner_options)
+    (the one the kernel chose for port 0). A runner whose socket cannot be bound is cleaned up here.
+    With `limits`, connections are held to them (see `http_guard`)."""
+    options: dict[str, Any] = {"access_log": None, "handle_signals": False, **runner_options}
+    runner = web.AppRunner(app, **options) if limits is None else GuardedRunner(app, limits, **options)
     await runner.setup()
     host, port = split_endpoint(endpoint)
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_port=reuse_port or None, backlog=backlog)

@@ -158,6 +158,8 @@ CONNECTION_AGE = "tests/e2e/test_connection_age.py::"
 DECODES = LIMITS + "test_keepalive_keys_decode_to_limits"
 GRPC_CLIENT = "tests/transport/test_grpc_client.py::"
 BATCH = "tests/processors/test_batch_processor.py::"
+HTTP_ATTACKS = "tests/receivers/test_http_attacks.py::"
+HTTP_GUARD = "tests/transport/test_http_guard.py::"
 LIMITER = "tests/processors/test_memory_limiter.py::"
 ATTRIBUTES = "tests/processors/test_attributes.py::"
 SAMPLER = "tests/processors/test_probabilistic_sampler.py::"
@@ -262,6 +264,16 @@ EVIDENCE: dict[str, Evidence] = {
             Proven(CORS + "test_a_running_receiver_answers_preflight_and_export_with_cors_headers",
                    CORS + "test_without_cors_there_are_no_cors_headers_and_no_preflight"),
         "HttpConfig.response_headers": Proven(RECEIVER + "test_response_headers_are_added_to_every_answer"),
+        "HttpConfig.read_timeout": Proven(HTTP_ATTACKS + "test_slow_body"),
+        "HttpConfig.read_header_timeout": Proven(HTTP_ATTACKS + "test_slowloris_headers"),
+        "HttpConfig.write_timeout":
+            Proven(HTTP_GUARD + "test_write_timeout_ends_the_connection_when_the_answer_is_late",
+                   HTTP_GUARD + "test_write_timeout_0_waits_for_the_answer"),
+        "HttpConfig.idle_timeout": Proven(HTTP_ATTACKS + "test_idle_keep_alive_connections"),
+        "HttpConfig.max_connections": Proven(HTTP_ATTACKS + "test_connection_flood"),
+        "HttpConfig.include_tls_metadata": Refused(),
+        "HttpConfig.compression_algorithms": Refused(),
+        "HttpConfig.middlewares": Refused(),
         "CorsConfig.allowed_origins":
             Proven(CORS + "test_allowed_origins",
                    CORS + "test_a_running_receiver_answers_preflight_and_export_with_cors_headers"),

@@ -66,13 +66,18 @@ class Gateway:
             return sum(span.name.startswith("healthy-") for _, _, span in self.sink.spans())
 
         before = healthy()
+        acked = self.send_healthy(self.sent)
+        self.sent += HEALTHY_SPANS
+        wait_until(lambda: healthy() >= before + acked, 15, "the healthy client's spans")
+        return acked, healthy() - before
+
+    def send_healthy(self, first: int) -> int:
+        """Export HEALTHY_SPANS spans named `healthy-<first + i>`; how many the gateway acknowledged."""
         with grpc.insecure_channel(f"127.0.0.1:{self.ports.grpc}") as ch:
             call = ch.unary_unary(TRACE_EXPORT, request_serializer=None, response_deserializer=None)
             for i in range(HEALTHY_SPANS):
-                call(spans_request(1, name=f"healthy-{self.sent + i}").SerializeToString(), timeout=10)
-        self.sent += HEALTHY_SPANS
-        wait_until(lambda: healthy() >= before + HEALTHY_SPANS, 15, "the healthy client's spans")
-        return HEALTHY_SPANS, healthy() - before
+                call(spans_request(1, name=f"healthy-{first + i}").SerializeToString(), timeout=10)
+        return HEALTHY_SPANS
 
 
 @pytest.fixture(scope="module")
@@ -86,12 +91,15 @@ def gateway() -> Iterator[Gateway]:
             yield Gateway(gw, sink, ports)
     finally:
         sink.stop()
-        if ROWS:
-            print("\n| attack | ended with | bytes sent | RSS growth (bound) | time to close "
-                  "| healthy acked/delivered |")
-            print("|---|---|---|---|---|---|")
-            for row in ROWS:
-                print(row)
+        print_table(ROWS)
+
+
+def print_table(rows: list[str]) -> None:
+    if rows:
+        print("\n| attack | ended with | bytes sent | RSS growth (bound) | time to close | healthy acked/delivered |")
+        print("|---|---|---|---|---|---|")
+        for row in rows:
+            print(row)
 
 
 class Raw:
@@ -150,8 +158,14 @@ class Raw:
         return CLOSED if code is None else code
 
 
-def attack(gateway: Gateway, name: str, run: Callable[[], list[int]], allowed: set[int]) -> None:
-    """Run `run` (it returns each abusive connection's ending), then check the bound and the healthy client."""
+H2_ENDINGS = {ENHANCE_YOUR_CALM: "ENHANCE_YOUR_CALM", PROTOCOL_ERROR: "PROTOCOL_ERROR", NO_ERROR: "NO_ERROR",
+              COMPRESSION_ERROR: "COMPRESSION_ERROR", CLOSED: "closed"}
+
+
+def attack(gateway: Gateway, name: str, run: Callable[[], list[int]], allowed: set[int],
+           names: dict[int, str] = H2_ENDINGS, rows: list[str] = ROWS) -> None:
+    """Run `run` (it returns each abusive connection's ending, named in the table by `names`), then check
+    the bound and the healthy client; the figures go to `rows`."""
     rss_before = rss(gateway.gw)
     OPENED.clear()
     started = time.monotonic()
@@ -160,10 +174,8 @@ def attack(gateway: Gateway, name: str, run: Callable[[], list[int]], allowed: s
     sent = sum(c.sent for c in OPENED)
     growth = rss(gateway.gw) - rss_before
     acked, delivered = gateway.healthy_export()
-    names = {ENHANCE_YOUR_CALM: "ENHANCE_YOUR_CALM", PROTOCOL_ERROR: "PROTOCOL_ERROR", NO_ERROR: "NO_ERROR",
-             COMPRESSION_ERROR: "COMPRESSION_ERROR", CLOSED: "closed"}
     ended = ", ".join(sorted({names.get(c, hex(c)) for c in endings}))
-    ROWS.append(f"| {name} | {ended} ({len(endings)} conn.) | {sent / 2**20:.2f} MiB "
+    rows.append(f"| {name} | {ended} ({len(endings)} conn.) | {sent / 2**20:.2f} MiB "
                 f"| {growth / 2**20:+.1f} MiB (≤ {RSS_BOUND >> 20}) | {took:.2f} s | {acked}/{delivered} |")
     assert set(endings) <= allowed, f"{name}: ended with {endings}"
     assert growth <= RSS_BOUND, f"{name}: RSS grew by {growth}"

@@ -20,13 +20,14 @@ too), the first pipeline in config order winning where several feed one exporter
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 from gateway import registry
 from gateway.component import Component, Consumer, ExporterNode, Extension, Settings, Stage
 from gateway.config.model import GatewayConfig, pipeline_order
+from gateway.exporters.helper import ExporterCommon
 from gateway.fanout import Counted, Fanout
 from gateway.join import RequestJoiner
 from gateway.telemetry import Telemetry
@@ -193,8 +194,9 @@ def _build_pipeline(graph: Graph, config: GatewayConfig, pid: str, entries: Mapp
         if factory.batching is not None and nodes[0].kind != "exit":
             # Processors follow a `batch` processor: they run once per group of requests (gateway.join).
             policy = factory.batching(settings)
-            joiner = RequestJoiner(f"{prid} in {pid}", nxt, policy.send_batch_max_size or policy.send_batch_size,
-                                   policy.send_batch_max_bytes)
+            max_items, max_bytes = _queue_bounds(config, pipe.exporters, policy.send_batch_max_size or
+                                                 policy.send_batch_size, policy.send_batch_max_bytes)
+            joiner = RequestJoiner(f"{prid} in {pid}", nxt, max_items, max_bytes)
             nodes.insert(0, StageNode("join", prid, (signal,), pid, [nodes[0]], consumer=joiner))
             nxt = joiner
         stage = factory.create(settings, nxt, signal)
@@ -204,6 +206,22 @@ def _build_pipeline(graph: Graph, config: GatewayConfig, pid: str, entries: Mapp
                       consumer=Counted(telemetry.pipeline_incoming(pid), nxt))
     graph.pipelines[pid] = [entry, *nodes]
     return entry
+
+
+def _queue_bounds(config: GatewayConfig, exporters: Sequence[str], max_items: int, max_bytes: int) -> tuple[int, int]:
+    """A join's group limits: the batch processor's, and never more than a whole sending queue of an
+    exporter of the pipeline holds in its sizer (`items` or `bytes`), which would refuse the group
+    for good where each request alone fits."""
+    for xid in exporters:
+        cfg = config.exporters.get(xid)
+        queue = cfg.sending_queue if isinstance(cfg, ExporterCommon) else None
+        if queue is None or not queue.enabled:
+            continue
+        if queue.sizer == "items":
+            max_items = min(max_items or queue.queue_size, queue.queue_size)
+        elif queue.sizer == "bytes":
+            max_bytes = min(max_bytes or queue.queue_size, queue.queue_size)
+    return max_items, max_bytes
 
 
 def _connector(graph: Graph, config: GatewayConfig, cid: str, signal: Signal, entries: Mapping[str, StageNode],

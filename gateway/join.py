@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import Hashable
 
 from gateway.component import Consumer
-from pipelines.batch import Batch
+from pipelines.batch import Batch, RequestContext
 from pipelines.errors import RetryableError
 
 
@@ -52,34 +52,50 @@ class RequestJoiner:
             group.nbytes += batch.nbytes()
             if group.done is None:
                 group.done = asyncio.get_running_loop().create_future()
-            await group.done
+                # Retrieved here, so an outcome nobody waits for any more (all cancelled) is not logged.
+                group.done.add_done_callback(_retrieved)
+            # Shielded: a follower cancelled (its client gone) must not cancel the others' answer.
+            await asyncio.shield(group.done)
             return
         group = self._open[key] = _Group(batch)
         try:
             await asyncio.sleep(0)
         except asyncio.CancelledError:
-            self._close(key, group, None)
+            self._close_open(key, group)
+            if group.done is not None:
+                self._run(group, ctx)  # the followers still get their answer
             raise
-        if self._open.get(key) is group:
-            del self._open[key]
-        try:
-            await self._next.consume(Batch.merge(group.batches, ctx))
-        except BaseException as exc:
-            self._close(key, group, exc)
-            raise
-        self._close(key, group, None, done=True)
-
-    def _close(self, key: Hashable, group: _Group, exc: BaseException | None, done: bool = False) -> None:
-        """Settle the followers: held (`done`), refused with `exc`, or refused because the leader was
-        cancelled before it passed the group on."""
-        if self._open.get(key) is group:
-            del self._open[key]
-        waiters = group.done
-        if waiters is None or waiters.done():
+        self._close_open(key, group)
+        if group.done is None:  # alone: passed on as it came, in this task
+            await self._next.consume(batch)
             return
-        if done:
-            waiters.set_result(None)
-        elif exc is None or isinstance(exc, asyncio.CancelledError):
-            waiters.set_exception(RetryableError(f"{self.name}: the request was cancelled before it was passed on"))
-        else:
-            waiters.set_exception(exc)
+        self._run(group, ctx)
+        await asyncio.shield(group.done)
+
+    def _close_open(self, key: Hashable, group: _Group) -> None:
+        if self._open.get(key) is group:
+            del self._open[key]
+
+    def _run(self, group: _Group, ctx: RequestContext) -> None:
+        """Pass the group on in a task of its own, so no member's cancellation (the leader's included)
+        cuts it short half-way; its outcome settles every member."""
+        done = group.done
+        assert done is not None
+        task = asyncio.get_running_loop().create_task(self._next.consume(Batch.merge(group.batches, ctx)))
+
+        def settle(t: asyncio.Task[None]) -> None:
+            if done.done():
+                return
+            if t.cancelled():
+                done.set_exception(RetryableError(f"{self.name}: the gateway stopped before the request was held"))
+            elif t.exception() is not None:
+                done.set_exception(t.exception())  # type: ignore[arg-type]
+            else:
+                done.set_result(None)
+
+        task.add_done_callback(settle)
+
+
+def _retrieved(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()

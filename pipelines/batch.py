@@ -158,7 +158,9 @@ class Batch:
 
     def with_context(self, context: RequestContext) -> Batch:
         if self._parts is not None:
-            return Batch.concat(self.signal, self._parts, self.items, context)
+            shared = Batch.concat(self.signal, self._parts, self.items, context)
+            shared.ids, shared.rewrite = self.ids, self.rewrite
+            return shared
         return Batch(self.signal, self._data, self.items, context, self._msg, owned=False, ids=self.ids,
                      rewrite=self.rewrite)
 

@@ -115,3 +115,17 @@ def test_processors_after_batch_get_a_join_and_a_last_batch_does_not() -> None:
         "exit:traces/a"]
     # Nothing runs after traces/in's batch: no join there (the exporters' queues batch).
     assert [n.kind for n in graph.pipelines["traces/in"]] == ["entry", "processor", "exit"]
+
+
+def test_a_join_never_groups_more_than_a_sending_queue_holds() -> None:
+    """With `sizer: items` and a queue smaller than send_batch_size, a group as large as the batch would
+    be refused for good where each request fits: the join's groups stay within the queue."""
+    from gateway.join import RequestJoiner
+
+    text = CONNECTED.replace("      processors: [attributes/a]\n", "      processors: [batch, attributes/a]\n").replace(
+        'otlp/a: {endpoint: "127.0.0.1:9", tls: {insecure: true}}',
+        'otlp/a: {endpoint: "127.0.0.1:9", tls: {insecure: true}, sending_queue: {sizer: items, queue_size: 50}}')
+    graph = Service(load_text(text, env={}).config).build()
+    join = next(n for n in graph.pipelines["traces/a"] if n.kind == "join")
+    assert isinstance(join.consumer, RequestJoiner)
+    assert join.consumer._max_items == 50

@@ -39,13 +39,17 @@ class RoutingConnector:
     async def start(self) -> None:
         pass
 
-    def _deliveries(self, batch: Batch) -> list[tuple[Consumer, Batch]]:
+    def _deliveries(self, batch: Batch, count: bool = True) -> list[tuple[Consumer, Batch]]:
+        """Where each part of `batch` goes; `count`: log skipped conditions and count unrouted items
+        (in `consume` only: `admit` asks first and must change nothing)."""
         routed = self._router.route(batch)
-        if routed.errors and time.monotonic() - self._logged_at >= _LOG_EVERY:
+        if not count:
+            pass
+        elif routed.errors and time.monotonic() - self._logged_at >= _LOG_EVERY:
             self._logged_at = time.monotonic()
             log.warning("%s: %d route condition(s) failed and were skipped (error_mode: ignore); first: %s",
                         self.id, len(routed.errors), routed.errors[0])
-        if routed.unrouted:
+        if count and routed.unrouted:
             self._unrouted.inc(routed.unrouted)
         # Every pipeline gets its own handle: a processor that changes its copy changes no other's.
         return [(self._pipelines[pid], part.share()) for pids, part in routed.parts for pid in pids]
@@ -53,7 +57,7 @@ class RoutingConnector:
     def admit(self, batch: Batch) -> None:
         # Asked only by a fan-out with several branches before `consume`, which routes again: the cost
         # of knowing which targets to ask.
-        for consumer, part in self._deliveries(batch):
+        for consumer, part in self._deliveries(batch, count=False):
             consumer.admit(part)
 
     async def consume(self, batch: Batch) -> None:

@@ -51,13 +51,16 @@ class KeepaliveConfig:
     enforcement_policy: KeepaliveEnforcementPolicy | None = None
 
 
+_READ_BUFFER_DEFAULT = 524288
+
+
 @dataclass(frozen=True)
 class GrpcConfig:
     endpoint: str = "localhost:4317"
     transport: Literal["tcp", "tcp4", "tcp6"] = "tcp"
     max_recv_msg_size_mib: int = 4
     max_concurrent_streams: int = 0
-    read_buffer_size: int = 524288
+    read_buffer_size: int = _READ_BUFFER_DEFAULT
     write_buffer_size: int = 0
     include_metadata: bool = False
     tls: TLSServerConfig | None = None
@@ -99,6 +102,9 @@ class GrpcConfig:
             errors.append("max_connections must be positive")
         if self.connection_timeout <= 0:
             errors.append("connection_timeout must be positive")
+        if self.tls is not None and self.read_buffer_size != _READ_BUFFER_DEFAULT:
+            # asyncio's TLS layer reads the socket itself (256 KiB at a time): the size would do nothing.
+            errors.append("read_buffer_size: not supported with tls by this gateway (TLS reads are asyncio's)")
         return errors
 
 

@@ -85,7 +85,13 @@ class Lifecycle:
 
     def _later(self, delay: float, callback: object) -> asyncio.TimerHandle:
         handle = self.loop.call_later(delay, callback)  # type: ignore[arg-type]
-        self.timers.append(handle)
+        timers = self.timers
+        if len(timers) >= 16:
+            # Timers that fired or were cancelled go, so a long-lived connection that re-arms them
+            # (a header block per request, keepalive) keeps a handful, not one per event.
+            now = self.loop.time()
+            timers[:] = [t for t in timers if not t.cancelled() and t.when() > now]
+        timers.append(handle)
         return handle
 
     def stop(self) -> None:

@@ -142,3 +142,38 @@ def test_routing_by_tenant_isolates_a_tenant_whose_backend_is_down(ports: Ports)
     finally:
         acme.stop()
         rest.stop()
+
+
+def test_admit_then_consume_counts_unrouted_items_once() -> None:
+    """A fan-out asks `admit` before `consume`: asking changes nothing, so unrouted items count once."""
+    import asyncio
+
+    from gateway.component import Settings
+    from gateway.connectors.routing import RoutingConnector
+    from gateway.telemetry import Telemetry
+    from pipelines.batch import Batch
+    from pipelines.connectors.routing import Config, RouteConfig
+    from tests.connectors.support import services_request
+
+    class _Sink:
+        def __init__(self) -> None:
+            self.got: list[Batch] = []
+
+        def admit(self, batch: Batch) -> None:
+            pass
+
+        async def consume(self, batch: Batch) -> None:
+            self.got.append(batch)
+
+    telemetry = Telemetry()
+    sink = _Sink()
+    cfg = Config(table=(RouteConfig(condition='attributes["service.name"] == "checkout"', pipelines=("traces/c",)),))
+    connector = RoutingConnector(Settings("routing", cfg, telemetry, None), {"traces/c": sink},  # type: ignore[arg-type]
+                                 "traces")
+    batch = Batch("traces", services_request({"checkout": ["a"], "cart": ["b", "c"]}), 3)
+    connector.admit(batch)
+    asyncio.run(connector.consume(batch.share()))
+    unrouted = telemetry.registry.get_sample_value("otelcol_gateway_connector_unrouted_spans_total",
+                                                   {"connector": "routing"})
+    assert unrouted == 2
+    assert sum(b.items for b in sink.got) == 1

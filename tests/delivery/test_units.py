@@ -279,3 +279,37 @@ def test_a_fanout_refuses_as_a_whole_when_one_branch_cannot_take_the_request() -
         assert len(ok.got) == len(full.got) == 1
 
     asyncio.run(run())
+
+
+class _Queue:
+    """A branch that holds at most `room` requests, answering admit and consume from what it holds."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.got: list[Batch] = []
+
+    def admit(self, batch: Batch) -> None:
+        if len(self.got) >= self.room:
+            raise RetryableError("full", 1.0)
+
+    async def consume(self, batch: Batch) -> None:
+        self.admit(batch)
+        self.got.append(batch)
+
+
+def test_concurrent_requests_cannot_fill_a_queue_between_admit_and_put() -> None:
+    """Two requests in flight at once through two fan-outs sharing a queue with room for one: the
+    second is refused as a whole, and the other branch never got it (its retry duplicates nothing)."""
+    from gateway.fanout import Fanout
+
+    async def run() -> list[BaseException | None]:
+        shared, a, b = _Queue(1), _Queue(10), _Queue(10)
+        first, second = Fanout([a, shared]), Fanout([b, shared])
+        results = await asyncio.gather(first.consume(_batch(["r1"])), second.consume(_batch(["r2"])),
+                                       return_exceptions=True)
+        assert [len(q.got) for q in (a, b, shared)] == [1, 0, 1]
+        return results
+
+    first_result, second_result = asyncio.run(run())
+    assert first_result is None
+    assert isinstance(second_result, RetryableError)

@@ -37,3 +37,13 @@ def test_tcp4_and_tcp6_listen_only_on_their_family() -> None:
     for endpoint, transport in (("[::1]:0", "tcp4"), ("127.0.0.1:0", "tcp6")):
         with pytest.raises(OSError, match="cannot listen for OTLP/gRPC"):
             _families(endpoint, transport=transport)
+
+
+def test_read_buffer_size_is_refused_with_tls_where_it_would_do_nothing() -> None:
+    from gateway.transport.tls import TLSServerConfig
+
+    tls = TLSServerConfig(cert_pem="c", key_pem="k")
+    assert GrpcConfig(tls=tls).validate() == []
+    assert GrpcConfig(tls=tls, read_buffer_size=65536).validate() == [
+        "read_buffer_size: not supported with tls by this gateway (TLS reads are asyncio's)"]
+    assert GrpcConfig(read_buffer_size=65536).validate() == []

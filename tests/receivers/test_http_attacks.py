@@ -125,6 +125,7 @@ def dribble(conns: list[Conn], byte: bytes, pace: float = 0.1, timeout: float = 
 
 def test_slowloris_headers(gateway: HttpGateway) -> None:
     """read_header_timeout: headers dribbled a byte at a time never finish; each connection gets 408."""
+    assert "read_header_timeout: 1s" in LIMITS  # the key this attack trips
     def run() -> list[int]:
         conns = [Conn(gateway.ports.http) for _ in range(200)]
         for c in conns:
@@ -135,6 +136,7 @@ def test_slowloris_headers(gateway: HttpGateway) -> None:
 
 def test_slow_body(gateway: HttpGateway) -> None:
     """read_timeout: a body declared at 100 kB arriving a byte at a time is answered 408, then closed."""
+    assert "read_timeout: 2s" in LIMITS  # the key this attack trips
     def run() -> list[int]:
         conns = [Conn(gateway.ports.http) for _ in range(100)]
         for c in conns:
@@ -166,6 +168,7 @@ def test_header_flood(gateway: HttpGateway) -> None:
 def test_connection_flood(gateway: HttpGateway) -> None:
     """max_connections: of FLOOD idle connections, those past the cap get 503 at once; the rest are
     closed by read_header_timeout (408), having sent nothing."""
+    assert f"max_connections: {MAX_CONNECTIONS}" in LIMITS  # the key this attack trips
     def run() -> list[int]:
         conns = [Conn(gateway.ports.http) for _ in range(FLOOD)]
         endings = [c.ending() for c in conns]
@@ -176,6 +179,7 @@ def test_connection_flood(gateway: HttpGateway) -> None:
 
 def test_idle_keep_alive_connections(gateway: HttpGateway) -> None:
     """idle_timeout: after a request is answered, a keep-alive connection left idle is closed."""
+    assert "idle_timeout: 2s" in LIMITS  # the key this attack trips
     body = spans_request(1, name="keep-alive").SerializeToString()
 
     def run() -> list[int]:

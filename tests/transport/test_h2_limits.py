@@ -185,3 +185,22 @@ def test_pings_are_forgiven_when_the_server_sends_data(serve: Serve) -> None:
         assert c.next_frame(lambda f: f.kind == PING and f.flags & ACK == ACK).payload == b"ping%04d" % i
     assert c.alive()
     served.lt.run(handlers_done(served.server))
+
+
+@pytest.mark.parametrize("permit", [False, True])
+def test_permit_without_stream_decides_whether_pings_with_no_stream_are_strikes(serve: Serve, permit: bool) -> None:
+    """With no minimum interval, only grpc-go's idle rule can make a PING a strike: one with no stream
+    open, within 2 h of the last, unless `permit_without_stream`."""
+    served = serve(limits=ServerLimits(min_ping_interval=0.0, permit_without_stream=permit))
+    c = open_conn(served)
+    for i in range(3):  # the first is free; two strikes are forgiven
+        c.send(frame(PING, 0, 0, b"idle%04d" % i))
+        c.next_frame(lambda f: f.kind == PING and f.flags & ACK == ACK)
+    c.send(frame(PING, 0, 0, b"idle-one"))
+    if permit:
+        f = c.next_frame(lambda f: f.kind == PING and f.flags & ACK == ACK)
+        assert f.payload == b"idle-one"  # answered: no strike, no GOAWAY
+    else:
+        f = c.next_frame(lambda f: f.kind == 7)
+        assert struct.unpack(">I", f.payload[4:8])[0] == ENHANCE_YOUR_CALM and f.payload[8:] == b"too_many_pings"
+        assert c.closed()

@@ -28,9 +28,13 @@ lint: setup
 	$(VENV)/bin/lint-imports
 	$(PY) tools/check_imports.py gateway pipelines
 
+# The bench extras too: the bench smoke test draws the results plot with matplotlib.
 test: setup peers lint
+	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(VENV)/bin/pytest -q -rs
 
+# The grid by request size, then the 1,000-connection fixed-rate load, into bench/RESULTS.md.
 bench: setup
 	$(PY) -m pip install -q -e '.[dev,bench]'
-	$(PY) -m bench run
+	$(PY) -m bench run --spans 10,50,512 --concurrency 64 --connections 32 --duration 10
+	$(PY) -m bench rate --connections 1000 --rate 1 --spans 10 --duration 30

@@ -884,9 +884,13 @@ class H2GrpcServer:
         for conn in list(self.connections):
             conn.drain_and_close()
         tasks = [t for c in self.connections for t in c.tasks]
-        if tasks:
-            await asyncio.wait(tasks, timeout=grace)
-        for conn in list(self.connections):
-            conn._close()
+        try:
+            if tasks:
+                await asyncio.wait(tasks, timeout=grace)
+        finally:
+            # Also when the service's shutdown deadline (shorter than `grace`) cancels this wait: no
+            # connection is left open.
+            for conn in list(self.connections):
+                conn._close()
         await self._server.wait_closed()
         self._server = None

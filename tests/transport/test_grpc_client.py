@@ -568,3 +568,30 @@ def test_pusher_maps_errors_to_consumer_errors() -> None:
     error = run(body)
     assert isinstance(error, RetryableError)
     assert str(error).startswith("gRPC UNAVAILABLE: down now")
+
+
+def test_a_stop_cut_short_by_the_shutdown_deadline_still_closes_every_connection() -> None:
+    """The service's deadline can be shorter than the server's grace: when it cancels `stop`, the
+    connections are closed all the same, and a call waiting on one ends instead of hanging."""
+    release, reached = asyncio.Event(), asyncio.Event()
+
+    async def stuck(message: bytes, metadata: list[tuple[str, str]]) -> bytes:
+        reached.set()
+        await release.wait()
+        return message
+
+    async def body() -> None:
+        server = H2GrpcServer({PATH: stuck}, max_message=1 << 20)
+        port = await server.start("127.0.0.1", 0)
+        client = H2Client(f"127.0.0.1:{port}")
+        call = asyncio.ensure_future(client.unary(PATH, b"hold", time_limit=30))
+        await reached.wait()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(server.stop(grace=30), 0.2)
+        assert all(c.transport is None or c.transport.is_closing() for c in server.connections)
+        with pytest.raises(GrpcCallError):
+            await asyncio.wait_for(call, 10)
+        release.set()
+        await client.close()
+
+    asyncio.run(asyncio.wait_for(body(), 30))

@@ -37,6 +37,8 @@ class RequestJoiner:
         self._max_items = max_items or 1 << 62
         self._max_bytes = max_bytes or 1 << 62
         self._open: dict[Hashable, _Group] = {}
+        # The groups being passed on: asyncio keeps only weak references to tasks.
+        self._running: set[asyncio.Task[None]] = set()
 
     def admit(self, batch: Batch) -> None:
         self._next.admit(batch)
@@ -82,6 +84,8 @@ class RequestJoiner:
         done = group.done
         assert done is not None
         task = asyncio.get_running_loop().create_task(self._next.consume(Batch.merge(group.batches, ctx)))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
 
         def settle(t: asyncio.Task[None]) -> None:
             if done.done():

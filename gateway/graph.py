@@ -32,6 +32,7 @@ from gateway.fanout import Counted, Fanout
 from gateway.join import RequestJoiner
 from gateway.telemetry import Telemetry
 from pipelines.batch import Signal
+from pipelines.processors.batch import BatchPolicy
 
 log = logging.getLogger("gateway.graph")
 
@@ -69,6 +70,8 @@ class StageNode(Node):
     consumer: Consumer | None = None
     # Processors and connectors start and stop; entries and exits are joints with no lifecycle.
     stage: Stage | None = None
+    # A `batch` processor's policy, computed once when the node is built (for its join and exporters).
+    policy: BatchPolicy | None = None
 
 
 @dataclass(eq=False)
@@ -159,7 +162,7 @@ def build(config: GatewayConfig, telemetry: Telemetry, settings_for: SettingsFor
         entries[pid] = _build_pipeline(graph, config, pid, entries, telemetry, settings_for)
     graph.pipelines = {pid: graph.pipelines[pid] for pid in config.service.pipelines}
     _build_receivers(graph, config, entries, settings_for)
-    _apply_batching(graph, config, settings_for)
+    _apply_batching(graph, config)
     return graph
 
 
@@ -191,16 +194,17 @@ def _build_pipeline(graph: Graph, config: GatewayConfig, pid: str, entries: Mapp
     for prid in reversed(pipe.processors):
         factory = registry.processor(prid.partition("/")[0])
         settings = settings_for(prid, config.processors[prid])
-        if factory.batching is not None and nodes[0].kind != "exit":
+        policy = factory.batching(settings) if factory.batching is not None else None
+        if policy is not None and nodes[0].kind != "exit":
             # Processors follow a `batch` processor: they run once per group of requests (gateway.join).
-            policy = factory.batching(settings)
             max_items, max_bytes = _queue_bounds(config, pipe.exporters, policy.send_batch_max_size or
                                                  policy.send_batch_size, policy.send_batch_max_bytes)
             joiner = RequestJoiner(f"{prid} in {pid}", nxt, max_items, max_bytes)
             nodes.insert(0, StageNode("join", prid, (signal,), pid, [nodes[0]], consumer=joiner))
             nxt = joiner
         stage = factory.create(settings, nxt, signal)
-        nodes.insert(0, StageNode("processor", prid, (signal,), pid, [nodes[0]], consumer=stage, stage=stage))
+        nodes.insert(0, StageNode("processor", prid, (signal,), pid, [nodes[0]], consumer=stage, stage=stage,
+                                  policy=policy))
         nxt = stage
     entry = StageNode("entry", pid, (signal,), pid, [nodes[0]],
                       consumer=Counted(telemetry.pipeline_incoming(pid), nxt))
@@ -265,17 +269,14 @@ def _build_receivers(graph: Graph, config: GatewayConfig, entries: Mapping[str, 
         graph.receivers[rid] = ReceiverNode("receiver", rid, tuple(by_signal), None, targets, component=made)
 
 
-def _apply_batching(graph: Graph, config: GatewayConfig, settings_for: SettingsFor) -> None:
+def _apply_batching(graph: Graph, config: GatewayConfig) -> None:
     """Each `batch` processor's policy goes to the exporters downstream of it. Where several feed one
     exporter, the first pipeline in config order wins, and the others are logged."""
     for pid in config.service.pipelines:
         for node in graph.pipelines[pid]:
-            if node.kind != "processor":
+            policy = node.policy
+            if policy is None:
                 continue
-            factory = registry.processor(node.id.partition("/")[0])
-            if factory.batching is None:
-                continue
-            policy = factory.batching(settings_for(node.id, config.processors[node.id]))
             exporters = [n for n in graph.downstream(node) if isinstance(n, ExporterNodeData)]
             if not exporters:
                 log.warning("%s in %s: no exporter downstream; requests pass unbatched", node.id, pid)

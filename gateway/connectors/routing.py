@@ -43,14 +43,13 @@ class RoutingConnector:
         """Where each part of `batch` goes; `count`: log skipped conditions and count unrouted items
         (in `consume` only: `admit` asks first and must change nothing)."""
         routed = self._router.route(batch)
-        if not count:
-            pass
-        elif routed.errors and time.monotonic() - self._logged_at >= _LOG_EVERY:
-            self._logged_at = time.monotonic()
-            log.warning("%s: %d route condition(s) failed and were skipped (error_mode: ignore); first: %s",
-                        self.id, len(routed.errors), routed.errors[0])
-        if count and routed.unrouted:
-            self._unrouted.inc(routed.unrouted)
+        if count:
+            if routed.errors and time.monotonic() - self._logged_at >= _LOG_EVERY:
+                self._logged_at = time.monotonic()
+                log.warning("%s: %d route condition(s) failed and were skipped (error_mode: ignore); first: %s",
+                            self.id, len(routed.errors), routed.errors[0])
+            if routed.unrouted:
+                self._unrouted.inc(routed.unrouted)
         # Every pipeline gets its own handle: a processor that changes its copy changes no other's.
         return [(self._pipelines[pid], part.share()) for pids, part in routed.parts for pid in pids]
 

@@ -36,6 +36,7 @@ from gateway.transport.h2 import (
     COMPRESSION_ERROR,
     CONTINUATION,
     DATA,
+    DEFAULT_MAX_FRAME,
     DEFAULT_PEER_WINDOW,
     END_HEADERS,
     END_STREAM,
@@ -85,7 +86,6 @@ HTTP_TO_GRPC = {400: Status.INTERNAL, 401: Status.UNAUTHENTICATED, 403: Status.P
 RST_TO_GRPC = {REFUSED_STREAM: Status.UNAVAILABLE, CANCEL: Status.CANCELLED,
                ENHANCE_YOUR_CALM: Status.RESOURCE_EXHAUSTED, INADEQUATE_SECURITY: Status.PERMISSION_DENIED}
 
-MIN_FRAME = 16384
 RECV_MAX_FRAME = 1 << 20  # the largest frame we accept
 STREAM_WINDOW = 4 * 1024 * 1024  # per response stream, replenished when half is used
 CONN_WINDOW = 16 * 1024 * 1024
@@ -180,7 +180,7 @@ class _Connection(asyncio.Protocol):
         self.error: GrpcCallError | None = None  # set once the connection is unusable
         self.goaway = False  # no new streams (GOAWAY received, or stream ids used up)
         self.max_streams = MAX_STREAM_ID
-        self.max_frame = MIN_FRAME
+        self.max_frame = DEFAULT_MAX_FRAME
         self.peer_initial_window = DEFAULT_PEER_WINDOW
         self.send_window = DEFAULT_PEER_WINDOW
         self.recv_window = CONN_WINDOW

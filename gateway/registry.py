@@ -30,6 +30,8 @@ REGISTRY: dict[Kind, dict[str, str]] = {
         "attributes": "gateway.processors.attributes",
         "resource": "gateway.processors.resource",
         "probabilistic_sampler": "gateway.processors.probabilistic_sampler",
+        "transform": "gateway.processors.transform",
+        "filter": "gateway.processors.filter",
     },
     "exporters": {
         "otlp": "gateway.exporters.otlp_grpc",

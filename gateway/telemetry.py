@@ -54,6 +54,7 @@ LEVELS: dict[str, Level] = {
     "otelcol_gateway_pipeline_incoming_items": "basic",
     "otelcol_gateway_pipeline_outgoing_items": "basic",
     "otelcol_gateway_connector_unrouted": "basic",
+    "otelcol_gateway_processor_ottl_errors": "basic",
 }
 
 
@@ -227,8 +228,15 @@ class Telemetry:
             "otelcol_gateway_pipeline_outgoing_items", "Items leaving a pipeline's processors for its exporters",
             ["pipeline"],
         )
+        self._ottl_errors = counter(
+            "otelcol_gateway_processor_ottl_errors", "OTTL statements or conditions that failed on an item and "
+            "were skipped (error_mode: ignore or silent)", ["processor", "signal"],
+        )
         self._unrouted = counters("otelcol_gateway_connector_unrouted", "Items a routing connector sent nowhere "
                                   "(no route matched and no default_pipelines)", ["connector"])
+
+    def ottl_errors(self, processor: str, signal: str) -> CounterLike:
+        return self._ottl_errors.labels(processor, signal)
 
     def receiver_accepted(self, signal: str, receiver: str, transport: str) -> CounterLike:
         return self._recv_accepted[signal].labels(receiver, transport)

@@ -136,6 +136,10 @@ def _convert(tp: Any, raw: Any, path: str, errors: Errors) -> Any:
             return None
         if len(inner) == 1:
             return _convert(inner[0], raw, path, errors)
+        blocks = [a for a in inner if isinstance(a, type) and dataclasses.is_dataclass(a)]
+        if isinstance(raw, dict) and len(blocks) == 1:
+            # `str | Group`: a mapping is the block, and its own errors say what is wrong in it.
+            return decode(typing.cast(type[Any], blocks[0]), raw, path, errors)
         for candidate in inner:
             probe = Errors()
             value = _convert(candidate, raw, path, probe)

@@ -65,7 +65,7 @@ def tokenize(text: str) -> list[Token]:
             out.append(Token("punct", c, i))
             i += 1
         else:
-            raise OttlError(f"unexpected character {c!r} at offset {i}")
+            raise OttlError(f"unexpected character {c!r} at col {i + 1}")
     out.append(Token("eof", "", n))
     return out
 
@@ -117,7 +117,7 @@ def _scan_string(text: str, start: int) -> tuple[int, str]:
         if c == '"':
             return i + 1, buf.decode("utf-8", "surrogateescape")
         if c == "\n":
-            raise OttlError(f"newline in string literal at offset {start}")
+            raise OttlError(f"newline in string literal at col {start + 1}")
         if c != "\\":
             buf += c.encode("utf-8", "surrogatepass")
             i += 1
@@ -130,21 +130,21 @@ def _scan_string(text: str, start: int) -> tuple[int, str]:
             width = {"x": 2, "u": 4, "U": 8}[esc]
             digits = text[i + 2:i + 2 + width]
             if len(digits) != width or not all(map(_is_hex, digits)):
-                raise OttlError(f"invalid \\{esc} escape in string literal at offset {i}")
+                raise OttlError(f"invalid \\{esc} escape in string literal at col {i + 1}")
             code = int(digits, 16)
             if esc == "x":
                 buf.append(code)
             elif code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
-                raise OttlError(f"invalid code point \\{esc}{digits} in string literal at offset {i}")
+                raise OttlError(f"invalid code point \\{esc}{digits} in string literal at col {i + 1}")
             else:
                 buf += chr(code).encode()
             i += 2 + width
         elif esc in "01234567" and esc:
             digits = text[i + 1:i + 4]
             if len(digits) != 3 or any(d not in "01234567" for d in digits) or int(digits, 8) > 255:
-                raise OttlError(f"invalid octal escape in string literal at offset {i}")
+                raise OttlError(f"invalid octal escape in string literal at col {i + 1}")
             buf.append(int(digits, 8))
             i += 4
         else:
-            raise OttlError(f"invalid escape \\{esc} in string literal at offset {i}")
-    raise OttlError(f"unterminated string literal at offset {start}")
+            raise OttlError(f"invalid escape \\{esc} in string literal at col {i + 1}")
+    raise OttlError(f"unterminated string literal at col {start + 1}")

@@ -18,7 +18,7 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValueList
 
 from pipelines.processors import anyvalue
 
@@ -114,8 +114,16 @@ def _kind(v: Any) -> str:
         return "number"
     if isinstance(v, str):
         return "str"
+    if isinstance(v, TraceID):
+        return "traceid"
+    if isinstance(v, SpanID):
+        return "spanid"
     if isinstance(v, bytes):
         return "bytes"
+    if isinstance(v, GoTime):
+        return "time"
+    if isinstance(v, GoDuration):
+        return "duration"
     if isinstance(v, PMap):
         return "map"
     if isinstance(v, PSlice):
@@ -131,6 +139,8 @@ def compare(a: Any, b: Any, op: str) -> bool:
     ka, kb = _kind(a), _kind(b)
     if ka != kb:
         return op == "!="
+    if ka in ("traceid", "spanid") and op not in ("==", "!="):
+        return False
     if ka in ("map", "slice"):
         if op not in ("==", "!="):
             return False
@@ -148,6 +158,8 @@ def string_like(v: Any) -> str | None:
     and slices as compact JSON with sorted keys; nil stays nil."""
     if v is None or isinstance(v, str):
         return v
+    if isinstance(v, (TraceID, SpanID)):  # Go arrays: json.Marshal writes them as lists of numbers
+        return "[" + ",".join(map(str, v)) + "]"
     if isinstance(v, bytes):
         return v.hex()
     if isinstance(v, bool):
@@ -160,6 +172,8 @@ def string_like(v: Any) -> str | None:
         return anyvalue.format_double(v)
     if isinstance(v, (PMap, PSlice)):
         return _json(v.raw())
+    if isinstance(v, list):
+        return _json([x.raw() if isinstance(x, (PMap, PSlice)) else x for x in v])
     raise EvalError(f"unsupported type: {type(v).__name__}")
 
 
@@ -175,3 +189,182 @@ def _json(v: Any) -> str:
         return json.dumps(base64.b64encode(v).decode())
     return json.dumps(v, ensure_ascii=False)
 
+
+
+# ---------------------------------------------------------------- Go types without a Python twin
+
+class TraceID(bytes):
+    """pcommon.TraceID: 16 bytes, a type of its own (a byte slice never equals it)."""
+
+    __slots__ = ()
+
+
+class SpanID(bytes):
+    """pcommon.SpanID: 8 bytes, a type of its own."""
+
+    __slots__ = ()
+
+
+class _Nanos:
+    """A count of nanoseconds with a Go type of its own (equal only to the same type)."""
+
+    __slots__ = ("ns",)
+
+    def __init__(self, ns: int) -> None:
+        self.ns = ns
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.ns == self.ns
+
+    def __lt__(self, other: _Nanos) -> bool:
+        return self.ns < other.ns
+
+    def __le__(self, other: _Nanos) -> bool:
+        return self.ns <= other.ns
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.ns))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.ns})"
+
+
+class GoTime(_Nanos):
+    """time.Time, held as nanoseconds since the Unix epoch (UTC)."""
+
+    __slots__ = ()
+
+
+class GoDuration(_Nanos):
+    """time.Duration, in nanoseconds."""
+
+    __slots__ = ()
+
+
+def new_map() -> PMap:
+    """An empty pcommon.Map of its own."""
+    return PMap(KeyValueList().values)
+
+
+def new_slice() -> PSlice:
+    return PSlice(ArrayValue().values)
+
+
+def type_name(v: Any) -> str:
+    """The Go type name OTTL's error messages print (`%T`)."""
+    if v is None:
+        return "<nil>"
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int):
+        return "int64"
+    if isinstance(v, float):
+        return "float64"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, TraceID):
+        return "pcommon.TraceID"
+    if isinstance(v, SpanID):
+        return "pcommon.SpanID"
+    if isinstance(v, bytes):
+        return "[]uint8"
+    if isinstance(v, PMap):
+        return "pcommon.Map"
+    if isinstance(v, PSlice):
+        return "pcommon.Slice"
+    if isinstance(v, list):
+        return "[]interface {}"
+    if isinstance(v, GoTime):
+        return "time.Time"
+    if isinstance(v, GoDuration):
+        return "time.Duration"
+    return type(v).__name__
+
+
+def set_any(target: AnyValue, val: Any) -> None:
+    """`ctxutil.SetValue`: write an OTTL value into an AnyValue; a type it does not know leaves the
+    target as it is (an empty value stays empty)."""
+    if isinstance(val, bool):
+        target.bool_value = val
+    elif isinstance(val, int):
+        target.int_value = val
+    elif isinstance(val, float):
+        target.double_value = val
+    elif isinstance(val, str):
+        target.string_value = val
+    elif isinstance(val, (TraceID, SpanID)):
+        return
+    elif isinstance(val, bytes):
+        target.bytes_value = val
+    elif isinstance(val, list):
+        arr = ArrayValue()
+        for item in val:
+            set_any(arr.values.add(), item)
+        target.array_value.CopyFrom(arr)
+    elif isinstance(val, PSlice):
+        arr = ArrayValue()
+        arr.values.extend(val.values)
+        target.array_value.CopyFrom(arr)
+    elif isinstance(val, PMap):
+        kvl = KeyValueList()
+        kvl.values.extend(val.kvs)
+        target.kvlist_value.CopyFrom(kvl)
+
+
+def set_map(kvs: Any, val: Any) -> None:
+    """`ctxutil.SetMap`: replace a map's contents with a map value; any other value is ignored."""
+    if isinstance(val, PMap):
+        if val.kvs is kvs:
+            return
+        copy = list(val.kvs)
+        del kvs[:]
+        kvs.extend(copy)
+
+
+def put(kvs: Any, key: str) -> AnyValue:
+    """pdata `Map.PutEmpty` for an absent key, or the key's value (first match) when present."""
+    for kv in kvs:
+        if kv.key == key:
+            return kv.value  # type: ignore[no-any-return]
+    kv = kvs.add()
+    kv.key = key
+    return kv.value  # type: ignore[no-any-return]
+
+
+def set_indexed(current: AnyValue, keys: list[str | int] | tuple[str | int, ...], val: Any) -> None:
+    """`ctxutil.SetIndexableValue`: walk `keys` into `current`, creating maps (string keys) and
+    slices padded with empty values (int keys) where the value is empty, then write `val`."""
+    for key in keys:
+        kind = current.WhichOneof("value")
+        if kind == "kvlist_value":
+            if not isinstance(key, str):
+                raise EvalError("unable to resolve a string index in map: invalid key type")
+            current = put(current.kvlist_value.values, key)
+        elif kind == "array_value":
+            if not isinstance(key, int):
+                raise EvalError("unable to resolve an integer index in slice: invalid key type")
+            items = current.array_value.values
+            if not 0 <= key < len(items):
+                raise EvalError(f"index {key} out of bounds")
+            current = items[key]
+        elif kind is None:
+            if isinstance(key, str):
+                current.kvlist_value.SetInParent()
+                current = put(current.kvlist_value.values, key)
+            else:
+                arr = current.array_value
+                arr.SetInParent()
+                for _ in range(key):
+                    arr.values.add()
+                current = arr.values.add()
+        else:
+            raise EvalError(f"type {anyvalue.type_name(current)} does not support string indexing")
+    set_any(current, val)
+
+
+def map_set(kvs: Any, keys: list[str | int] | tuple[str | int, ...], val: Any) -> None:
+    """`ctxutil.SetMapValue`: `attributes[k1][k2]... = val`."""
+    first = keys[0]
+    if not isinstance(first, str):
+        raise EvalError("cannot set map value: unable to resolve a string index in map: invalid key type")
+    set_indexed(put(kvs, first), keys[1:], val)

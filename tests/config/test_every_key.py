@@ -166,6 +166,7 @@ LIMITER = "tests/processors/test_memory_limiter.py::"
 ATTRIBUTES = "tests/processors/test_attributes.py::"
 SAMPLER = "tests/processors/test_probabilistic_sampler.py::"
 ROUTING = "tests/connectors/test_routing_pure.py::"
+OTTL = "tests/processors/test_transform_filter.py::"
 AUTH = "tests/auth/test_bearertokenauth.py::"
 STORAGE = "tests/extensions/test_file_storage_keys.py::"
 HEALTH = "tests/extensions/test_health_keys.py::"
@@ -487,6 +488,51 @@ EVIDENCE: dict[str, Evidence] = {
         "probabilistic_sampler.Config.attribute_source": Refused(),
         "probabilistic_sampler.Config.from_attribute": Refused(),
         "probabilistic_sampler.Config.sampling_priority": Refused(),
+    }),
+
+    # processors: transform and filter (OTTL)
+    **under("pipelines.ottl_processors.transform.", {
+        "Config.error_mode": Proven(OTTL + "test_error_mode_ignore_skips_a_failing_statement_and_propagate_refuses"),
+        "Config.trace_statements":
+            Proven(OTTL + "test_trace_statements_flat_form_infers_the_span_context_and_runs_in_order"),
+        "Config.metric_statements": Proven(OTTL + "test_metric_and_log_statements"),
+        "Config.log_statements": Proven(OTTL + "test_metric_and_log_statements"),
+        "Config.profile_statements": Refused(),
+        "Config.flatten_data": Refused(),
+        "ContextStatements.context": Proven(OTTL + "test_advanced_form_context_conditions_and_resource_statements"),
+        "ContextStatements.conditions": Proven(OTTL + "test_advanced_form_context_conditions_and_resource_statements"),
+        "ContextStatements.statements": Proven(OTTL + "test_advanced_form_context_conditions_and_resource_statements"),
+        "ContextStatements.error_mode":
+            Proven(OTTL + "test_error_mode_ignore_skips_a_failing_statement_and_propagate_refuses"),
+        "ContextStatements.shared_cache": Refused(),
+    }),
+    **under("pipelines.ottl_processors.filter.", {
+        "Config.error_mode": Proven(OTTL + "test_filter_error_mode"),
+        "Config.traces": Proven(OTTL + "test_filter_span_block_drops_spans_and_empty_scopes_and_resources"),
+        "Config.metrics": Proven(OTTL + "test_filter_metrics_and_logs"),
+        "Config.logs": Proven(OTTL + "test_filter_metrics_and_logs"),
+        "Config.trace_conditions": Proven(OTTL + "test_filter_trace_conditions_infer_each_conditions_context"),
+        "Config.metric_conditions": Proven(OTTL + "test_filter_metrics_and_logs"),
+        "Config.log_conditions": Proven(OTTL + "test_filter_metrics_and_logs"),
+        "Config.spans": Refused(),
+        "Config.profiles": Refused(),
+        "Config.profile_conditions": Refused(),
+        "ContextConditions.context": Proven(OTTL + "test_filter_trace_conditions_infer_each_conditions_context"),
+        "ContextConditions.conditions": Proven(OTTL + "test_filter_trace_conditions_infer_each_conditions_context"),
+        "ContextConditions.error_mode": Proven(OTTL + "test_filter_error_mode"),
+        "TraceFilters.resource": Proven(OTTL + "test_filter_resource_and_spanevent_blocks"),
+        "TraceFilters.span": Proven(OTTL + "test_filter_span_block_drops_spans_and_empty_scopes_and_resources"),
+        "TraceFilters.spanevent": Proven(OTTL + "test_filter_resource_and_spanevent_blocks"),
+        "MetricFilters.resource": Proven(OTTL + "test_filter_resource_conditions_of_metrics_and_logs"),
+        "MetricFilters.metric": Proven(OTTL + "test_filter_metrics_and_logs"),
+        "MetricFilters.datapoint": Proven(OTTL + "test_filter_metrics_and_logs"),
+        "MetricFilters.include": Refused(),
+        "MetricFilters.exclude": Refused(),
+        "MetricFilters.regexp": Refused(),
+        "LogFilters.resource": Proven(OTTL + "test_filter_resource_conditions_of_metrics_and_logs"),
+        "LogFilters.log_record": Proven(OTTL + "test_filter_metrics_and_logs"),
+        "LogFilters.include": Refused(),
+        "LogFilters.exclude": Refused(),
     }),
 
     # connectors: routing (forward has no keys)

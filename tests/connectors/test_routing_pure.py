@@ -135,8 +135,8 @@ def test_config_validate_names_each_entry() -> None:
         RouteConfig(pipelines=("traces/a",)),  # its own validate reports it
     ))
     assert cfg.validate() == [
-        "table[1]::condition: unexpected '=' at offset 16, expected a comparison operator after attributes[\"a\"]",
-        "table[2]::statement: unsupported function 'Foo'",
+        "table[1]::condition: unexpected '=' at col 17, expected a comparison operator after attributes[\"a\"]",
+        'table[2]::statement: unknown function "Foo" at col 15',
     ]
 
 

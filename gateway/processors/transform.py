@@ -1,0 +1,17 @@
+"""The `transform` processor's factory: the pure processor is `pipelines.ottl_processors.transform`."""
+
+from __future__ import annotations
+
+from gateway.component import Consumer, ProcessorFactory, Settings
+from gateway.processors.ottl_report import reporter
+from gateway.processors.stage import ProcessorStage
+from pipelines.batch import Signal
+from pipelines.ottl_processors.transform import Config, TransformProcessor
+
+
+def create(settings: Settings[Config], next_consumer: Consumer, signal: Signal) -> ProcessorStage:
+    report = reporter(settings.id, signal, settings.telemetry)
+    return ProcessorStage(settings, TransformProcessor(settings.config, signal, report), next_consumer, signal)
+
+
+FACTORY = ProcessorFactory(type="transform", config=Config, create=create)

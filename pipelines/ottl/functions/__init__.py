@@ -1,0 +1,7 @@
+"""OTTL's editors and converters (contrib `pkg/ottl/ottlfuncs`), registered in `registry`.
+
+Importing this package registers them all: each module adds its functions with `@editor` or
+`@converter`, declaring its parameters as the Collector declares them (getter kinds, literals).
+"""
+
+from pipelines.ottl.functions import converters, editors, hashing, parsing, strings, time_funcs  # noqa: F401

@@ -1,0 +1,3 @@
+"""OTTL converters: see registry."""
+
+from __future__ import annotations

@@ -1,0 +1,1 @@
+"""The processors written in OTTL: `transform` and `filter`, and what they share (`groups`)."""

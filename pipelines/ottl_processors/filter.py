@@ -1,0 +1,259 @@
+"""The `filter` processor (contrib `processor/filterprocessor`, v0.161.0): drop telemetry that OTTL
+conditions match.
+
+Config: `error_mode` (default `propagate`); the context blocks `traces: {resource, span, spanevent}`,
+`metrics: {resource, metric, datapoint}`, `logs: {resource, log_record}` (conditions written in that
+context, `name == "x"` or `span.name == "x"`); and `trace_conditions` / `metric_conditions` /
+`log_conditions`, where each condition's context is inferred from its paths (`span.name` -> span),
+or groups `{context, conditions, error_mode}`. Every condition of every group is ORed: an item any
+condition matches is dropped. Conditions run from the top of the request down (resource, scope,
+item, span event or data point); a dropped resource's items are never looked at.
+
+When conditions below a level ran, a level left empty by them is removed too (a scope whose spans
+were all dropped, a resource whose scopes were), and a metric whose data points were all dropped;
+a request left with nothing is acknowledged and goes no further (the Collector's
+`ErrSkipProcessingData`). A condition that fails follows `error_mode`: `propagate` refuses the
+request (retryable, as the Collector answers an error that is not permanent), `ignore` reports it
+and counts the condition as false, `silent` counts it as false.
+
+The legacy `include`/`exclude` match properties (`spans`, `metrics.include`, `logs.exclude`, ...)
+are refused by `validate` with their path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pipelines.batch import Batch
+from pipelines.config_types import unsupported
+from pipelines.errors import RetryableError
+from pipelines.ottl.compile import Predicate, compile_condition
+from pipelines.ottl.contexts import Env
+from pipelines.ottl.lexer import OttlError
+from pipelines.ottl_processors.groups import (
+    SHAPES,
+    ErrorMode,
+    OttlRefusal,
+    Report,
+    Runner,
+    check_context,
+    infer_context,
+    points,
+)
+
+Context = Literal["", "resource", "scope", "span", "spanevent", "metric", "datapoint", "log"]
+_LEGACY = "the legacy include/exclude match properties are not supported: write OTTL conditions"
+
+
+@dataclass(frozen=True)
+class TraceFilters:
+    resource: tuple[str, ...] = ()
+    span: tuple[str, ...] = ()
+    spanevent: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MetricFilters:
+    resource: tuple[str, ...] = ()
+    metric: tuple[str, ...] = ()
+    datapoint: tuple[str, ...] = ()
+    include: Any = unsupported(_LEGACY)
+    exclude: Any = unsupported(_LEGACY)
+    regexp: Any = unsupported(_LEGACY)
+
+
+@dataclass(frozen=True)
+class LogFilters:
+    resource: tuple[str, ...] = ()
+    log_record: tuple[str, ...] = ()
+    include: Any = unsupported(_LEGACY)
+    exclude: Any = unsupported(_LEGACY)
+
+
+@dataclass(frozen=True)
+class ContextConditions:
+    context: Context = ""
+    conditions: tuple[str, ...] = ()
+    error_mode: ErrorMode | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    error_mode: ErrorMode = "propagate"
+    traces: TraceFilters = field(default_factory=TraceFilters)
+    metrics: MetricFilters = field(default_factory=MetricFilters)
+    logs: LogFilters = field(default_factory=LogFilters)
+    trace_conditions: tuple[str | ContextConditions, ...] = ()
+    metric_conditions: tuple[str | ContextConditions, ...] = ()
+    log_conditions: tuple[str | ContextConditions, ...] = ()
+    spans: Any = unsupported(_LEGACY)
+    profiles: Any = unsupported("profiles are not a signal this gateway carries")
+    profile_conditions: Any = unsupported("profiles are not a signal this gateway carries")
+
+    def validate(self) -> list[str]:
+        errors: list[str] = []
+        for signal in ("traces", "metrics", "logs"):
+            try:
+                compile_filters(self, signal, lambda message: None)
+            except FilterError as exc:
+                errors.append(f"{exc.where}: {exc}")
+        return errors
+
+
+class FilterError(OttlError):
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(message)
+        self.where = where
+
+
+_BLOCKS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
+    "traces": ("trace_conditions", (("resource", "resource"), ("span", "span"), ("spanevent", "spanevent"))),
+    "metrics": ("metric_conditions", (("resource", "resource"), ("metric", "metric"), ("datapoint", "datapoint"))),
+    "logs": ("log_conditions", (("resource", "resource"), ("log_record", "log"))),
+}
+
+
+@dataclass
+class Conditions:
+    """The conditions of one context, each with the runner of its error mode."""
+
+    items: list[tuple[str, Predicate, Runner]] = field(default_factory=list)
+
+    def match(self, env: Env) -> bool:
+        return any(runner.holds(pred, text, env) for text, pred, runner in self.items)
+
+
+def compile_filters(config: Config, signal: str, report: Report) -> dict[str, Conditions]:
+    """context -> its conditions, for `signal`; FilterError names a condition that does not compile."""
+    out: dict[str, Conditions] = {}
+    default = Runner(config.error_mode, report)
+
+    def add(context: str, text: str, runner: Runner, where: str) -> None:
+        try:
+            check_context(context, signal)
+            pred = compile_condition(text, context)
+        except OttlError as exc:
+            raise FilterError(where, f"{exc} (in {text!r})") from None
+        out.setdefault(context, Conditions()).items.append((text, pred, runner))
+
+    key, blocks = _BLOCKS[signal]
+    block = getattr(config, signal)
+    for name, context in blocks:
+        for i, text in enumerate(getattr(block, name)):
+            add(context, text, default, f"{signal}::{name}[{i}]")
+    entries = getattr(config, key)
+    flat = [e for e in entries if isinstance(e, str)]
+    if flat and len(flat) != len(entries):
+        raise FilterError(key, "configuring multiple configuration styles is not supported, please use only "
+                               "Basic configuration or only Advanced configuration")
+    for i, entry in enumerate(entries):
+        group = entry if isinstance(entry, ContextConditions) else ContextConditions(conditions=(entry,))
+        runner = Runner(group.error_mode, report) if group.error_mode else default
+        for j, text in enumerate(group.conditions):
+            where = f"{key}[{i}]" if isinstance(entry, str) else f"{key}[{i}]::conditions[{j}]"
+            context = group.context
+            if not context:
+                try:
+                    context = infer_context((), (text,), signal)
+                except OttlError as exc:
+                    raise FilterError(where, f"{exc} (in {text!r})") from None
+            add(context, text, runner, where)
+    return out
+
+
+class FilterProcessor:
+    def __init__(self, config: Config, signal: str, report: Report = lambda message: None) -> None:
+        self.signal = signal
+        self.shape = SHAPES[signal]
+        self.by_context = compile_filters(config, signal, report)
+        order = {"traces": ("resource", "scope", "span", "spanevent"),
+                 "metrics": ("resource", "scope", "metric", "datapoint"),
+                 "logs": ("resource", "scope", "log")}[signal]
+        self.levels = [self.by_context.get(c) for c in order]
+
+    def process(self, batch: Batch) -> Batch | None:
+        if not self.by_context:
+            return batch
+        out = batch.share()
+        msg = out.mutable_message()
+        try:
+            self._filter(msg, Env(batch.context))
+        except OttlRefusal as exc:
+            raise RetryableError(str(exc)) from None
+        out.changed()
+        return out if out.items or _anything_left(msg, self.shape.resources) else None
+
+    def _filter(self, msg: Any, env: Env) -> None:
+        res_c, scope_c, item_c, sub_c = self.levels + [None] * (4 - len(self.levels))
+        below_resource = scope_c or item_c or sub_c
+        below_scope = item_c or sub_c
+        shape = self.shape
+
+        def keep_resource(res: Any) -> bool:
+            env.resource = res
+            env.cache = None
+            if res_c is not None and res_c.match(env):
+                return False
+            if not below_resource:
+                return True
+            scopes = getattr(res, shape.scopes)
+            _remove_if(scopes, keep_scope)
+            return len(scopes) > 0
+
+        def keep_scope(scope: Any) -> bool:
+            env.scope = scope
+            env.cache = None
+            if scope_c is not None and scope_c.match(env):
+                return False
+            if not below_scope:
+                return True
+            items = getattr(scope, shape.items)
+            _remove_if(items, keep_item)
+            return len(items) > 0
+
+        def keep_item(item: Any) -> bool:
+            env.item = item
+            env.cache = None
+            if item_c is not None and item_c.match(env):
+                return False
+            if sub_c is None:
+                return True
+            if self.signal == "traces":
+                events = item.events
+                i = 0
+
+                def keep_event(event: Any) -> bool:
+                    nonlocal i
+                    env.event, env.event_index = event, i
+                    env.cache = None
+                    i += 1
+                    return not sub_c.match(env)
+
+                _remove_if(events, keep_event)
+                return True
+            pts = points(item)
+            if not len(pts):
+                return True  # a metric without data points is not a datapoint filter's to remove
+
+            def keep_point(point: Any) -> bool:
+                env.point = point
+                env.cache = None
+                return not sub_c.match(env)
+
+            _remove_if(pts, keep_point)
+            return len(pts) > 0
+
+        _remove_if(getattr(msg, shape.resources), keep_resource)
+
+
+def _remove_if(container: Any, keep: Callable[[Any], bool]) -> None:
+    """Keep, in order, the entries `keep` says yes to (each entry is asked once, in order)."""
+    dropped = [i for i, entry in enumerate(container) if not keep(entry)]
+    for i in reversed(dropped):
+        del container[i]
+
+
+def _anything_left(msg: Any, resources: str) -> bool:
+    return len(getattr(msg, resources)) > 0

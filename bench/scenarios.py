@@ -81,6 +81,23 @@ _SEEDS = """  batch: {}
   probabilistic_sampler:
     sampling_percentage: 50"""
 
+# Issue 14's scenario: the OTTL processors as operators write them (batch last, as the Collector's
+# docs recommend): health-check-like spans dropped by name and by an attribute pattern, then three
+# statements (a resource attribute, a conditional span attribute, a deleted attribute).
+_OTTL = """  batch: {}
+  filter/drop:
+    error_mode: ignore
+    traces:
+      span:
+        - 'name == "GET /api/v1/items/0"'
+        - 'IsMatch(attributes["attr.1"], "^[a-c]")'
+  transform/tidy:
+    error_mode: ignore
+    trace_statements:
+      - 'set(resource.attributes["deployment.environment"], "staging")'
+      - 'set(span.attributes["http.route"], "/api/v1/items") where span.kind == SPAN_KIND_SERVER'
+      - 'delete_key(span.attributes, "attr.7")'"""
+
 SCENARIOS: dict[str, Scenario] = {
     s.key: s
     for s in (
@@ -90,5 +107,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("c", "fan-out to 3 exporters", _BATCH, "batch", exporters=3),
         Scenario("d", "OTLP/HTTP in (batch)", _BATCH, "batch", transport="http"),
         Scenario("e", "persistent queue (file_storage)", _BATCH, "batch", persistent=True),
+        Scenario("h", "OTTL: filter (name, attribute regex) + 3-statement transform", _OTTL,
+                 "filter/drop, transform/tidy, batch"),
     )
 }

@@ -26,7 +26,7 @@ from typing import Any
 from pipelines.ottl import contexts, functions  # noqa: F401  (functions: registers them)
 from pipelines.ottl.contexts import Env, Getter, KeyFn, Resolved
 from pipelines.ottl.functions.registry import FUNCTIONS, GETTER_KINDS, Function, Param
-from pipelines.ottl.functions.unsupported import UNSUPPORTED
+from pipelines.ottl.functions.unsupported import COLLECTOR_FUNCTIONS
 from pipelines.ottl.grammar import (
     And,
     BoolExpr,
@@ -195,8 +195,40 @@ def _bool(expr: BoolExpr, ctx: str) -> Predicate:
     if isinstance(expr, Or):
         alts = [_bool(e, ctx) for e in expr.items]
         return lambda env: any(p(env) for p in alts)
+    fast = _equality_with_constant(expr, ctx)
+    if fast is not None:
+        return fast
     left, right, op = value_getter(expr.left, ctx), value_getter(expr.right, ctx), expr.op
     return lambda env: compare(left(env), right(env), op)
+
+
+def _equality_with_constant(expr: Compare, ctx: str) -> Predicate | None:
+    """`x == "lit"`, `x != 3`, `kind == SPAN_KIND_SERVER`: the commonest conditions, without the
+    general comparison. Python's `==` is OTTL's for a string constant (a string equals only a string);
+    for a number it is too once a bool, which Python counts as a number, is ruled out."""
+    if expr.op not in ("==", "!="):
+        return None
+    side, other = expr.right, expr.left
+    if not isinstance(side, (Literal, Enum)):
+        side, other = expr.left, expr.right
+    if isinstance(side, Enum):
+        constant: Any = contexts.enum_value(side.name, ctx)
+    elif isinstance(side, Literal) and side.kind in ("string", "int", "float"):
+        constant = side.value
+    else:
+        return None
+    get = value_getter(other, ctx)
+    equal = expr.op == "=="
+    if isinstance(constant, str):
+        if equal:
+            return lambda env: get(env) == constant
+        return lambda env: get(env) != constant
+
+    def number(env: Env) -> bool:
+        v = get(env)
+        return (v.__class__ is not bool and v == constant) is equal
+
+    return number
 
 
 # ---------------------------------------------------------------- values
@@ -241,7 +273,7 @@ def _resolve(path: Path, ctx: str) -> Resolved:
 
 def _key(k: str | int | Path | Call, ctx: str) -> KeyFn:
     if isinstance(k, (str, int)):
-        return lambda env: k
+        return contexts.constant_key(k)
     getter = value_getter(k, ctx)
 
     def dynamic(env: Env) -> str | int:
@@ -321,7 +353,7 @@ def _lookup(name: str, col: int) -> Function:
     fn = FUNCTIONS.get(name)
     if fn is not None:
         return fn
-    if name in UNSUPPORTED:
+    if name in COLLECTOR_FUNCTIONS:
         raise OttlError(f'function "{name}" is not supported yet by this gateway (the Collector has it) at col {col}')
     raise OttlError(f'unknown function "{name}" at col {col}')
 

@@ -535,6 +535,11 @@ def resolve_path(path: Path, context: str, keys: tuple[KeyFn, ...] = ()) -> Reso
     if fld.keys == "map":
         if not keys:
             return Resolved(lambda e: PMap(get(e)), setter)
+        static = _static(keys)
+        if static is not None and len(static) == 1 and isinstance(static[0], str):
+            return _one_key(get, static[0])
+        if static is not None:
+            return Resolved(lambda e: map_get(get(e), static), lambda e, v: map_set(get(e), static, v))
         return Resolved(lambda e: map_get(get(e), _resolve(keys, e)),
                         lambda e, v: map_set(get(e), _resolve(keys, e), v))
     if not keys:
@@ -555,6 +560,44 @@ def _str_key(k: str | int) -> str:
     return k
 
 
+def _static(keys: tuple[KeyFn, ...]) -> tuple[str | int, ...] | None:
+    """The keys' values when every key is a literal (see `constant_key`), else None."""
+    values: list[Any] = [getattr(k, "constant", _NOT_CONSTANT) for k in keys]
+    return None if any(v is _NOT_CONSTANT for v in values) else tuple(values)
+
+
+_NOT_CONSTANT = object()
+
+
+def constant_key(value: str | int) -> KeyFn:
+    """A literal key: a function that carries its value, so paths can use it without calling it."""
+    def key(env: Env) -> str | int:
+        return value
+    key.constant = value  # type: ignore[attr-defined]
+    return key
+
+
+def _one_key(get: Callable[[Env], Any], key: str) -> Resolved:
+    """`attributes["k"]`: the commonest path, read and written without building key tuples."""
+    def read(e: Env) -> Any:
+        for kv in get(e):
+            if kv.key == key:
+                return from_any(kv.value)
+        return None
+
+    def write(e: Env, val: Any) -> None:
+        kvs = get(e)
+        for kv in kvs:
+            if kv.key == key:
+                set_any(kv.value, val)
+                return
+        kv = kvs.add()
+        kv.key = key
+        set_any(kv.value, val)
+
+    return Resolved(read, write)
+
+
 def _resolve(keys: tuple[KeyFn, ...], env: Env) -> tuple[str | int, ...]:
     return tuple(k(env) for k in keys)
 
@@ -572,7 +615,7 @@ def resolve(path: Path, context: str) -> Getter:
     for k in path.segments[-1].keys:
         if not isinstance(k, (str, int)):
             raise OttlError("only string or int literal keys are supported here")
-        keys.append(lambda e, k=k: k)  # type: ignore[misc]
+        keys.append(constant_key(k))
     return resolve_path(path, context, tuple(keys)).get
 
 

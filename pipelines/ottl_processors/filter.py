@@ -176,84 +176,87 @@ class FilterProcessor:
     def process(self, batch: Batch) -> Batch | None:
         if not self.by_context:
             return batch
-        out = batch.share()
-        msg = out.mutable_message()
+        # Decide on the shared read-only parse; copy and delete only when something goes.
+        removals: list[tuple[tuple[int, ...], list[int]]] = []
         try:
-            self._filter(msg, Env(batch.context))
+            self._plan(batch.message(), Env(batch.context), removals)
         except OttlRefusal as exc:
             raise RetryableError(str(exc)) from None
-        out.changed()
-        return out if out.items or _anything_left(msg, self.shape.resources) else None
+        if not removals:
+            return batch
+        msg = batch.mutable_message()
+        for path, dropped in removals:
+            container = _container(msg, self.shape, self.signal, path)
+            for i in reversed(dropped):
+                del container[i]
+        batch.changed()
+        return batch if batch.items or len(getattr(msg, self.shape.resources)) else None
 
-    def _filter(self, msg: Any, env: Env) -> None:
+    def _plan(self, msg: Any, env: Env, removals: list[tuple[tuple[int, ...], list[int]]]) -> None:
+        """What to remove, as (path of the container, indexes to drop), deepest containers first: the
+        order in which deleting keeps every later path valid."""
         res_c, scope_c, item_c, sub_c = self.levels + [None] * (4 - len(self.levels))
         below_resource = scope_c or item_c or sub_c
         below_scope = item_c or sub_c
         shape = self.shape
+        traces = self.signal == "traces"
 
-        def keep_resource(res: Any) -> bool:
+        def sweep(entries: Any, keep: Callable[[Any, tuple[int, ...]], bool], path: tuple[int, ...]) -> int:
+            """Ask `keep` of each entry; record the dropped; how many are left."""
+            dropped = [i for i, entry in enumerate(entries) if not keep(entry, (*path, i))]
+            if dropped:
+                removals.append((path, dropped))
+            return len(entries) - len(dropped)
+
+        def keep_resource(res: Any, path: tuple[int, ...]) -> bool:
             env.resource = res
             env.cache = None
             if res_c is not None and res_c.match(env):
                 return False
-            if not below_resource:
-                return True
-            scopes = getattr(res, shape.scopes)
-            _remove_if(scopes, keep_scope)
-            return len(scopes) > 0
+            return not below_resource or sweep(getattr(res, shape.scopes), keep_scope, path) > 0
 
-        def keep_scope(scope: Any) -> bool:
+        def keep_scope(scope: Any, path: tuple[int, ...]) -> bool:
             env.scope = scope
             env.cache = None
             if scope_c is not None and scope_c.match(env):
                 return False
-            if not below_scope:
-                return True
-            items = getattr(scope, shape.items)
-            _remove_if(items, keep_item)
-            return len(items) > 0
+            return not below_scope or sweep(getattr(scope, shape.items), keep_item, path) > 0
 
-        def keep_item(item: Any) -> bool:
+        def keep_item(item: Any, path: tuple[int, ...]) -> bool:
             env.item = item
             env.cache = None
             if item_c is not None and item_c.match(env):
                 return False
             if sub_c is None:
                 return True
-            if self.signal == "traces":
-                events = item.events
-                i = 0
-
-                def keep_event(event: Any) -> bool:
-                    nonlocal i
-                    env.event, env.event_index = event, i
-                    env.cache = None
-                    i += 1
-                    return not sub_c.match(env)
-
-                _remove_if(events, keep_event)
+            if traces:
+                sweep(item.events, keep_event, path)
                 return True
             pts = points(item)
-            if not len(pts):
-                return True  # a metric without data points is not a datapoint filter's to remove
+            # A metric without data points is not a datapoint filter's to remove.
+            return not len(pts) or sweep(pts, keep_point, path) > 0
 
-            def keep_point(point: Any) -> bool:
-                env.point = point
-                env.cache = None
-                return not sub_c.match(env)
+        def keep_event(event: Any, path: tuple[int, ...]) -> bool:
+            env.event, env.event_index = event, path[-1]
+            env.cache = None
+            return not sub_c.match(env)  # type: ignore[union-attr]
 
-            _remove_if(pts, keep_point)
-            return len(pts) > 0
+        def keep_point(point: Any, path: tuple[int, ...]) -> bool:
+            env.point = point
+            env.cache = None
+            return not sub_c.match(env)  # type: ignore[union-attr]
 
-        _remove_if(getattr(msg, shape.resources), keep_resource)
-
-
-def _remove_if(container: Any, keep: Callable[[Any], bool]) -> None:
-    """Keep, in order, the entries `keep` says yes to (each entry is asked once, in order)."""
-    dropped = [i for i, entry in enumerate(container) if not keep(entry)]
-    for i in reversed(dropped):
-        del container[i]
+        sweep(getattr(msg, shape.resources), keep_resource, ())
 
 
-def _anything_left(msg: Any, resources: str) -> bool:
-    return len(getattr(msg, resources)) > 0
+def _container(msg: Any, shape: Any, signal: str, path: tuple[int, ...]) -> Any:
+    """The repeated field a removal path names: resources, a resource's scopes, a scope's items, an
+    item's span events or data points."""
+    node = getattr(msg, shape.resources)
+    names = (shape.scopes, shape.items)
+    for depth, i in enumerate(path):
+        entry = node[i]
+        if depth >= 2:
+            return entry.events if signal == "traces" else points(entry)
+        node = getattr(entry, names[depth])
+    return node

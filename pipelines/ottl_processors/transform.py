@@ -138,15 +138,14 @@ class TransformProcessor:
     def process(self, batch: Batch) -> Batch | None:
         if not self.groups:
             return batch
-        out = batch.share()
-        msg = out.mutable_message()
+        msg = batch.mutable_message()  # this stage's own handle: a copy unless it already owns its parse
         try:
             for group, runner in zip(self.groups, self.runners, strict=True):
-                self._run(group, runner, msg, out)
+                self._run(group, runner, msg, batch)
         except OttlRefusal as exc:
             raise RetryableError(str(exc)) from None
-        out.changed()
-        return out
+        batch.changed()
+        return batch
 
     def _run(self, group: Group, runner: Runner, msg: object, batch: Batch) -> None:
         conditions = group.conditions

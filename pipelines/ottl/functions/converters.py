@@ -30,6 +30,7 @@ from pipelines.ottl.values import (
     new_map,
     new_slice,
     set_any,
+    type_name,
 )
 from pipelines.processors import anyvalue
 
@@ -223,7 +224,7 @@ def slice_to_map(target: Getter, keyPath: list[str] | None, valuePath: list[str]
                 raise EvalError(f"could not cast element '{_fmt_v(v[0])}' to map[string]any")
             return new_map()
         if not isinstance(v, PSlice):
-            raise EvalError(f"unsupported type provided to SliceToMap function: {_go_type(v)}")
+            raise EvalError(f"unsupported type provided to SliceToMap function: {type_name(v)}")
         out = new_map()
         for i, elem in enumerate(v.values):
             if elem.WhichOneof("value") != "kvlist_value":
@@ -260,11 +261,6 @@ def _put(m: PMap, key: str, value: AnyValue) -> None:
     kv = m.kvs.add()
     kv.key = key
     kv.value.CopyFrom(copy)
-
-
-def _go_type(v: Any) -> str:
-    from pipelines.ottl.values import type_name
-    return type_name(v)
 
 
 @converter("Coalesce", "values:getters")

@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 from pipelines.ottl.contexts import Env, Getter
 from pipelines.ottl.functions.registry import converter
-from pipelines.ottl.functions.strings import GO_SPACE
+from pipelines.ottl.functions.strings import GO_SPACE, go_quote
 from pipelines.ottl.values import EvalError, PMap, PSlice
 from pipelines.processors import anyvalue
 
@@ -108,7 +108,7 @@ def parse_key_value(target: Getter, delimiter: str | None, pair_delimiter: str |
     d = delimiter or "="
     p = pair_delimiter or " "
     if d == p:
-        raise ValueError(f"pair delimiter {json.dumps(p)} cannot be equal to delimiter {json.dumps(d)}")
+        raise ValueError(f"pair delimiter {go_quote(p)} cannot be equal to delimiter {go_quote(d)}")
 
     def run(env: Env) -> Any:
         source: str = target(env)
@@ -117,12 +117,12 @@ def parse_key_value(target: Getter, delimiter: str | None, pair_delimiter: str |
         try:
             pairs = split_quoted(source, p)
         except EvalError as exc:
-            raise EvalError(f"splitting source {json.dumps(source)} into pairs failed: {exc}") from None
+            raise EvalError(f"splitting source {go_quote(source)} into pairs failed: {exc}") from None
         parsed: dict[str, Any] = {}
         for pair in pairs:
             parts = pair.split(d, 1)
             if len(parts) != 2:
-                raise EvalError(f"cannot split {json.dumps(pair)} into 2 items, got {len(parts)} item(s)")
+                raise EvalError(f"cannot split {go_quote(pair)} into 2 items, got {len(parts)} item(s)")
             parsed[parts[0].strip(GO_SPACE)] = parts[1].strip(GO_SPACE)
         return _raw_map(parsed)
     return run

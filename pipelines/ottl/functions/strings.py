@@ -16,7 +16,7 @@ from typing import Any
 
 from pipelines.ottl.contexts import Env, Getter
 from pipelines.ottl.functions.registry import converter
-from pipelines.ottl.values import EvalError, PMap, PSlice, SpanID, TraceID, new_map, type_name
+from pipelines.ottl.values import EvalError, PMap, PSlice, SpanID, TraceID, compare, from_any, new_map, type_name
 from pipelines.processors import anyvalue
 from pipelines.processors.actions import compile_go_regex
 
@@ -25,6 +25,11 @@ Run = Callable[[Env], Any]
 # Go's unicode.IsSpace: what strings.TrimSpace removes.
 GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" \
            "\u2028\u2029\u202f\u205f\u3000"
+
+
+def go_quote(s: str) -> str:
+    """Go's `%q` of a printable string (strconv.Quote)."""
+    return json.dumps(s, ensure_ascii=False)
 
 
 def _decode(raw: bytes) -> str:
@@ -228,8 +233,6 @@ def substring(target: Getter, start: Getter, length: Getter, utf8_safe: bool | N
 
 @converter("Index", "target:getter, value:getter")
 def index(target: Getter, value: Getter) -> Run:
-    from pipelines.ottl.values import compare, from_any
-
     def run(env: Env) -> Any:
         source = target(env)
         v = value(env)
@@ -389,7 +392,7 @@ def to_key_value_string(target: Getter, delimiter: str | None, pair_delimiter: s
     d = "=" if delimiter is None else delimiter
     p = " " if pair_delimiter is None else pair_delimiter
     if d == p:
-        raise ValueError(f"pair delimiter {json.dumps(p)} cannot be equal to delimiter {json.dumps(d)}")
+        raise ValueError(f"pair delimiter {go_quote(p)} cannot be equal to delimiter {go_quote(d)}")
 
     def run(env: Env) -> Any:
         kvs = list(target(env).kvs)

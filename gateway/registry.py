@@ -46,6 +46,8 @@ REGISTRY: dict[Kind, dict[str, str]] = {
         "health_check": "gateway.extensions.health",
         "file_storage": "gateway.extensions.file_storage",
         "bearertokenauth": "gateway.extensions.bearertokenauth",
+        "basicauth": "gateway.extensions.basicauth",
+        "headers_setter": "gateway.extensions.headers_setter",
     },
     "connectors": {
         "forward": "gateway.connectors.forward",

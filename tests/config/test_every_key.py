@@ -167,6 +167,10 @@ ATTRIBUTES = "tests/processors/test_attributes.py::"
 SAMPLER = "tests/processors/test_probabilistic_sampler.py::"
 ROUTING = "tests/connectors/test_routing_pure.py::"
 AUTH = "tests/auth/test_bearertokenauth.py::"
+CLIENT_AUTH = ("tests/auth/test_client_auth_e2e.py::"
+               "test_exporter_auth_bearertokenauth_basicauth_and_headers_setter_reach_the_backends")
+HEADERS_SETTER = "tests/auth/test_headers_setter.py::"
+BASICAUTH = "tests/auth/test_basicauth.py::"
 STORAGE = "tests/extensions/test_file_storage_keys.py::"
 HEALTH = "tests/extensions/test_health_keys.py::"
 
@@ -328,7 +332,8 @@ EVIDENCE: dict[str, Evidence] = {
                                                      OTLPHTTP + "test_zstd_compression"),
         "otlp_common.OtlpCommon.tls": Proven(OTLP + "test_tls_with_ca_file"),
         "otlp_common.OtlpCommon.tenant_header": Proven(OTLP + "test_headers_and_tenant_header_reach_the_backend"),
-        "otlp_common.OtlpCommon.auth": Refused(),
+        "otlp_common.OtlpCommon.auth": Proven(CLIENT_AUTH),
+        "otlp_common.ClientAuthConfig.authenticator": Proven(CLIENT_AUTH),
         "helper.ExporterCommon.timeout": Proven(OTLP + "test_timeout_bounds_a_slow_backend"),
         "helper.ExporterCommon.sending_queue":
             Proven(HELPER + "test_sending_queue_enabled_false_sends_before_answering_and_hands_back_the_refusal"),
@@ -510,6 +515,38 @@ EVIDENCE: dict[str, Evidence] = {
         "bearertokenauth.Config.filename": Proven(AUTH + "test_file_reload_on_change_and_configmap_symlink_swap"),
         "bearertokenauth.Config.reload_interval":
             Proven(AUTH + "test_reload_interval_is_how_often_the_file_is_checked"),
+    }),
+
+    # extensions: headers_setter, basicauth
+    **under("gateway.extensions.", {
+        "headers_setter.Config.headers": Proven(CLIENT_AUTH),
+        "headers_setter.Config.additional_auth": Refused(),
+        "headers_setter.HeaderConfig.key":
+            Proven(HEADERS_SETTER + "test_action_insert_update_upsert_delete", CLIENT_AUTH),
+        "headers_setter.HeaderConfig.action":
+            Proven(HEADERS_SETTER + "test_action_insert_update_upsert_delete", CLIENT_AUTH),
+        "headers_setter.HeaderConfig.value": Proven(HEADERS_SETTER + "test_action_insert_update_upsert_delete"),
+        "headers_setter.HeaderConfig.from_context":
+            Proven(HEADERS_SETTER + "test_value_from_context_from_attribute_and_default_value", CLIENT_AUTH),
+        "headers_setter.HeaderConfig.from_attribute":
+            Proven(HEADERS_SETTER + "test_value_from_context_from_attribute_and_default_value", CLIENT_AUTH),
+        "headers_setter.HeaderConfig.default_value":
+            Proven(HEADERS_SETTER + "test_value_from_context_from_attribute_and_default_value", CLIENT_AUTH),
+        "headers_setter.HeaderConfig.value_file": Refused(),
+        "basicauth.Config.htpasswd":
+            Proven(BASICAUTH + "test_a_running_gateway_takes_basic_credentials_from_the_sdks_and_refuses_the_rest"),
+        "basicauth.HtpasswdConfig.file":
+            Proven(BASICAUTH + "test_htpasswd_file_and_inline_inline_wins_and_the_file_is_reread",
+                   BASICAUTH + "test_a_running_gateway_takes_basic_credentials_from_the_sdks_and_refuses_the_rest"),
+        "basicauth.HtpasswdConfig.inline":
+            Proven(BASICAUTH + "test_htpasswd_file_and_inline_inline_wins_and_the_file_is_reread",
+                   BASICAUTH + "test_a_running_gateway_takes_basic_credentials_from_the_sdks_and_refuses_the_rest"),
+        "basicauth.Config.client_auth": Proven(CLIENT_AUTH),
+        "basicauth.ClientAuthConfig.username": Proven(CLIENT_AUTH),
+        "basicauth.ClientAuthConfig.password": Proven(CLIENT_AUTH),
+        "basicauth.ClientAuthConfig.username_file": Refused(),
+        "basicauth.ClientAuthConfig.password_file": Refused(),
+        "basicauth.ClientAuthConfig.aws_secrets_manager": Refused(),
     }),
 
     # extensions: file_storage

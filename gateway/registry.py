@@ -48,6 +48,7 @@ REGISTRY: dict[Kind, dict[str, str]] = {
         "bearertokenauth": "gateway.extensions.bearertokenauth",
         "basicauth": "gateway.extensions.basicauth",
         "headers_setter": "gateway.extensions.headers_setter",
+        "oidc": "gateway.extensions.oidc",
     },
     "connectors": {
         "forward": "gateway.connectors.forward",

@@ -171,6 +171,7 @@ CLIENT_AUTH = ("tests/auth/test_client_auth_e2e.py::"
                "test_exporter_auth_bearertokenauth_basicauth_and_headers_setter_reach_the_backends")
 HEADERS_SETTER = "tests/auth/test_headers_setter.py::"
 BASICAUTH = "tests/auth/test_basicauth.py::"
+OIDC = "tests/auth/test_oidc.py::"
 STORAGE = "tests/extensions/test_file_storage_keys.py::"
 HEALTH = "tests/extensions/test_health_keys.py::"
 
@@ -547,6 +548,16 @@ EVIDENCE: dict[str, Evidence] = {
         "basicauth.ClientAuthConfig.username_file": Refused(),
         "basicauth.ClientAuthConfig.password_file": Refused(),
         "basicauth.ClientAuthConfig.aws_secrets_manager": Refused(),
+        "oidc.Config.issuer_url": Proven(OIDC + "test_oidc_through_a_running_gateway"),
+        "oidc.Config.issuer_ca_path": Proven(OIDC + "test_oidc_through_a_running_gateway"),
+        "oidc.Config.audience": Proven(OIDC + "test_oidc_through_a_running_gateway"),
+        "oidc.Config.ignore_audience": Proven(OIDC + "test_attribute_username_claim_groups_claim_and_ignore_audience"),
+        "oidc.Config.username_claim": Proven(OIDC + "test_attribute_username_claim_groups_claim_and_ignore_audience"),
+        "oidc.Config.groups_claim": Proven(OIDC + "test_oidc_through_a_running_gateway",
+                                           OIDC + "test_attribute_username_claim_groups_claim_and_ignore_audience"),
+        "oidc.Config.attribute": Proven(OIDC + "test_attribute_username_claim_groups_claim_and_ignore_audience"),
+        "oidc.Config.providers": Refused(),
+        "oidc.Config.public_keys_file": Refused(),
     }),
 
     # extensions: file_storage

@@ -49,6 +49,7 @@ REGISTRY: dict[Kind, dict[str, str]] = {
         "basicauth": "gateway.extensions.basicauth",
         "headers_setter": "gateway.extensions.headers_setter",
         "oidc": "gateway.extensions.oidc",
+        "oauth2client": "gateway.extensions.oauth2client",
     },
     "connectors": {
         "forward": "gateway.connectors.forward",

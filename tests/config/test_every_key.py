@@ -172,6 +172,8 @@ CLIENT_AUTH = ("tests/auth/test_client_auth_e2e.py::"
 HEADERS_SETTER = "tests/auth/test_headers_setter.py::"
 BASICAUTH = "tests/auth/test_basicauth.py::"
 OIDC = "tests/auth/test_oidc.py::"
+OAUTH2 = "tests/auth/test_oauth2client.py::"
+OAUTH2_E2E = OAUTH2 + "test_one_token_shared_by_every_call_and_refreshed_after_a_401"
 STORAGE = "tests/extensions/test_file_storage_keys.py::"
 HEALTH = "tests/extensions/test_health_keys.py::"
 
@@ -558,6 +560,19 @@ EVIDENCE: dict[str, Evidence] = {
         "oidc.Config.attribute": Proven(OIDC + "test_attribute_username_claim_groups_claim_and_ignore_audience"),
         "oidc.Config.providers": Refused(),
         "oidc.Config.public_keys_file": Refused(),
+        "oauth2client.Config.client_id": Proven(OAUTH2_E2E),
+        "oauth2client.Config.client_secret":
+            Proven(OAUTH2 + "test_expiry_buffer_is_how_long_before_expiry_a_token_is_fetched_again"),
+        "oauth2client.Config.client_secret_file": Proven(OAUTH2_E2E),
+        "oauth2client.Config.token_url": Proven(OAUTH2_E2E),
+        "oauth2client.Config.scopes": Proven(OAUTH2_E2E),
+        "oauth2client.Config.endpoint_params": Proven(OAUTH2_E2E),
+        "oauth2client.Config.timeout": Proven(OAUTH2 + "test_timeout_bounds_a_token_endpoint_that_never_answers"),
+        "oauth2client.Config.expiry_buffer":
+            Proven(OAUTH2 + "test_expiry_buffer_is_how_long_before_expiry_a_token_is_fetched_again"),
+        "oauth2client.Config.tls": Proven(OAUTH2_E2E),
+        "oauth2client.Config.client_id_file": Refused(),
+        "oauth2client.Config.grant_type": Refused(),
     }),
 
     # extensions: file_storage

@@ -93,7 +93,7 @@ class Settings(Generic[C]):
 SignalCheck = Callable[[C, str], list[str]]
 
 # What an extension can be to the component that names it.
-ExtensionRole = Literal["authenticator", "storage"]
+ExtensionRole = Literal["authenticator", "client_authenticator", "storage"]
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,8 @@ class RequestJoiner:
 
     async def consume(self, batch: Batch) -> None:
         ctx = batch.context
-        key: Hashable = (ctx.tenant, tuple(sorted(ctx.metadata.items()))) if ctx.metadata else ctx.tenant
+        key: Hashable = (ctx.identity_key(), tuple(sorted(ctx.metadata.items()))) if ctx.metadata \
+            else ctx.identity_key()
         group = self._open.get(key)
         if group is not None and group.items + batch.items <= self._max_items \
                 and group.nbytes + batch.nbytes() <= self._max_bytes:

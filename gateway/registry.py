@@ -48,6 +48,10 @@ REGISTRY: dict[Kind, dict[str, str]] = {
         "health_check": "gateway.extensions.health",
         "file_storage": "gateway.extensions.file_storage",
         "bearertokenauth": "gateway.extensions.bearertokenauth",
+        "basicauth": "gateway.extensions.basicauth",
+        "headers_setter": "gateway.extensions.headers_setter",
+        "oidc": "gateway.extensions.oidc",
+        "oauth2client": "gateway.extensions.oauth2client",
     },
     "connectors": {
         "forward": "gateway.connectors.forward",

@@ -21,13 +21,24 @@ class RequestContext:
 
     tenant: str | None = None
     metadata: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # The authenticated identity's attributes (`username`, `subject`, `membership`): never a credential.
+    auth: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def get_metadata(self, key: str) -> tuple[str, ...]:
         return self.metadata.get(key.lower(), ())
 
+    def get_auth(self, name: str) -> tuple[str, ...]:
+        """`auth.<name>`: the tenant, or an attribute of the authenticated identity."""
+        if name == "tenant":
+            return (self.tenant,) if self.tenant is not None else ()
+        return self.auth.get(name, ())
+
+    def identity_key(self) -> tuple[Any, ...]:
+        return (self.tenant, *sorted(self.auth.items())) if self.auth else (self.tenant,)
+
     def batch_key(self, metadata_keys: tuple[str, ...]) -> tuple[Any, ...]:
-        """Batches never mix tenants, nor values of the batch processor's `metadata_keys`."""
-        return (self.tenant, *(self.get_metadata(k) for k in metadata_keys))
+        """Batches never mix identities (tenants, users), nor values of the batch processor's `metadata_keys`."""
+        return (self.identity_key(), *(self.get_metadata(k) for k in metadata_keys))
 
 
 EMPTY_CONTEXT = RequestContext()

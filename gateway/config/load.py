@@ -229,7 +229,8 @@ def _declared_with_error(section: str, ref: str, errors: Errors) -> bool:
     return any(line.startswith(prefix + ":") for line in errors.lines)
 
 
-_ROLE_NAMES = {"authenticator": "an authenticator extension", "storage": "a file_storage extension"}
+_ROLE_NAMES = {"authenticator": "an authenticator extension", "storage": "a file_storage extension",
+               "client_authenticator": "a client authenticator extension"}
 
 
 def _check_extension_refs(service: ServiceConfig, sections: dict[str, dict[str, Any]], errors: Errors) -> None:

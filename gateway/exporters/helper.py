@@ -11,6 +11,7 @@ the shutdown deadline cut short), and logged.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -89,6 +90,8 @@ class _OncePerInterval:
         return False
 
 
+# Request headers that carry credentials: never written to a persistent queue's files.
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
 # The delay a refused client is asked to wait when a queue is full.
 QUEUE_FULL_RETRY_AFTER = 1.0
 # How long `shutdown()` drains when the service did not call `drain()` first.
@@ -98,9 +101,13 @@ _FALLBACK_DRAIN = 5.0
 class Exporter:
     """An exporter: a pusher behind a sending queue and retry, with its metrics. Consumers see this object."""
 
-    def __init__(self, settings: Settings[Any], pusher: Pusher, common: ExporterCommon | None = None) -> None:
+    def __init__(self, settings: Settings[Any], pusher: Pusher, common: ExporterCommon | None = None,
+                 context_keys: tuple[str, ...] = ()) -> None:
         """`common`: the exporter's `sending_queue` and `retry_on_failure`; an exporter without those keys
-        (debug) sends synchronously, without retry, as in the Collector."""
+        (debug) sends synchronously, without retry, as in the Collector. `context_keys`: request metadata
+        the pusher reads (a `headers_setter`'s `from_context`): kept in the queue with each request, and
+        requests with different values never share a batch."""
+        self._context_keys = tuple(k.lower() for k in context_keys)
         self.id = settings.id
         self.pusher = pusher
         self.queue_config = common.sending_queue if common is not None else QueueConfig(enabled=False)
@@ -116,16 +123,20 @@ class Exporter:
         self._log_gate = _OncePerInterval()
         self._stop = asyncio.Event()
         self._retry = RetrySender(settings.id, self.retry_config, self._stop)
-        self.policy = BatchPolicy()
+        self.policy = self._with_context_keys(BatchPolicy())
         self.queue: SendingQueue | None = None
         self._consumers: list[asyncio.Task[None]] = []
         self._drained = False
 
     def set_batching(self, policy: BatchPolicy) -> None:
         """From the graph, when a `batch` processor is upstream: its settings shape this exporter's batches."""
-        self.policy = policy
+        self.policy = self._with_context_keys(policy)
         if self.queue is not None:
             self.queue.rekey(policy)
+
+    def _with_context_keys(self, policy: BatchPolicy) -> BatchPolicy:
+        extra = tuple(k for k in self._context_keys if k not in policy.metadata_keys)
+        return dataclasses.replace(policy, metadata_keys=policy.metadata_keys + extra) if extra else policy
 
     async def start(self) -> None:
         await self.pusher.start()
@@ -133,6 +144,10 @@ class Exporter:
         if not qc.enabled:
             return
         store: Store = MemoryStore()
+        credentials = sorted(set(self._context_keys) & CREDENTIAL_HEADERS)
+        if qc.storage and credentials:
+            raise ValueError(f"exporter {self.id}: its authenticator sends request header(s) {', '.join(credentials)} "
+                             "on; a persistent queue would write them to disk: use an in-memory queue")
         if qc.storage:
             storage = self._host.extension(qc.storage)
             if not isinstance(storage, QueueStorage):

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from gateway.component import ExporterFactory, Settings
 from gateway.exporters import destination
 from gateway.exporters.destination import DestinationConfig
-from gateway.exporters.helper import storage_refs
+from gateway.exporters.otlp_common import exporter_refs
 
 TEAM_HEADER = "x-honeycomb-team"
 DATASET_HEADER = "x-honeycomb-dataset"
@@ -87,4 +87,4 @@ def create(settings: Settings[Config]) -> Any:
     return destination.create(settings, config.otlp())
 
 
-FACTORY = ExporterFactory(type="honeycomb", config=Config, create=create, extension_refs=storage_refs)
+FACTORY = ExporterFactory(type="honeycomb", config=Config, create=create, extension_refs=exporter_refs)

@@ -18,7 +18,7 @@ from typing import Any
 from gateway.component import ExporterFactory, Settings
 from gateway.exporters import destination
 from gateway.exporters.destination import DestinationConfig
-from gateway.exporters.helper import storage_refs
+from gateway.exporters.otlp_common import exporter_refs
 
 GRPC_PORT = 4317
 HTTP_PORT = 4318
@@ -45,4 +45,4 @@ def create(settings: Settings[Config]) -> Any:
 
 
 FACTORY = ExporterFactory(type="jaeger", config=Config, create=create, signals=frozenset({"traces"}),
-                          extension_refs=storage_refs)
+                          extension_refs=exporter_refs)

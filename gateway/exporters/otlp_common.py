@@ -1,4 +1,4 @@
-"""What the gRPC and HTTP OTLP exporters share: config keys and the partial-success log."""
+"""What the gRPC and HTTP OTLP exporters share: config keys, the client authenticator, the partial-success log."""
 
 from __future__ import annotations
 
@@ -6,11 +6,18 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.exporters.helper import ExporterCommon
+from gateway.auth import ClientAuthenticator
+from gateway.component import ExtensionRef, Host
+from gateway.exporters.helper import ExporterCommon, storage_refs
 from gateway.transport.tls import TLSClientConfig
-from pipelines.config_types import unsupported
+from pipelines.batch import RequestContext
 
 log = logging.getLogger("gateway.exporter")
+
+
+@dataclass(frozen=True)
+class ClientAuthConfig:
+    authenticator: str
 
 
 @dataclass(frozen=True)
@@ -21,8 +28,49 @@ class OtlpCommon(ExporterCommon):
     tls: TLSClientConfig = field(default_factory=TLSClientConfig)
     # Beyond the Collector: send the authenticated tenant of each batch in this header (Tempo: X-Scope-OrgID).
     tenant_header: str = ""
-    auth: Any = unsupported("client authenticators (oauth2client, headers_setter, basicauth, bearertokenauth "
-                            "as a client) are not implemented yet; set the credentials in `headers`")
+    # A client authenticator extension (bearertokenauth, basicauth, oauth2client, headers_setter).
+    auth: ClientAuthConfig | None = None
+
+
+def exporter_refs(config: OtlpCommon) -> list[ExtensionRef]:
+    """The extensions an OTLP exporter's config names: its queue's storage and its authenticator."""
+    refs = storage_refs(config)
+    if config.auth is not None:
+        refs.append(ExtensionRef("auth::authenticator", config.auth.authenticator, "client_authenticator"))
+    return refs
+
+
+class CallHeaders:
+    """The headers of one export call: the configured `headers`, the batch's tenant in `tenant_header`,
+    then whatever the client authenticator sets (lower-case names, as gRPC metadata must be)."""
+
+    def __init__(self, component: str, cfg: OtlpCommon, host: Host) -> None:
+        self.static = {k.lower(): v for k, v in cfg.headers.items()}
+        self.tenant_header = cfg.tenant_header.lower()
+        self.auth: ClientAuthenticator | None = None
+        if cfg.auth is not None:
+            ext = host.extension(cfg.auth.authenticator)
+            if not isinstance(ext, ClientAuthenticator):
+                raise TypeError(f"{component}: {cfg.auth.authenticator!r} is not a client authenticator")
+            self.auth = ext
+
+    def context_keys(self) -> tuple[str, ...]:
+        return self.auth.context_keys() if self.auth is not None else ()
+
+    def tenant(self, context: RequestContext) -> dict[str, str]:
+        if self.tenant_header and context.tenant:
+            return {self.tenant_header: context.tenant}
+        return {}
+
+    async def for_call(self, context: RequestContext) -> dict[str, str]:
+        headers = {**self.static, **self.tenant(context)}
+        if self.auth is not None:
+            await self.auth.apply(headers, context)
+        return headers
+
+    async def refresh(self) -> bool:
+        """After a 401 / UNAUTHENTICATED: whether the call is worth sending once more."""
+        return self.auth is not None and await self.auth.unauthorized()
 
 
 def log_partial_success(exporter: str, signal: str, response: Any) -> int:

@@ -12,10 +12,11 @@ from google.protobuf.message import DecodeError
 from gateway import __version__
 from gateway.component import ExporterFactory, Settings
 from gateway.exporters import classify
-from gateway.exporters.helper import Exporter, storage_refs
-from gateway.exporters.otlp_common import OtlpCommon, log_partial_success
+from gateway.exporters.helper import Exporter
+from gateway.exporters.otlp_common import CallHeaders, OtlpCommon, exporter_refs, log_partial_success
 from gateway.transport.grpc_channel import BALANCERS, Balancer, H2Client
 from gateway.transport.grpc_client import GrpcCallError, Keepalive
+from gateway.transport.grpc_status import Status
 from gateway.transport.resolve import parse_target
 from gateway.transport.tls import TLSClientConfig
 from pipelines import otlp
@@ -108,6 +109,7 @@ class GrpcPusher:
         self.id = settings.id
         self.config: Config = settings.config
         self._client: H2Client | None = None
+        self.headers = CallHeaders(settings.id, settings.config, settings.host)
 
     def _make_client(self) -> H2Client:
         cfg = self.config
@@ -120,7 +122,8 @@ class GrpcPusher:
         override = cfg.tls.server_name_override or None
         return H2Client(
             target, ssl_context=ctx, server_hostname=override, authority=override,
-            metadata=[(k.lower(), v) for k, v in cfg.headers.items()],
+            # With an authenticator, every header is the call's: it may change or delete the configured ones.
+            metadata=[] if self.headers.auth is not None else list(self.headers.static.items()),
             compression=cfg.compression, user_agent=USER_AGENT, max_response=MAX_RESPONSE,
             connect_timeout=max(cfg.timeout or 20.0, 1.0),
             keepalive=cfg.keepalive.params() if cfg.keepalive is not None else None,
@@ -146,11 +149,22 @@ class GrpcPusher:
         client = self._client
         if client is None:
             client = self._client = self._make_client()
-        try:
-            data = await client.unary(otlp.GRPC_EXPORT_PATHS[batch.signal], batch.chunks(), self.metadata(batch),
-                                      self.config.timeout or None)
-        except GrpcCallError as exc:
-            raise classify.from_grpc(exc.code, exc.message, exc.trailing) from None
+        path = otlp.GRPC_EXPORT_PATHS[batch.signal]
+        refreshed = False
+        while True:
+            if self.headers.auth is None:
+                metadata = self.metadata(batch)
+            else:
+                metadata = tuple((await self.headers.for_call(batch.context)).items())
+            try:
+                data = await client.unary(path, batch.chunks(), metadata, self.config.timeout or None)
+                break
+            except GrpcCallError as exc:
+                # A token the backend no longer takes: one more call with fresh credentials.
+                if exc.code == Status.UNAUTHENTICATED and not refreshed and await self.headers.refresh():
+                    refreshed = True
+                    continue
+                raise classify.from_grpc(exc.code, exc.message, exc.trailing) from None
         try:
             response = otlp.SHAPES[batch.signal].response.FromString(data)
         except DecodeError as exc:
@@ -164,7 +178,8 @@ class GrpcPusher:
 
 
 def create(settings: Settings[Config]) -> Exporter:
-    return Exporter(settings, GrpcPusher(settings), settings.config)
+    pusher = GrpcPusher(settings)
+    return Exporter(settings, pusher, settings.config, pusher.headers.context_keys())
 
 
-FACTORY = ExporterFactory(type="otlp", config=Config, create=create, extension_refs=storage_refs)
+FACTORY = ExporterFactory(type="otlp", config=Config, create=create, extension_refs=exporter_refs)

@@ -11,8 +11,8 @@ from google.protobuf.message import DecodeError
 
 from gateway.component import ExporterFactory, Settings
 from gateway.exporters import classify
-from gateway.exporters.helper import Exporter, storage_refs
-from gateway.exporters.otlp_common import OtlpCommon, log_partial_success
+from gateway.exporters.helper import Exporter
+from gateway.exporters.otlp_common import CallHeaders, OtlpCommon, exporter_refs, log_partial_success
 from gateway.transport.compression import ENCODINGS, compress
 from pipelines import otlp, otlp_json
 from pipelines.batch import Batch
@@ -58,14 +58,16 @@ class HttpPusher:
         self.id = settings.id
         self.config: Config = settings.config
         self._session: aiohttp.ClientSession | None = None
+        self.headers = CallHeaders(settings.id, settings.config, settings.host)
         compression = self.config.compression
         self._compression = compression if compression in ENCODINGS else None
         self._level = _GZIP_LEVEL if compression == "gzip" else None
-        headers = dict(self.config.headers)
-        headers["Content-Type"] = "application/json" if self.config.encoding == "json" else "application/x-protobuf"
+        body_headers = {"Content-Type": "application/json" if self.config.encoding == "json"
+                        else "application/x-protobuf"}
         if self._compression is not None:
-            headers["Content-Encoding"] = compression
-        self._headers = headers
+            body_headers["Content-Encoding"] = compression
+        self._body_headers = body_headers
+        self._headers = {**self.config.headers, **body_headers}
         self._urls = {s: self.config.url_for(s) for s in _SIGNAL_PATHS}
 
     async def start(self) -> None:
@@ -84,24 +86,39 @@ class HttpPusher:
             return batch.data()
         return compress(pieces, self._compression, self._level) if self._compression is not None else pieces[0]
 
+    async def call_headers(self, batch: Batch) -> dict[str, str]:
+        if self.headers.auth is None:
+            tenant = self.headers.tenant(batch.context)
+            return {**self._headers, **tenant} if tenant else self._headers
+        headers = await self.headers.for_call(batch.context)
+        # The body's own headers: no authenticator may change them.
+        headers.update((k.lower(), v) for k, v in self._body_headers.items())
+        return headers
+
     async def push(self, batch: Batch) -> int:
         """Send a batch; return how many items the backend rejected in a partial-success answer."""
         if self._session is None:
             raise RetryableError(f"exporter {self.id} is not started")
-        headers = self._headers
-        if self.config.tenant_header and batch.context.tenant:
-            headers = {**headers, self.config.tenant_header: batch.context.tenant}
+        session = self._session
         try:
             # Compressing a large batch takes milliseconds: do it off the event loop (zlib and zstd release the GIL).
             big = self._compression is not None and batch.nbytes() > _OFF_LOOP_BYTES
             body = await asyncio.to_thread(self.body, batch) if big else self.body(batch)
-            async with self._session.post(self._urls[batch.signal], data=body, headers=headers,
-                                          server_hostname=self.config.tls.server_name_override or None) as resp:
-                payload = await resp.read()
+            refreshed = False
+            while True:
+                headers = await self.call_headers(batch)
+                async with session.post(self._urls[batch.signal], data=body, headers=headers,
+                                        server_hostname=self.config.tls.server_name_override or None) as resp:
+                    payload = await resp.read()
+                # A token the backend no longer takes: one more call with fresh credentials.
+                if resp.status == 401 and not refreshed and await self.headers.refresh():
+                    refreshed = True
+                    continue
                 if resp.status // 100 != 2:
                     raise classify.from_http(
                         resp.status, payload.decode("utf-8", "replace"), resp.headers.get("Retry-After")
                     )
+                break
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise RetryableError(f"HTTP request failed: {exc!r}") from None
         if payload and resp.content_type == "application/x-protobuf":
@@ -119,7 +136,8 @@ class HttpPusher:
 
 
 def create(settings: Settings[Config]) -> Exporter:
-    return Exporter(settings, HttpPusher(settings), settings.config)
+    pusher = HttpPusher(settings)
+    return Exporter(settings, pusher, settings.config, pusher.headers.context_keys())
 
 
-FACTORY = ExporterFactory(type="otlphttp", config=Config, create=create, extension_refs=storage_refs)
+FACTORY = ExporterFactory(type="otlphttp", config=Config, create=create, extension_refs=exporter_refs)

@@ -10,22 +10,27 @@ keeps the tokens last read.
 
 Every presented token is compared against every configured token in constant time; refusals never
 echo what was presented.
+
+Client side (an exporter's `auth: {authenticator: bearertokenauth/x}`): every export call carries
+`<scheme> <token>` in `header`: `token`, the first of `tokens`, or the first token of `filename` (re-read
+when it changes, and at once when the backend answers 401).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.auth import AuthError
+from gateway.auth import AuthError, Identity
 from gateway.component import ExtensionFactory, Settings
+from gateway.extensions.watched_file import FileKey, file_key, read_text, watch
+from pipelines.batch import RequestContext
 from pipelines.config_types import Duration
+from pipelines.errors import RetryableError
 
 log = logging.getLogger("gateway.extension.bearertokenauth")
 
@@ -91,14 +96,6 @@ def parse_token_file(text: str) -> list[Token]:
     return out
 
 
-def _file_key(path: str) -> tuple[int, int, int, int] | None:
-    try:
-        st = os.stat(path)  # follows symlinks: a swapped ..data link shows as a new inode
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
 class BearerTokenAuth:
     def __init__(self, settings: Settings[Config]) -> None:
         self.id = settings.id
@@ -106,7 +103,7 @@ class BearerTokenAuth:
         self._header = self.config.header.lower()
         self._prefix = f"{self.config.scheme} " if self.config.scheme else ""
         self._tokens: list[Token] = self.config.static_tokens()
-        self._file_key: tuple[int, int, int, int] | None = None
+        self._file_key: FileKey | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
 
@@ -130,10 +127,26 @@ class BearerTokenAuth:
             raise AuthError("invalid bearer token")
         return tenant
 
+    async def identify(self, headers: Mapping[str, str]) -> Identity:
+        return Identity(self.authenticate(headers))
+
+    # -- the ClientAuthenticator contract
+    def context_keys(self) -> tuple[str, ...]:
+        return ()
+
+    async def apply(self, headers: dict[str, str], context: RequestContext) -> None:
+        tokens = self._tokens
+        if not tokens:
+            raise RetryableError(f"{self.id}: no token to send (cannot read {self.config.filename})")
+        headers[self._header] = self._prefix + tokens[0][0].decode()
+
+    async def unauthorized(self) -> bool:
+        return bool(self.config.filename) and self.reload()
+
     # -- file reloading
     def reload(self) -> bool:
         """Re-read `filename` if the file it resolves to changed; return whether tokens were replaced."""
-        key = _file_key(self.config.filename)
+        key = file_key(self.config.filename)
         if key is None:
             if self._file_key is not None:
                 log.error("%s: cannot read token file %s; keeping the tokens read before", self.id,
@@ -142,24 +155,14 @@ class BearerTokenAuth:
             return False
         if key == self._file_key:
             return False
-        try:
-            with open(self.config.filename, encoding="utf-8") as f:
-                tokens = parse_token_file(f.read())
-        except (OSError, UnicodeDecodeError) as exc:
-            log.error("%s: cannot read token file %s: %s", self.id, self.config.filename,
-                      getattr(exc, "strerror", None) or type(exc).__name__)
+        text = read_text(self.config.filename, self.id, "token file")
+        if text is None:
             return False
+        tokens = parse_token_file(text)
         self._file_key = key
         self._tokens = tokens
         log.info("%s: read %d token(s) from %s", self.id, len(tokens), self.config.filename)
         return True
-
-    async def _watch(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self.config.reload_interval)
-            if not self._stop.is_set():
-                self.reload()
 
     async def start(self) -> None:
         if not self.config.filename:
@@ -171,7 +174,8 @@ class BearerTokenAuth:
             log.error("%s: cannot read token file %s; every request is refused until it can be read",
                       self.id, self.config.filename)
         self._stop.clear()
-        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        watcher = watch(self.config.reload_interval, self._stop, self.reload)
+        self._watcher = asyncio.get_running_loop().create_task(watcher)
 
     def ready(self) -> None:
         pass  # nothing of this extension changes when the pipelines start or stop taking data
@@ -190,4 +194,5 @@ def create(settings: Settings[Config]) -> BearerTokenAuth:
     return BearerTokenAuth(settings)
 
 
-FACTORY = ExtensionFactory(type="bearertokenauth", config=Config, create=create, roles=frozenset({"authenticator"}))
+FACTORY = ExtensionFactory(type="bearertokenauth", config=Config, create=create,
+                           roles=frozenset({"authenticator", "client_authenticator"}))

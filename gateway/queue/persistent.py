@@ -86,6 +86,7 @@ def encode(entry: Entry, data: bytes) -> tuple[bytes, int]:
     header = json.dumps({
         "seq": entry.seq, "signal": entry.signal, "items": entry.items,
         "tenant": ctx.tenant, "metadata": {k: list(v) for k, v in ctx.metadata.items()},
+        "auth": {k: list(v) for k, v in ctx.auth.items()},
     }, separators=(",", ":")).encode()
     body = _HDR.pack(len(header)) + header + data
     return _REC.pack(len(body), zlib.crc32(body)) + body, _REC.size + _HDR.size + len(header)
@@ -208,7 +209,8 @@ class DiskStore:
             if header["seq"] in acked:
                 seg.acked += 1
                 continue
-            ctx = RequestContext(header.get("tenant"), {k: tuple(v) for k, v in header.get("metadata", {}).items()})
+            ctx = RequestContext(header.get("tenant"), {k: tuple(v) for k, v in header.get("metadata", {}).items()},
+                                 {k: tuple(v) for k, v in header.get("auth", {}).items()})
             e = Entry(int(header["seq"]), header["signal"], int(header["items"]), length, ctx, None, 0.0)
             e.loc = (seg, at, length)
             entries.append(e)

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from gateway.auth import Authenticator, AuthError
+from gateway.auth import ANONYMOUS, Authenticator, AuthError, Identity
 from gateway.component import Consumer
 from gateway.telemetry import Telemetry
 from gateway.transport.grpc_status import Status
@@ -76,18 +76,22 @@ class Ingest:
         self._telemetry.receiver_failed_request(self.receiver, self.transport, reason).inc()
         return Result(reason, message)
 
-    def authenticate(self, headers: Mapping[str, str]) -> tuple[str | None, Result | None]:
+    async def authenticate(self, headers: Mapping[str, str]) -> tuple[Identity, Result | None]:
         if self._auth is None:
-            return None, None
+            return ANONYMOUS, None
         try:
-            return self._auth.authenticate(headers), None
+            return await self._auth.identify(headers), None
         except AuthError as exc:
-            return None, self.fail("unauthenticated", str(exc))
+            return ANONYMOUS, self.fail("unauthenticated", str(exc))
+        except Exception as exc:  # a bug or odd input in an authenticator: refused, never a crash
+            log.error("%s: the authenticator failed (%s); request refused", self.receiver, type(exc).__name__)
+            return ANONYMOUS, self.fail("unauthenticated", "authentication failed")
 
-    def context(self, tenant: str | None, metadata: Mapping[str, tuple[str, ...]] | None) -> RequestContext:
-        if tenant is None and not (self.include_metadata and metadata):
+    def context(self, identity: Identity, metadata: Mapping[str, tuple[str, ...]] | None) -> RequestContext:
+        if identity is ANONYMOUS and not (self.include_metadata and metadata):
             return RequestContext()
-        return RequestContext(tenant, dict(metadata) if self.include_metadata and metadata else {})
+        return RequestContext(identity.tenant, dict(metadata) if self.include_metadata and metadata else {},
+                              identity.attributes)
 
     async def push(self, data: bytes | None, msg: Any, context: RequestContext) -> Result:
         """Validate a decoded request and hand it to the pipelines."""

@@ -47,8 +47,8 @@ class GrpcServer:
                 headers.setdefault(key, value)
                 if ingest.include_metadata:
                     multi[key] = (*multi.get(key, ()), value)
-            tenant, failure = ingest.authenticate(headers)
-            result = failure or await ingest.push(request, None, ingest.context(tenant, multi))
+            identity, failure = await ingest.authenticate(headers)
+            result = failure or await ingest.push(request, None, ingest.context(identity, multi))
             if result.outcome == "ok":
                 return result.response
             code = WIRE_CODES[result.outcome][0]

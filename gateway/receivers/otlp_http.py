@@ -91,7 +91,7 @@ class HttpServer:
         async def handle(request: web.Request) -> web.StreamResponse:
             content_type = request.content_type
             headers = {k.lower(): v for k, v in request.headers.items()}
-            tenant, failure = ingest.authenticate(headers)
+            identity, failure = await ingest.authenticate(headers)
             if failure is not None:
                 return self._respond(ingest, failure, content_type)
             if content_type not in (PROTOBUF, JSON):
@@ -116,7 +116,7 @@ class HttpServer:
             if ingest.include_metadata:
                 for k, v in request.headers.items():
                     multi[k.lower()] = (*multi.get(k.lower(), ()), v)
-            context = ingest.context(tenant, multi)
+            context = ingest.context(identity, multi)
             if content_type == JSON:
                 try:
                     msg = otlp_json.decode(ingest.signal, body)

@@ -65,9 +65,10 @@ from pipelines.processors.actions import compile_go_regex
 
 Predicate = Callable[[Env], bool]
 
-# Tenant of the authenticated request (RequestContext.tenant), read as request["auth.tenant"]: the
-# name `from_context: auth.tenant` already has in the attributes processor.
-AUTH_TENANT = "auth.tenant"
+# The authenticated identity, read as request["auth.tenant"] (RequestContext.tenant) or
+# request["auth.<attribute>"] (`username`, `subject`, `membership`): the names `from_context` has in the
+# attributes processor.
+AUTH_PREFIX = "auth."
 _REVERSED: dict[str, Op] = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
@@ -672,8 +673,9 @@ def _request_values(v: Value) -> Callable[[Env], tuple[str, ...]]:
         raise OttlError(f'unsupported {"path" if isinstance(v, Path) else "value"} "{what}" in the "request" '
                         'context: use request["<name>"]')
     name = v.segments[0].keys[0]
-    if name == AUTH_TENANT:
-        return lambda env: (env.request.tenant,) if env.request.tenant is not None else ()
+    if name.startswith(AUTH_PREFIX):
+        attribute = name.removeprefix(AUTH_PREFIX)
+        return lambda env: env.request.get_auth(attribute)
     return lambda env: env.request.get_metadata(name)
 
 

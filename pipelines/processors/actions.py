@@ -128,11 +128,11 @@ def _compile(pattern: str, i: int) -> re.Pattern[str]:
 
 def context_value(ctx: RequestContext, name: str) -> AnyValue | None:
     """`from_context`: `metadata.<key>` (request headers, kept with `include_metadata: true`),
-    `auth.tenant` (the authenticator's tenant), or a bare metadata key. Several values join with `;`."""
+    `auth.tenant` (the authenticator's tenant), `auth.<attribute>` (`username`, `subject`,
+    `membership`), or a bare metadata key. Several values join with `;`."""
     if name.startswith("auth."):
-        if name == "auth.tenant" and ctx.tenant is not None:
-            return anyvalue.from_raw(ctx.tenant)
-        return None
+        found = ctx.get_auth(name.removeprefix("auth."))
+        return anyvalue.from_raw(";".join(found)) if found else None
     if name == "client.address":
         return None
     values = ctx.get_metadata(name.removeprefix("metadata."))

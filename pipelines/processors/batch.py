@@ -92,7 +92,7 @@ class BatchPolicy:
         if not context.metadata:
             return context
         wanted = {k: v for k in self.metadata_keys if (v := context.get_metadata(k))}
-        return RequestContext(context.tenant, wanted)
+        return RequestContext(context.tenant, wanted, context.auth)
 
 
 def policy(c: Config, processor: str, observe: Callable[[int, int, bool], None] | None = None) -> BatchPolicy:

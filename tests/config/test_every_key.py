@@ -168,6 +168,13 @@ SAMPLER = "tests/processors/test_probabilistic_sampler.py::"
 ROUTING = "tests/connectors/test_routing_pure.py::"
 OTTL = "tests/processors/test_transform_filter.py::"
 AUTH = "tests/auth/test_bearertokenauth.py::"
+CLIENT_AUTH = ("tests/auth/test_client_auth_e2e.py::"
+               "test_exporter_auth_bearertokenauth_basicauth_and_headers_setter_reach_the_backends")
+HEADERS_SETTER = "tests/auth/test_headers_setter.py::"
+BASICAUTH = "tests/auth/test_basicauth.py::"
+OIDC = "tests/auth/test_oidc.py::"
+OAUTH2 = "tests/auth/test_oauth2client.py::"
+OAUTH2_E2E = OAUTH2 + "test_one_token_shared_by_every_call_and_refreshed_after_a_401"
 STORAGE = "tests/extensions/test_file_storage_keys.py::"
 HEALTH = "tests/extensions/test_health_keys.py::"
 
@@ -329,7 +336,8 @@ EVIDENCE: dict[str, Evidence] = {
                                                      OTLPHTTP + "test_zstd_compression"),
         "otlp_common.OtlpCommon.tls": Proven(OTLP + "test_tls_with_ca_file"),
         "otlp_common.OtlpCommon.tenant_header": Proven(OTLP + "test_headers_and_tenant_header_reach_the_backend"),
-        "otlp_common.OtlpCommon.auth": Refused(),
+        "otlp_common.OtlpCommon.auth": Proven(CLIENT_AUTH),
+        "otlp_common.ClientAuthConfig.authenticator": Proven(CLIENT_AUTH),
         "helper.ExporterCommon.timeout": Proven(OTLP + "test_timeout_bounds_a_slow_backend"),
         "helper.ExporterCommon.sending_queue":
             Proven(HELPER + "test_sending_queue_enabled_false_sends_before_answering_and_hands_back_the_refusal"),
@@ -556,6 +564,61 @@ EVIDENCE: dict[str, Evidence] = {
         "bearertokenauth.Config.filename": Proven(AUTH + "test_file_reload_on_change_and_configmap_symlink_swap"),
         "bearertokenauth.Config.reload_interval":
             Proven(AUTH + "test_reload_interval_is_how_often_the_file_is_checked"),
+    }),
+
+    # extensions: headers_setter, basicauth
+    **under("gateway.extensions.", {
+        "headers_setter.Config.headers": Proven(CLIENT_AUTH),
+        "headers_setter.Config.additional_auth": Refused(),
+        "headers_setter.HeaderConfig.key":
+            Proven(HEADERS_SETTER + "test_action_insert_update_upsert_delete", CLIENT_AUTH),
+        "headers_setter.HeaderConfig.action":
+            Proven(HEADERS_SETTER + "test_action_insert_update_upsert_delete", CLIENT_AUTH),
+        "headers_setter.HeaderConfig.value": Proven(HEADERS_SETTER + "test_action_insert_update_upsert_delete"),
+        "headers_setter.HeaderConfig.from_context":
+            Proven(HEADERS_SETTER + "test_value_from_context_from_attribute_and_default_value", CLIENT_AUTH),
+        "headers_setter.HeaderConfig.from_attribute":
+            Proven(HEADERS_SETTER + "test_value_from_context_from_attribute_and_default_value", CLIENT_AUTH),
+        "headers_setter.HeaderConfig.default_value":
+            Proven(HEADERS_SETTER + "test_value_from_context_from_attribute_and_default_value", CLIENT_AUTH),
+        "headers_setter.HeaderConfig.value_file": Refused(),
+        "basicauth.Config.htpasswd":
+            Proven(BASICAUTH + "test_a_running_gateway_takes_basic_credentials_from_the_sdks_and_refuses_the_rest"),
+        "basicauth.HtpasswdConfig.file":
+            Proven(BASICAUTH + "test_htpasswd_file_and_inline_inline_wins_and_the_file_is_reread",
+                   BASICAUTH + "test_a_running_gateway_takes_basic_credentials_from_the_sdks_and_refuses_the_rest"),
+        "basicauth.HtpasswdConfig.inline":
+            Proven(BASICAUTH + "test_htpasswd_file_and_inline_inline_wins_and_the_file_is_reread",
+                   BASICAUTH + "test_a_running_gateway_takes_basic_credentials_from_the_sdks_and_refuses_the_rest"),
+        "basicauth.Config.client_auth": Proven(CLIENT_AUTH),
+        "basicauth.ClientAuthConfig.username": Proven(CLIENT_AUTH),
+        "basicauth.ClientAuthConfig.password": Proven(CLIENT_AUTH),
+        "basicauth.ClientAuthConfig.username_file": Refused(),
+        "basicauth.ClientAuthConfig.password_file": Refused(),
+        "basicauth.ClientAuthConfig.aws_secrets_manager": Refused(),
+        "oidc.Config.issuer_url": Proven(OIDC + "test_oidc_through_a_running_gateway"),
+        "oidc.Config.issuer_ca_path": Proven(OIDC + "test_oidc_through_a_running_gateway"),
+        "oidc.Config.audience": Proven(OIDC + "test_oidc_through_a_running_gateway"),
+        "oidc.Config.ignore_audience": Proven(OIDC + "test_attribute_username_claim_groups_claim_and_ignore_audience"),
+        "oidc.Config.username_claim": Proven(OIDC + "test_attribute_username_claim_groups_claim_and_ignore_audience"),
+        "oidc.Config.groups_claim": Proven(OIDC + "test_oidc_through_a_running_gateway",
+                                           OIDC + "test_attribute_username_claim_groups_claim_and_ignore_audience"),
+        "oidc.Config.attribute": Proven(OIDC + "test_attribute_username_claim_groups_claim_and_ignore_audience"),
+        "oidc.Config.providers": Refused(),
+        "oidc.Config.public_keys_file": Refused(),
+        "oauth2client.Config.client_id": Proven(OAUTH2_E2E),
+        "oauth2client.Config.client_secret":
+            Proven(OAUTH2 + "test_expiry_buffer_is_how_long_before_expiry_a_token_is_fetched_again"),
+        "oauth2client.Config.client_secret_file": Proven(OAUTH2_E2E),
+        "oauth2client.Config.token_url": Proven(OAUTH2_E2E),
+        "oauth2client.Config.scopes": Proven(OAUTH2_E2E),
+        "oauth2client.Config.endpoint_params": Proven(OAUTH2_E2E),
+        "oauth2client.Config.timeout": Proven(OAUTH2 + "test_timeout_bounds_a_token_endpoint_that_never_answers"),
+        "oauth2client.Config.expiry_buffer":
+            Proven(OAUTH2 + "test_expiry_buffer_is_how_long_before_expiry_a_token_is_fetched_again"),
+        "oauth2client.Config.tls": Proven(OAUTH2_E2E),
+        "oauth2client.Config.client_id_file": Refused(),
+        "oauth2client.Config.grant_type": Refused(),
     }),
 
     # extensions: file_storage

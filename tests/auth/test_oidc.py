@@ -1,0 +1,153 @@
+"""oidc against an identity provider the test runs on loopback (tests/auth/idp.py): the discovery
+document and JWKS fetched over TLS trusting `issuer_ca_path`, keys rotated, and every bad token
+(expired, not yet valid, wrong audience, wrong issuer, wrong key, `alg: none`, HMAC, garbage, huge)
+refused with 401 / UNAUTHENTICATED while the SDKs' good tokens reach the backend with their identity."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import Iterator
+
+import grpc
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from gateway.auth import AuthError
+from gateway.component import Settings
+from gateway.extensions.oidc import Config, OidcAuth
+from gateway.telemetry import Telemetry
+from tests.auth.idp import Idp
+from tests.auth.support import gateway_config, grpc_status, http_status, send_spans
+from tests.e2e.support import Certs
+from tests.harness import Ports, Sink, running
+
+
+@pytest.fixture
+def idp() -> Iterator[Idp]:
+    provider = Idp()
+    yield provider
+    provider.stop()
+
+
+def _b64(data: dict[str, object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def test_oidc_through_a_running_gateway(ports: Ports, sink: Sink, certs: Certs) -> None:
+    idp = Idp(tls=(certs.server_cert, certs.server_key))
+    try:
+        exporters = f"""  otlp:
+    endpoint: "127.0.0.1:{sink.grpc_port}"
+    tls: {{insecure: true}}"""
+        extensions = f"""  oidc:
+    issuer_url: "{idp.issuer}"
+    issuer_ca_path: "{certs.ca}"
+    audience: gateway
+    groups_claim: groups"""
+        cfg = gateway_config(ports, exporters, "[otlp]", extensions, "oidc", "auth: {authenticator: oidc}",
+                             processors="[attributes/who, batch]")
+        cfg = cfg.replace("processors:\n", "processors:\n  attributes/who:\n    actions:\n"
+                          "      - {key: who, from_context: auth.subject, action: upsert}\n"
+                          "      - {key: groups, from_context: auth.membership, action: upsert}\n", 1)
+        with running(cfg, ports) as gw:
+            assert idp.jwks_fetches == 1  # at start
+            stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            bad = {
+                "expired": idp.token(lifetime=-120),
+                "not yet valid": idp.token(nbf=int(time.time()) + 600),
+                "wrong audience": idp.token(audience="someone-else"),
+                "wrong issuer": idp.token(iss="https://evil.example.com"),
+                "wrong key": idp.token(key=stranger),
+                "alg none": _b64({"alg": "none", "kid": "key-1"}) + "." + _b64(
+                    {"iss": idp.issuer, "aud": "gateway", "sub": "x", "exp": 4102444800}) + ".",
+                "hmac with the public key": jwt.encode({"iss": idp.issuer, "aud": "gateway", "sub": "x",
+                                                        "exp": 4102444800}, "not-a-key-of-the-issuer-but-32-bytes-long",
+                                                       algorithm="HS256", headers={"kid": "key-1"}),
+                "no expiry": idp.token(exp=None),
+                "garbage": "abc.def.ghi",
+                "unknown kid": idp.token(kid="key-404", key=stranger),
+            }
+            expected = {
+                "expired": "failed to verify token: Signature has expired",
+                "not yet valid": "failed to verify token: The token is not yet valid (nbf)",
+                "wrong audience": "failed to verify token: Audience doesn't match",
+                "wrong issuer": "failed to verify token: Invalid issuer",
+                "wrong key": "failed to verify token: Signature verification failed",
+                "alg none": "failed to verify token: unsupported signing algorithm",
+                "hmac with the public key": "failed to verify token: unsupported signing algorithm",
+                "garbage": "failed to verify token: malformed token",
+                "unknown kid": "failed to verify token: no key of the issuer matches the token's key id",
+            }
+            for name, token in bad.items():
+                code, details = grpc_status(ports, f"Bearer {token}")
+                assert code == grpc.StatusCode.UNAUTHENTICATED, name
+                assert token not in details
+                if name in expected:
+                    assert details == expected[name], name
+                assert http_status(ports, f"Bearer {token}")[0] == 401, name
+            assert grpc_status(ports, None) == (grpc.StatusCode.UNAUTHENTICATED, "missing authorization header")
+            assert grpc_status(ports, "Basic abc")[1] == "invalid authorization header format"
+            assert http_status(ports, "Bearer " + "a" * 40_000)[0] == 401
+            refused = gw.metric("otelcol_gateway_receiver_failed_requests_total", reason="unauthenticated")
+            assert refused == 2 * len(bad) + 3
+            assert gw.health() == 200
+
+            good = idp.token(sub="svc-a", groups=["dev", "ops"])
+            send_spans(ports, "grpc", ["g-1"], {"authorization": f"Bearer {good}"})
+            send_spans(ports, "http", ["h-1"], {"Authorization": f"Bearer {good}"})
+            # The provider rotates its key: a token with the new key id makes the JWKS be fetched again.
+            fetches = idp.jwks_fetches
+            old = good
+            idp.rotate("key-2")
+            send_spans(ports, "grpc", ["rotated"], {"authorization": f"Bearer {idp.token(sub='svc-b')}"})
+            spans = sink.wait_spans(3)
+            assert idp.jwks_fetches > fetches
+            whos = {span.name: {kv.key: kv.value.string_value for kv in span.attributes} for _, _, span in spans}
+            assert whos["g-1"]["who"] == whos["h-1"]["who"] == "svc-a" and whos["g-1"]["groups"] == "dev;ops"
+            assert whos["rotated"]["who"] == "svc-b"
+            # The old key left the JWKS: its tokens are refused now.
+            assert grpc_status(ports, f"Bearer {old}")[0] == grpc.StatusCode.UNAUTHENTICATED
+            assert gw.metric("otelcol_receiver_accepted_spans_total") == 3
+            assert good not in gw.stderr()
+            assert gw.stop() == 0
+    finally:
+        idp.stop()
+
+
+def test_attribute_username_claim_groups_claim_and_ignore_audience(idp: Idp) -> None:
+    config = Config(issuer_url=idp.issuer, ignore_audience=True, attribute="X-Id-Token", username_claim="email",
+                    groups_claim="team")
+
+    async def scenario() -> None:
+        auth = OidcAuth(Settings("oidc", config, Telemetry(), None))  # type: ignore[arg-type]
+        await auth.start()
+        try:
+            token = idp.token(audience="anything", email="a@example.com", team="sre")
+            identity = await auth.identify({"x-id-token": f"Bearer {token}"})
+            assert identity.attributes == {"subject": ("a@example.com",), "membership": ("sre",)}
+            with pytest.raises(AuthError, match="missing X-Id-Token header"):
+                await auth.identify({"authorization": f"Bearer {token}"})
+            with pytest.raises(AuthError, match="failed to get subject from claims"):
+                await auth.identify({"x-id-token": f"Bearer {idp.token()}"})
+        finally:
+            await auth.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_a_provider_down_at_start_refuses_tokens_until_it_answers(idp: Idp) -> None:
+    async def scenario() -> None:
+        auth = OidcAuth(Settings("oidc", Config(issuer_url=idp.issuer + "/nowhere", audience="gateway"),
+                                 Telemetry(), None))  # type: ignore[arg-type]
+        await auth.start()
+        try:
+            with pytest.raises(AuthError, match="no key of the issuer"):
+                await auth.identify({"authorization": f"Bearer {idp.token()}"})
+        finally:
+            await auth.shutdown()
+
+    asyncio.run(scenario())

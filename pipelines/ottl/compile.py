@@ -52,6 +52,8 @@ from pipelines.ottl.values import (
     GoTime,
     PMap,
     PSlice,
+    SpanID,
+    TraceID,
     compare,
     index,
     map_get,
@@ -313,6 +315,8 @@ def math_op(a: Any, b: Any, op: str) -> Any:
     """`attemptMathOperation`: int64 with int64 (wrapping), float64 with float64, time and duration."""
     if isinstance(a, bool) or isinstance(b, bool):
         raise EvalError("unsupported type for math operation: bool")
+    if (isinstance(a, int) and isinstance(b, float)) or (isinstance(a, float) and isinstance(b, int)):
+        a, b = float(a), float(b)  # an int with a double is a double (as at v0.161)
     if isinstance(a, int):
         if not isinstance(b, int):
             raise EvalError(f"{type_name(b)} must be int64")
@@ -507,7 +511,10 @@ def int_like(v: Any) -> int | None:
             return _INT64_MIN
         return max(_INT64_MIN, min(_INT64_MAX, int(v)))
     if isinstance(v, str):
-        return anyvalue.parse_go_int(v)
+        parsed = anyvalue.parse_go_int(v)
+        if parsed is None:
+            raise EvalError(f'strconv.ParseInt: parsing "{v}": invalid syntax')
+        return parsed
     raise EvalError(f"unsupported type: {type_name(v)}")
 
 
@@ -519,7 +526,10 @@ def float_like(v: Any) -> float | None:
     if isinstance(v, (int, float)):
         return float(v)
     if isinstance(v, str):
-        return anyvalue.parse_go_float(v)
+        parsed = anyvalue.parse_go_float(v)
+        if parsed is None:
+            raise EvalError(f'strconv.ParseFloat: parsing "{v}": invalid syntax')
+        return parsed
     raise EvalError(f"unsupported type: {type_name(v)}")
 
 
@@ -542,6 +552,8 @@ def bool_like(v: Any) -> bool | None:
 def bytes_like(v: Any) -> bytes | None:
     if v is None:
         return None
+    if isinstance(v, (TraceID, SpanID)):
+        raise EvalError(f"unsupported type: {type_name(v)}")
     if isinstance(v, bytes):
         return bytes(v)
     if isinstance(v, str):

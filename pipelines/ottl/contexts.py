@@ -33,6 +33,7 @@ from pipelines.ottl.values import (
     set_any,
     set_indexed,
     set_map,
+    type_name,
 )
 from pipelines.processors import anyvalue
 
@@ -88,32 +89,31 @@ def _noop(env: Env, val: Any) -> None:
 
 # ---------------------------------------------------------------- typed setters
 
-def _set_str(assign: Callable[[Env, str], None]) -> Setter:
+def _expect(want: str, fits: Callable[[Any], bool], assign: Callable[[Env, Any], None]) -> Setter:
+    """A typed field's setter: a value of another type (nil included) is an error, as the Collector's
+    `expects int64 but got string`."""
     def setter(env: Env, val: Any) -> None:
-        if isinstance(val, str):
-            assign(env, val)
+        if not fits(val):
+            raise EvalError(f"expects {want} but got {type_name(val)}")
+        assign(env, val)
     return setter
+
+
+def _set_str(assign: Callable[[Env, str], None]) -> Setter:
+    return _expect("string", lambda v: isinstance(v, str), assign)
 
 
 def _set_int(assign: Callable[[Env, int], None], mask: int = _U64) -> Setter:
-    def setter(env: Env, val: Any) -> None:
-        if isinstance(val, int) and not isinstance(val, bool):
-            assign(env, val & mask)
-    return setter
+    return _expect("int64", lambda v: isinstance(v, int) and not isinstance(v, bool),
+                   lambda env, v: assign(env, v & mask))
 
 
 def _set_bool(assign: Callable[[Env, bool], None]) -> Setter:
-    def setter(env: Env, val: Any) -> None:
-        if isinstance(val, bool):
-            assign(env, val)
-    return setter
+    return _expect("bool", lambda v: isinstance(v, bool), assign)
 
 
 def _set_time(assign: Callable[[Env, int], None]) -> Setter:
-    def setter(env: Env, val: Any) -> None:
-        if isinstance(val, GoTime):
-            assign(env, val.ns & _U64)
-    return setter
+    return _expect("time.Time", lambda v: isinstance(v, GoTime), lambda env, v: assign(env, v.ns & _U64))
 
 
 def _signed(u: int) -> int:
@@ -121,9 +121,9 @@ def _signed(u: int) -> int:
     return u - (1 << 64) if u >= 1 << 63 else u
 
 
-def _hex_id(raw: bytes) -> str:
-    # pdata's TraceID/SpanID String(): an all-zero (or absent) id is the empty string.
-    return raw.hex() if any(raw) else ""
+def _hex_id(raw: bytes, size: int) -> str:
+    # The hex of the id's bytes: an absent id reads as zeros, as the Collector's contexts encode it.
+    return raw.hex() if len(raw) == size else "00" * size
 
 
 def _id_field(attr: str, size: int, kind: type[TraceID] | type[SpanID]) -> tuple[_Field, _Field]:
@@ -134,12 +134,13 @@ def _id_field(attr: str, size: int, kind: type[TraceID] | type[SpanID]) -> tuple
         return kind(raw if len(raw) == size else bytes(size))
 
     def set_(e: Env, val: Any) -> None:
-        if isinstance(val, kind):
-            setattr(e.item, attr, b"" if not any(val) else bytes(val))
+        if not isinstance(val, kind):
+            raise EvalError(f"expects {type_name(kind(b''))} but got {type_name(val)}")
+        setattr(e.item, attr, b"" if not any(val) else bytes(val))
 
     def set_string(e: Env, val: Any) -> None:
         if not isinstance(val, str):
-            return
+            raise EvalError(f"expects string but got {type_name(val)}")
         if val == "":
             setattr(e.item, attr, b"")
             return
@@ -151,7 +152,7 @@ def _id_field(attr: str, size: int, kind: type[TraceID] | type[SpanID]) -> tuple
             raise EvalError(f"{name} ids must be {2 * size} hex characters")
         setattr(e.item, attr, raw)
 
-    return _Field(get, set_), _Field(lambda e: _hex_id(getattr(e.item, attr)), set_string)
+    return _Field(get, set_), _Field(lambda e: _hex_id(getattr(e.item, attr), size), set_string)
 
 
 def _timestamps(holder: Callable[[Env], Any], attr: str) -> tuple[_Field, _Field]:
@@ -237,7 +238,7 @@ def _state_get(e: Env, key: str) -> Any:
         k, sep, v = member.strip().partition("=")
         if sep and k == key:
             return v
-    return None
+    return ""  # a missing key reads as the empty string, never nil (as at v0.161)
 
 
 def _state_set(e: Env, key: str, val: Any) -> None:
@@ -518,7 +519,8 @@ def resolve_path(path: Path, context: str, keys: tuple[KeyFn, ...] = ()) -> Reso
     name = ".".join(s.name for s in segments)
     fld = FIELDS[target].get(name)
     if fld is None:
-        raise OttlError(f'unsupported path "{path.text}" in the "{context}" context')
+        raise OttlError(f'unsupported path "{path.text}" in the "{context}" context: the {target} context '
+                        f'has no field "{name}"')
     get = fld.get
     setter = fld.set or _read_only(path.text)
     if fld.keys == "none":

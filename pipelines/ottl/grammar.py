@@ -15,6 +15,7 @@ The grammar is the Collector's (`pkg/ottl/grammar.go`, `LANGUAGE.md`):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal as TypingLiteral
 
@@ -244,16 +245,22 @@ class _Parser:
     def math_expr(self) -> Value:
         left = self.math_term()
         while self.peek().kind == "math" and self.peek().text in "+-":
-            op = self.next().text
-            left = Math(op, left, self.math_term())  # type: ignore[arg-type]
+            left = self.operation(left, self.math_term)
         return left
 
     def math_term(self) -> Value:
         left = self.math_factor()
         while self.peek().kind == "math" and self.peek().text in "*/":
-            op = self.next().text
-            left = Math(op, left, self.math_factor())  # type: ignore[arg-type]
+            left = self.operation(left, self.math_factor)
         return left
+
+    def operation(self, left: Value, operand: Callable[[], Value]) -> Math:
+        tok = self.next()
+        right = operand()
+        for side in (left, right):
+            if not _mathable(side):
+                raise OttlError(f"the {_describe(side)} cannot be used in a math expression (at col {tok.pos + 1})")
+        return Math(tok.text, left, right)  # type: ignore[arg-type]
 
     def math_factor(self) -> Value:
         if self.punct("("):
@@ -261,11 +268,7 @@ class _Parser:
             inner = self.math_expr()
             self.expect(")")
             return inner
-        value = self.atom()
-        if self.peek().kind == "math" and not _mathable(value):
-            raise OttlError(f"a {_describe(value)} cannot be used in a math expression "
-                            f"(at col {self.peek().pos + 1})")
-        return value
+        return self.atom()
 
     def atom(self) -> Value:
         tok = self.next()
@@ -394,4 +397,6 @@ def _mathable(v: Value) -> bool:
 def _describe(v: Value) -> str:
     if isinstance(v, Literal):
         return f"{v.kind} literal"
+    if isinstance(v, Enum):
+        return f"enum symbol {v.name}"
     return type(v).__name__.lower()

@@ -126,7 +126,7 @@ def _kind(v: Any) -> str:
         return "duration"
     if isinstance(v, PMap):
         return "map"
-    if isinstance(v, PSlice):
+    if isinstance(v, (PSlice, list)):
         return "slice"
     return type(v).__name__
 
@@ -144,7 +144,7 @@ def compare(a: Any, b: Any, op: str) -> bool:
     if ka in ("map", "slice"):
         if op not in ("==", "!="):
             return False
-        equal: bool = a.raw() == b.raw()
+        equal: bool = _raw(a) == _raw(b)
         return equal == (op == "==")
     if ka == "number" and isinstance(a, float) != isinstance(b, float):
         a, b = float(a), float(b)
@@ -152,6 +152,17 @@ def compare(a: Any, b: Any, op: str) -> bool:
 
 
 # ---------------------------------------------------------------- string-like conversion
+
+def _raw(v: Any) -> Any:
+    """A map or slice (a view, or a list literal) as plain Python data, for deep equality."""
+    if isinstance(v, list):
+        return [_raw(x) for x in v]
+    if isinstance(v, (PMap, PSlice)):
+        return v.raw()
+    if isinstance(v, (TraceID, SpanID)):
+        return (type(v).__name__, bytes(v))
+    return v
+
 
 def string_like(v: Any) -> str | None:
     """A value as OTTL's `StringLikeGetter` renders it: bytes as hex, numbers and bools as JSON, maps
@@ -282,9 +293,11 @@ def type_name(v: Any) -> str:
 
 
 def set_any(target: AnyValue, val: Any) -> None:
-    """`ctxutil.SetValue`: write an OTTL value into an AnyValue; a type it does not know leaves the
-    target as it is (an empty value stays empty)."""
-    if isinstance(val, bool):
+    """`ctxutil.SetValue`: write an OTTL value into an AnyValue; nil empties it; a type it does not
+    know leaves the target as it is (an empty value stays empty)."""
+    if val is None:
+        target.Clear()
+    elif isinstance(val, bool):
         target.bool_value = val
     elif isinstance(val, int):
         target.int_value = val

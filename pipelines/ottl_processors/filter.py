@@ -1,7 +1,7 @@
 """The `filter` processor (contrib `processor/filterprocessor`, v0.161.0): drop telemetry that OTTL
 conditions match.
 
-Config: `error_mode` (default `propagate`); the context blocks `traces: {resource, span, spanevent}`,
+Config: `error_mode` (default `ignore`, as at v0.161); the context blocks `traces: {resource, span, spanevent}`,
 `metrics: {resource, metric, datapoint}`, `logs: {resource, log_record}` (conditions written in that
 context, `name == "x"` or `span.name == "x"`); and `trace_conditions` / `metric_conditions` /
 `log_conditions`, where each condition's context is inferred from its paths (`span.name` -> span),
@@ -81,7 +81,9 @@ class ContextConditions:
 
 @dataclass(frozen=True)
 class Config:
-    error_mode: ErrorMode = "propagate"
+    # `ignore`: at v0.161 the Collector skips what fails unless `propagate` is asked for (the
+    # differential corpus shows it; older releases propagated by default).
+    error_mode: ErrorMode = "ignore"
     traces: TraceFilters = field(default_factory=TraceFilters)
     metrics: MetricFilters = field(default_factory=MetricFilters)
     logs: LogFilters = field(default_factory=LogFilters)

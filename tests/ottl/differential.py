@@ -102,6 +102,8 @@ class InvalidCase:
     error: str
     names: str
     note: str = ""
+    # Where the gateway deliberately accepts what the Collector refuses (a Collector quirk): why.
+    gateway_accepts: str = ""
 
     @property
     def component(self) -> str:
@@ -139,7 +141,8 @@ def load_corpus(path: Path = CORPUS) -> tuple[list[Case], list[InvalidCase]]:
     for entry in doc.get("invalid", []):
         _check_common(entry, seen)
         invalid.append(InvalidCase(entry["id"], entry["signal"], entry["processor"], entry["config"],
-                                   str(entry["error"]), str(entry["names"]), str(entry.get("note", ""))))
+                                   str(entry["error"]), str(entry["names"]), str(entry.get("note", "")),
+                                   str(entry.get("gateway_accepts", ""))))
     return cases, invalid
 
 

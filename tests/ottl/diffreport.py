@@ -91,9 +91,13 @@ def _invalid(invalid: list[d.InvalidCase], workdir: Path) -> int:
         crc, ctext = d.collector_validate(path)
         grc, gtext = d.gateway_validate(path)
         col_ok = crc != 0 and case.error in ctext
-        gw_ok = grc != 0 and d.mentions(gtext, case.names, case, path)
+        if case.gateway_accepts:
+            gw_ok = grc == 0
+            gw_word = "accepts on purpose" if gw_ok else "REFUSES (it should accept)"
+        else:
+            gw_ok = grc != 0 and d.mentions(gtext, case.names, case, path)
+            gw_word = "refuses, naming" if gw_ok else "DOES NOT REFUSE NAMING"
         bad += not (col_ok and gw_ok)
-        gw_word = "refuses, naming" if gw_ok else "DOES NOT REFUSE NAMING"
         print(f"{case.id:<{width}}  collector {'refuses as recorded' if col_ok else 'DIFFERS FROM CORPUS'};"
               f" gateway {gw_word} {case.names!r}")
         if not col_ok:

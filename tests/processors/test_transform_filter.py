@@ -83,7 +83,8 @@ def test_advanced_form_context_conditions_and_resource_statements() -> None:
     ]})
     out = tf.TransformProcessor(cfg, "traces").process(batch(traces()))
     tiers = {(svc, attrs.get("svc")) for svc, _, attrs in spans(out)}
-    assert tiers == {("checkout", "gold"), ("health-svc", None)}
+    # A missing resource attribute is nil, and setting nil stores an empty value (as the Collector does).
+    assert tiers == {("checkout", "gold"), ("health-svc", "")}
 
 
 def test_error_mode_ignore_skips_a_failing_statement_and_propagate_refuses() -> None:
@@ -97,7 +98,9 @@ def test_error_mode_ignore_skips_a_failing_statement_and_propagate_refuses() -> 
     cfg = config(tf.Config, {"error_mode": "silent", "trace_statements": statements})
     tf.TransformProcessor(cfg, "traces", silent.append).process(batch(traces()))
     assert silent == []
-    cfg = config(tf.Config, {"trace_statements": statements})  # propagate is the default
+    cfg = config(tf.Config, {"trace_statements": statements})  # ignore is the default (as at v0.161)
+    assert tf.TransformProcessor(cfg, "traces").process(batch(traces())) is not None
+    cfg = config(tf.Config, {"error_mode": "propagate", "trace_statements": statements})
     with pytest.raises(RetryableError, match=r"must be int64|unsupported type"):
         tf.TransformProcessor(cfg, "traces").process(batch(traces()))
     # A group's own error_mode wins over the processor's.
@@ -187,7 +190,9 @@ def test_filter_error_mode() -> None:
     cfg = config(flt.Config, {"error_mode": "ignore", "traces": {"span": cond}})
     out = flt.FilterProcessor(cfg, "traces", reports.append).process(batch(traces()))
     assert len(spans(out)) == 6 and len(reports) == 6
-    cfg = config(flt.Config, {"traces": {"span": cond}})
+    cfg = config(flt.Config, {"traces": {"span": cond}})  # ignore is the default (as at v0.161)
+    assert len(spans(flt.FilterProcessor(cfg, "traces").process(batch(traces())))) == 6
+    cfg = config(flt.Config, {"error_mode": "propagate", "traces": {"span": cond}})
     with pytest.raises(RetryableError, match="failed to execute condition"):
         flt.FilterProcessor(cfg, "traces").process(batch(traces()))
     cfg = config(flt.Config, {"error_mode": "propagate", "trace_conditions": [

@@ -161,36 +161,35 @@ def _sort_key_float(f: float) -> tuple[int, float]:
 
 @converter("Sort", "target:getter, ?order:lit_string")
 def sort(target: Getter, order: str | None) -> Run:
+    """As the v0.161 Collector answers (the differential corpus): a list (an attribute's or a
+    literal) sorts with each item keeping its type, numbers by value before strings (by bytes) before
+    bools (false first); `desc` reverses; nil is an error; any other value comes back as it was."""
     if order is not None and order not in ("asc", "desc"):
         raise ValueError(f'invalid arguments: {order}. Order should be either "asc" or "desc"')
     desc = order == "desc"
 
     def run(env: Env) -> Any:
         v = target(env)
+        if v is None:
+            raise EvalError("sort with unsupported type: <nil>")
         if isinstance(v, PSlice):
-            elements = list(v.values)
+            items = [from_any(e) for e in v.values]
         elif isinstance(v, list):
-            converted = _list_to_values(v)
-            if converted is None:
-                return v
-            elements = converted
+            items = list(v)
         else:
             return v
-        if not elements:
-            return v
-        kinds = {e.WhichOneof("value") for e in elements}
-        if not kinds <= _SORTABLE:
-            if isinstance(v, list):
-                raise EvalError("sort with unsupported type: 'pcommon.ValueType'")
-            return v
-        if kinds & {"string_value", "bool_value", None}:
-            strings = [anyvalue.as_string(e) for e in elements]
-            return sorted(strings, key=lambda s: s.encode(), reverse=desc)
-        if kinds == {"int_value"}:
-            return sorted((e.int_value for e in elements), reverse=desc)
-        floats = [float(e.int_value) if e.WhichOneof("value") == "int_value" else e.double_value for e in elements]
-        return sorted(floats, key=_sort_key_float, reverse=desc)
+        return sorted(items, key=_sort_key, reverse=desc)
     return run
+
+
+def _sort_key(x: Any) -> tuple[int, Any]:
+    if isinstance(x, bool):
+        return (2, x)
+    if isinstance(x, (int, float)):
+        return (0, _sort_key_float(float(x)))
+    if isinstance(x, str):
+        return (1, x.encode())
+    raise EvalError(f"sort with unsupported type: {type_name(x)}")
 
 
 def _go_list(path: list[str]) -> str:

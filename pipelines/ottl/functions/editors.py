@@ -15,7 +15,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from pipelines.ottl.contexts import Env, Getter, Resolved
 from pipelines.ottl.functions.registry import editor
-from pipelines.ottl.values import EvalError, PSlice, set_any
+from pipelines.ottl.values import EvalError, PMap, PSlice, set_any, type_name
 from pipelines.processors import anyvalue
 from pipelines.processors.actions import compile_go_regex
 
@@ -34,9 +34,8 @@ def _regex(pattern: str, function: str) -> re.Pattern[str]:
 @editor("set", "target:getsetter, value:getter")
 def set_(target: Resolved, value: Getter) -> Run:
     def run(env: Env) -> None:
-        v = value(env)
-        if v is not None:  # no field takes nil: setting nil does nothing
-            target.set(env, v)
+        # nil too: a map entry set to nil is stored empty, a typed field refuses it (as at v0.161).
+        target.set(env, value(env))
     return run
 
 
@@ -63,8 +62,9 @@ def append(target: Resolved, value: Getter | None, values: list[Getter] | None) 
         elif current is not None:
             set_any(arr.values.add(), current)
         for item in new:
-            if item is not None:
-                set_any(arr.values.add(), item)
+            if isinstance(item, (PMap, PSlice, list)):
+                raise EvalError(f"unsupported type {type_name(item)} to append")
+            set_any(arr.values.add(), item)  # nil is appended as an empty value
         target.set(env, PSlice(arr.values))
     return run
 
@@ -143,17 +143,22 @@ def limit(target: Getter, limit: int, priority_keys: list[str] | None) -> Run:
     return run
 
 
-@editor("truncate_all", "target:map, limit:lit_int")
-def truncate_all(target: Getter, limit: int) -> Run:
+@editor("truncate_all", "target:map, limit:lit_int, ?utf8_safe:lit_bool, ?truncation_marker:lit_string")
+def truncate_all(target: Getter, limit: int, utf8_safe: bool | None, truncation_marker: str | None) -> Run:
+    """String values longer than `limit` bytes are cut to it, the marker (if any) counting against the
+    limit and appended. The cut never splits a character: with `utf8_safe: false` the Collector cuts
+    at the byte and may leave invalid UTF-8, which an OTLP string cannot carry here, so we back off too."""
     if limit < 0:
         raise ValueError(f"invalid limit for truncate_all function, {limit} cannot be negative")
+    marker = truncation_marker or ""
+    keep = max(0, limit - len(marker.encode()))
 
     def run(env: Env) -> None:
         for kv in target(env).kvs:
             if kv.value.WhichOneof("value") == "string_value":
                 raw = kv.value.string_value.encode()
                 if len(raw) > limit:
-                    kv.value.string_value = truncate_utf8(raw, limit)
+                    kv.value.string_value = truncate_utf8(raw, keep) + marker
     return run
 
 
@@ -383,25 +388,25 @@ def flatten(target: Getter, prefix: str | None, depth: int | None,
         counts: dict[str, int] = {}
 
         def add(key: str, value: AnyValue) -> None:
+            # With resolveConflicts a taken key gets the first free `.0`, `.1`, ... suffix.
             if conflicts and key in out:
                 n = counts.get(key, 0)
-                while True:
+                while f"{key}.{n}" in out:
                     n += 1
-                    candidate = f"{key}.{n}"
-                    if candidate not in out:
-                        break
-                counts[key] = n
-                key = candidate
+                counts[key] = n + 1
+                key = f"{key}.{n}"
             out[key] = value
 
-        def walk(items: list[tuple[str, AnyValue]], pre: str, level: int) -> None:
+        def walk(items: list[tuple[str | None, AnyValue]], pre: str, level: int) -> None:
             for key, value in items:
-                name = f"{pre}.{key}" if pre else key
+                name = pre if key is None else f"{pre}.{key}" if pre else key
                 kind = value.WhichOneof("value")
                 if kind == "kvlist_value" and level < max_depth:
                     walk([(kv.key, kv.value) for kv in value.kvlist_value.values], name, level + 1)
                 elif kind == "array_value" and level < max_depth:
-                    walk([(str(i), v) for i, v in enumerate(value.array_value.values)], name, level + 1)
+                    # resolveConflicts: scalar items of a list take its key (then suffixed), maps an index.
+                    walk([(None if conflicts and v.WhichOneof("value") != "kvlist_value" else str(i), v)
+                          for i, v in enumerate(value.array_value.values)], name, level + 1)
                 else:
                     copy = AnyValue()
                     copy.CopyFrom(value)

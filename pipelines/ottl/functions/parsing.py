@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlsplit
 from pipelines.ottl.contexts import Env, Getter
 from pipelines.ottl.functions.registry import converter
 from pipelines.ottl.functions.strings import GO_SPACE, go_quote
-from pipelines.ottl.values import EvalError, PMap, PSlice
+from pipelines.ottl.values import EvalError, PMap, PSlice, new_map
 from pipelines.processors import anyvalue
 
 Run = Callable[[Env], Any]
@@ -257,3 +257,38 @@ def parse_url(text: str) -> dict[str, Any]:
     if dot != -1 and dot < len(path) - 1:
         out["url.extension"] = path[dot + 1:]
     return out
+
+
+@converter("UserAgent", "target:string")
+def user_agent(target: Getter) -> Run:
+    """The semantic-convention attributes of a User-Agent string, by uap-core's rules (the
+    `ua-parser` package with its bundled rules, as the Collector uses uap-go): `user_agent.original`,
+    `user_agent.name` (`Other` when no rule matches), `user_agent.version`, `os.name`, and
+    `os.version` when there is one."""
+    from ua_parser import parse  # imported on first use: its rules take a moment to load
+
+    def run(env: Env) -> Any:
+        text = target(env)
+        found = parse(text)
+        ua, os_ = found.user_agent, found.os
+        out = new_map()
+        entries = [
+            ("user_agent.original", text),
+            ("user_agent.name", ua.family if ua else "Other"),
+            ("user_agent.version", _version(ua.major, ua.minor, ua.patch) if ua else ""),
+            ("os.name", os_.family if os_ else "Other"),
+        ]
+        os_version = _version(os_.major, os_.minor, os_.patch, os_.patch_minor) if os_ else ""
+        if os_version:
+            entries.append(("os.version", os_version))
+        for key, value in entries:
+            kv = out.kvs.add()
+            kv.key = key
+            kv.value.string_value = value
+        return out
+    return run
+
+
+def _version(*parts: str | None) -> str:
+    """uap-go's ToVersionString: the parts that are set, joined with dots."""
+    return ".".join(p for p in parts if p)

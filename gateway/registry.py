@@ -23,6 +23,7 @@ Kind = Literal["receivers", "processors", "exporters", "extensions", "connectors
 REGISTRY: dict[Kind, dict[str, str]] = {
     "receivers": {
         "otlp": "gateway.receivers.otlp",
+        "zipkin": "gateway.receivers.zipkin",
     },
     "processors": {
         "batch": "gateway.processors.batch",

@@ -177,6 +177,7 @@ OAUTH2 = "tests/auth/test_oauth2client.py::"
 OAUTH2_E2E = OAUTH2 + "test_one_token_shared_by_every_call_and_refreshed_after_a_401"
 STORAGE = "tests/extensions/test_file_storage_keys.py::"
 HEALTH = "tests/extensions/test_health_keys.py::"
+ZIPKIN = "tests/receivers/test_zipkin.py::"
 
 
 
@@ -291,6 +292,19 @@ EVIDENCE: dict[str, Evidence] = {
         "CorsConfig.max_age":
             Proven(CORS + "test_preflight_headers_follow_the_config",
                    CORS + "test_a_running_receiver_answers_preflight_and_export_with_cors_headers"),
+    }),
+
+    # receivers: zipkin
+    **under("gateway.receivers.zipkin.", {
+        "Config.endpoint": Proven(ZIPKIN + "test_endpoint_and_parse_string_tags"),
+        "Config.parse_string_tags": Proven(ZIPKIN + "test_endpoint_and_parse_string_tags"),
+        "Config.tls": Proven(ZIPKIN + "test_tls_serves_https"),
+        "Config.max_request_body_size":
+            Proven(ZIPKIN + "test_max_request_body_size_refuses_a_larger_body_with_400_and_counts_it"),
+        **{f"Config.{key}": Refused() for key in (
+            "transport", "include_metadata", "auth", "cors", "response_headers", "compression_algorithms",
+            "middlewares", "include_tls_metadata", "keep_alives_enabled", "read_timeout", "read_header_timeout",
+            "write_timeout", "idle_timeout")},
     }),
 
     # TLS: what servers (receiver protocols, health_check) and clients (every OTLP exporter) share

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from gateway.auth import ANONYMOUS
 from gateway.component import Consumer, ReceiverFactory, Settings
 from gateway.receivers.ingest import Ingest, Result
 from gateway.receivers.otlp_http import _read_body
@@ -115,7 +116,7 @@ class ZipkinReceiver:
             msg = translate(fmt, body, self.config.parse_string_tags)
         except PermanentError as exc:
             return _answer(ingest.fail("invalid", str(exc)))
-        return _answer(await ingest.push(None, msg, ingest.context(None, None)))
+        return _answer(await ingest.push(None, msg, ingest.context(ANONYMOUS, None)))
 
     async def start(self) -> None:
         app = web.Application(client_max_size=self.config.max_request_body_size + 1)

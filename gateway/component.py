@@ -129,6 +129,7 @@ class ProcessorFactory(Generic[C]):
     check_for_signal: SignalCheck[C] | None = None
     # A processor whose config shapes the batches of the exporters downstream (the `batch` processor).
     batching: Callable[[Settings[C]], BatchPolicy] | None = None
+    extension_refs: ExtensionRefs[C] | None = None
 
 
 @dataclass(frozen=True)

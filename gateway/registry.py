@@ -33,6 +33,7 @@ REGISTRY: dict[Kind, dict[str, str]] = {
         "probabilistic_sampler": "gateway.processors.probabilistic_sampler",
         "transform": "gateway.processors.transform",
         "filter": "gateway.processors.filter",
+        "tail_sampling": "gateway.processors.tail_sampling",
     },
     "exporters": {
         "otlp": "gateway.exporters.otlp_grpc",

@@ -55,6 +55,10 @@ LEVELS: dict[str, Level] = {
     "otelcol_gateway_pipeline_outgoing_items": "basic",
     "otelcol_gateway_connector_unrouted": "basic",
     "otelcol_gateway_processor_ottl_errors": "basic",
+    # The tail sampler's (gateway/processors/tail_sampling_metrics.py): the Collector's at `basic`, as
+    # its processor metrics are; ours with them, since they count what the delivery promise must.
+    "otelcol_processor_tail_sampling_": "basic",
+    "otelcol_gateway_processor_tail_sampling_": "basic",
 }
 
 

@@ -23,3 +23,17 @@ def unsupported(reason: str, default: Any = None) -> Any:
 def unsupported_reason(f: dataclasses.Field[Any]) -> str | None:
     reason: str | None = f.metadata.get(_UNSUPPORTED)
     return reason
+
+
+# A key that is a Python keyword (the tail sampler's `and` and `not` blocks) is declared as a field of
+# another name with `renamed(key)`; the decoder reads and reports it under `key`.
+_KEY = "config_key"
+
+
+def renamed(key: str, **field_args: Any) -> Any:
+    return dataclasses.field(metadata={_KEY: key}, **field_args)
+
+
+def config_key(f: dataclasses.Field[Any]) -> str:
+    key: str = f.metadata.get(_KEY, f.name)
+    return key

@@ -16,7 +16,7 @@ import types
 import typing
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
-from pipelines.config_types import unsupported_reason
+from pipelines.config_types import config_key, unsupported_reason
 
 T = TypeVar("T")
 
@@ -80,7 +80,7 @@ def decode(cls: type[T], data: Any, path: str, errors: Errors) -> T | None:
         errors.add(path, f"want a mapping, got {type(data).__name__}")
         return None
     hints = _hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    fields = {config_key(f): f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     kwargs: dict[str, Any] = {}
     ok = True
     for key, raw in data.items():
@@ -95,13 +95,13 @@ def decode(cls: type[T], data: Any, path: str, errors: Errors) -> T | None:
             ok = False
             continue
         before = len(errors.lines)
-        value = _convert(hints[name], raw, join(path, name), errors)
+        value = _convert(hints[fields[name].name], raw, join(path, name), errors)
         if len(errors.lines) > before:
             ok = False
         else:
-            kwargs[name] = value
+            kwargs[fields[name].name] = value
     for name, f in fields.items():
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and name not in kwargs:
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in kwargs:
             if name in data:
                 continue
             errors.add(path, f"missing {name}")

@@ -236,10 +236,11 @@ _ROLE_NAMES = {"authenticator": "an authenticator extension", "storage": "a file
 def _check_extension_refs(service: ServiceConfig, sections: dict[str, dict[str, Any]], errors: Errors) -> None:
     """Every extension a receiver or exporter names (an `auth::authenticator`, a `sending_queue::storage`)
     is one that can play that role, configured, and enabled in `service::extensions`."""
-    for section in ("receivers", "exporters"):
+    for section in ("receivers", "processors", "exporters"):
         for cid, cfg in sections[section].items():
             factory = registry.lookup(section, cid.partition("/")[0])
-            if not isinstance(factory, ReceiverFactory | ExporterFactory) or factory.extension_refs is None:
+            if not isinstance(factory, ReceiverFactory | ProcessorFactory | ExporterFactory) \
+                    or factory.extension_refs is None:
                 continue
             for ref in factory.extension_refs(cfg):
                 path = join(join(section, cid), ref.key)

@@ -126,6 +126,19 @@ def decode_acks(blob: bytes) -> set[int]:
     return acked
 
 
+def lock_directory(directory: Path) -> int | None:
+    """Take `directory`'s lock (creating both) if no other open file holds it (flock: another process,
+    or another store on the same directory in this one); the lock's descriptor, or None."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o640)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
 class DiskStore:
     persistent = True
 
@@ -144,17 +157,8 @@ class DiskStore:
 
     # -- startup
     def _try_lock(self) -> bool:
-        """Take the directory's lock if no other open file holds it (flock: another process, or another
-        store on the same directory in this one)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT, 0o640)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self._lock_fd = fd
-        return True
+        self._lock_fd = lock_directory(self.directory)
+        return self._lock_fd is not None
 
     def open(self) -> None:
         """Lock the directory now; RuntimeError if it is held."""

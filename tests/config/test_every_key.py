@@ -178,6 +178,9 @@ OAUTH2_E2E = OAUTH2 + "test_one_token_shared_by_every_call_and_refreshed_after_a
 STORAGE = "tests/extensions/test_file_storage_keys.py::"
 HEALTH = "tests/extensions/test_health_keys.py::"
 ZIPKIN = "tests/receivers/test_zipkin.py::"
+TAIL = "tests/processors/test_tail_sampling.py::"
+TAIL_DIFF = "tests/interop/test_tail_sampling_side_by_side.py::test_same_traces_kept_as_the_collector"
+TAIL_DELIVERY = "tests/delivery/test_tail_sampling_delivery.py::"
 
 
 
@@ -510,6 +513,72 @@ EVIDENCE: dict[str, Evidence] = {
         "probabilistic_sampler.Config.attribute_source": Refused(),
         "probabilistic_sampler.Config.from_attribute": Refused(),
         "probabilistic_sampler.Config.sampling_priority": Refused(),
+    }),
+
+    # processors: tail_sampling (the policies' keys side by side with the Collector)
+    **under("pipelines.tail_sampling.config.", {
+        "Config.decision_wait": Proven(TAIL + "test_decision_wait_and_decision_wait_after_root_received", TAIL_DIFF),
+        "Config.decision_wait_after_root_received":
+            Proven(TAIL + "test_decision_wait_and_decision_wait_after_root_received"),
+        "Config.num_traces": Proven(TAIL + "test_num_traces_decides_the_oldest_early_instead_of_losing_it"),
+        "Config.block_on_overflow":
+            Proven(TAIL_DELIVERY + "test_block_on_overflow_refuses_a_new_trace_past_num_traces"),
+        "Config.expected_new_traces_per_sec":
+            Proven(TAIL + "test_expected_new_traces_per_sec_is_accepted_and_changes_no_decision"),
+        "Config.policies": Proven(TAIL_DIFF),
+        "Config.decision_cache":
+            Proven(TAIL + "test_late_spans_follow_the_decision_remembered_by_num_traces_or_decision_cache"),
+        "DecisionCacheCfg.sampled_cache_size":
+            Proven(TAIL + "test_late_spans_follow_the_decision_remembered_by_num_traces_or_decision_cache"),
+        "DecisionCacheCfg.non_sampled_cache_size":
+            Proven(TAIL + "test_late_spans_follow_the_decision_remembered_by_num_traces_or_decision_cache"),
+        "Config.sample_on_first_match":
+            Proven(TAIL_DIFF, TAIL + "test_drop_policies_come_first_and_sample_on_first_match_stops_early"),
+        "Config.drop_pending_traces_on_shutdown":
+            Proven(TAIL_DELIVERY + "test_drop_pending_traces_on_shutdown_counts_them_dropped"),
+        "Config.maximum_trace_size_bytes":
+            Proven(TAIL + "test_maximum_trace_size_bytes_drops_a_trace_that_grows_past_it"),
+        "Config.max_pending_bytes":
+            Proven(TAIL + "test_max_pending_bytes_counts_everything_pending_and_the_largest_trace_pays",
+                   TAIL_DELIVERY + "test_max_pending_bytes_refuses_decides_the_giant_trace_early_and_stalls_no_one"),
+        "Config.storage": Proven(TAIL_DELIVERY + "test_pending_spans_survive_kill9_and_are_decided_after_the_restart"),
+        "Config.sampling_strategy": Refused(),
+        "Config.num_shards": Refused(),
+        "Config.tail_storage": Refused(),
+        **{f"SharedPolicyCfg.{k}": Proven(TAIL_DIFF) for k in (
+            "name", "type", "latency", "numeric_attribute", "probabilistic", "status_code", "string_attribute",
+            "rate_limiting", "bytes_limiting", "span_count", "trace_state", "boolean_attribute", "ottl_condition")},
+        "PolicyCfg.composite": Proven(TAIL_DIFF),
+        "PolicyCfg.drop": Proven(TAIL_DIFF),
+        "PolicyCfg.and_": Proven(TAIL_DIFF, key="and"),
+        "PolicyCfg.not_": Proven(TAIL + "test_policy_keys_decide_as_the_collector_does", key="not"),
+        "AndSubPolicyCfg.not_": Proven(TAIL_DIFF, key="not"),
+        "CompositeSubPolicyCfg.and_":
+            Proven(TAIL + "test_composite_shares_max_total_spans_per_second_by_rate_allocation", key="and"),
+        "AndCfg.and_sub_policy": Proven(TAIL_DIFF),
+        "NotCfg.not_sub_policy": Proven(TAIL_DIFF),
+        "DropCfg.drop_sub_policy": Proven(TAIL_DIFF),
+        **{f"{block}.{k}": Proven(TAIL_DIFF) for block, keys in {
+            "LatencyCfg": ("threshold_ms", "upper_threshold_ms"),
+            "NumericAttributeCfg": ("key", "min_value", "max_value", "invert_match"),
+            "ProbabilisticCfg": ("hash_salt", "sampling_percentage"),
+            "StatusCodeCfg": ("status_codes",),
+            "StringAttributeCfg": ("key", "values", "enabled_regex_matching", "invert_match"),
+            "BooleanAttributeCfg": ("key", "value", "invert_match"),
+            "TraceStateCfg": ("key", "values"),
+            "SpanCountCfg": ("min_spans", "max_spans"),
+            "CompositeCfg": ("max_total_spans_per_second", "policy_order", "composite_sub_policy", "rate_allocation"),
+            "RateAllocationCfg": ("policy", "percent"),
+            "RateLimitingCfg": ("spans_per_second",),
+            "BytesLimitingCfg": ("bytes_per_second", "burst_capacity"),
+        }.items() for k in keys},
+        "RateLimitingCfg.burst_capacity":
+            Proven(TAIL + "test_rate_and_bytes_limiting_are_token_buckets_with_burst_capacity"),
+        "StringAttributeCfg.cache_max_size":
+            Proven(TAIL + "test_string_attribute_cache_max_size_bounds_the_regex_results_kept"),
+        "OTTLConditionCfg.error_mode": Proven(TAIL + "test_ottl_condition_error_mode"),
+        "OTTLConditionCfg.span": Proven(TAIL + "test_ottl_condition_error_mode", TAIL_DIFF),
+        "OTTLConditionCfg.spanevent": Proven(TAIL + "test_ottl_condition_error_mode", TAIL_DIFF),
     }),
 
     # processors: transform and filter (OTTL)

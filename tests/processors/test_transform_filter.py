@@ -135,7 +135,8 @@ def test_metric_and_log_statements() -> None:
     ({"trace_statements": ['set(span.name, "a")', {"statements": ['set(span.name, "b")']}]},
      "configuring multiple configuration styles is not supported"),
     ({"trace_statements": [{"context": "span", "statements": ['set(name, 1)', 'set(nope, 1)']}]},
-     'trace_statements[0]::statements[1]: set: unsupported path "nope" in the "span" context at col 5'),
+     'trace_statements[0]::statements[1]: set: unsupported path "nope" in the "span" context: the span context '
+     'has no field "nope" at col 5'),
     ({"trace_statements": ['set(attributes["a"], 1)']}, 'path "attributes["a"]" names no context'),
     ({"log_statements": ['set(span.name, "x")']}, 'the "span" context is not available here'),
     ({"trace_statements": [{"context": "span", "conditions": ["name =="], "statements": ['set(name, "x")']}]},

@@ -9,6 +9,7 @@ good), 500 when they refuse it for now. Bodies may be gzip, deflate or zstd enco
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,6 +37,10 @@ Format = Literal["http_v1_json", "http_v1_thrift", "http_v2_json", "http_v2_prot
 LIMITS = ConnectionLimits(header_timeout=60.0, read_timeout=60.0, write_timeout=30.0, idle_timeout=60.0,
                           max_connections=4096)
 _NOT_SUPPORTED = "not supported by the gateway's zipkin receiver"
+
+
+# Bodies up to this size decode on the event loop (a few milliseconds at most); bigger ones in a thread.
+_DECODE_INLINE = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -113,9 +118,15 @@ class ZipkinReceiver:
         except BadEncoding as exc:
             return _answer(ingest.fail("invalid", str(exc)))
         try:
-            msg = translate(fmt, body, self.config.parse_string_tags)
+            if len(body) > _DECODE_INLINE:
+                # A big body decodes off the event loop: a second of JSON must not stall every client.
+                msg = await asyncio.to_thread(translate, fmt, body, self.config.parse_string_tags)
+            else:
+                msg = translate(fmt, body, self.config.parse_string_tags)
         except PermanentError as exc:
             return _answer(ingest.fail("invalid", str(exc)))
+        except Exception as exc:
+            return _answer(ingest.fail("invalid", f"cannot decode the {fmt} body: {type(exc).__name__}"))
         return _answer(await ingest.push(None, msg, ingest.context(ANONYMOUS, None)))
 
     async def start(self) -> None:

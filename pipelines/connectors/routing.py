@@ -42,7 +42,6 @@ from pipelines.errors import PermanentError
 from pipelines.ottl.compile import Compiled, compile_route
 from pipelines.ottl.contexts import Env
 from pipelines.ottl.lexer import OttlError
-from pipelines.ottl.values import EvalError
 
 Context = Literal["", "resource", "span", "log", "metric", "datapoint", "request"]
 ErrorMode = Literal["propagate", "ignore", "silent"]
@@ -292,7 +291,7 @@ class Router:
             env.resource, env.scope, env.item, env.point = unit[4:]
             try:
                 hit = 1 if predicate(env) else 0
-            except EvalError as exc:
+            except Exception as exc:
                 if self.error_mode == "propagate":
                     raise PermanentError(f"routing: table[{route.index}]: {exc}") from None
                 if self.error_mode == "ignore":

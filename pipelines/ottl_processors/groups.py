@@ -17,7 +17,6 @@ from pipelines.batch import RequestContext
 from pipelines.ottl.compile import Predicate, compile_condition, infer, statement_paths
 from pipelines.ottl.contexts import Env
 from pipelines.ottl.lexer import OttlError
-from pipelines.ottl.values import EvalError
 
 ErrorMode = Literal["ignore", "silent", "propagate"]
 Report = Callable[[str], None]
@@ -66,14 +65,14 @@ class Runner:
     def holds(self, predicate: Predicate, text: str, env: Env) -> bool:
         try:
             return predicate(env)
-        except (EvalError, ArithmeticError, ValueError, TypeError) as exc:
+        except Exception as exc:
             self.fail(f'condition "{text}"', exc)
             return False
 
     def run(self, fn: Callable[[Env], None], text: str, env: Env) -> None:
         try:
             fn(env)
-        except (EvalError, ArithmeticError, ValueError, TypeError) as exc:
+        except Exception as exc:
             self.fail(f'statement "{text}"', exc)
 
 

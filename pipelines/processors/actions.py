@@ -10,20 +10,32 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+import re2
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from pipelines.batch import Batch, RequestContext
 from pipelines.processors import anyvalue
 
 _CONVERT_TARGETS = ("string", "int", "double")
-_GO_NAMED_GROUP = re.compile(r"\(\?<(?![=!])")
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # an invalid pattern is the config's error, reported by validate
 
 
 def compile_go_regex(pattern: str) -> re.Pattern[str]:
-    """A Go RE2 pattern as a Python pattern: `(?<name>` is Go's other spelling of `(?P<name>`."""
-    return re.compile(_GO_NAMED_GROUP.sub("(?P<", pattern))
+    """A Go regular expression compiled by RE2 itself (google-re2), as the Collector compiles it: the
+    same syntax and semantics (`$` only at the very end, ASCII `\\d` and `\\w`, `(?<name>` groups, no
+    lookaround or backreferences) and matching in time linear in the text, so no span's data can make
+    a pattern from the config take exponential time, as Python's backtracking `re` could. The result
+    has the `re.Pattern` methods the callers use (search, match, fullmatch, sub, finditer, groupindex);
+    an invalid pattern raises `re.error`, as `re.compile` does."""
+    try:
+        compiled = re2.compile(pattern, options=_RE2_OPTIONS)
+    except re2.error as exc:
+        detail = exc.args[0] if exc.args else exc
+        raise re.error(detail.decode(errors="replace") if isinstance(detail, bytes) else str(detail)) from None
+    return cast("re.Pattern[str]", compiled)
 
 
 @dataclass(frozen=True)

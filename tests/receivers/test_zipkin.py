@@ -221,3 +221,26 @@ def test_hostile_input_is_400_with_a_message_and_counted(path: str, body: bytes,
         assert count(telemetry, "otelcol_gateway_receiver_failed_requests_total", reason="invalid") == 1
 
     asyncio.run(run())
+
+
+
+def test_undecodable_text_and_a_big_body_are_answered_not_crashed() -> None:
+    """A lone surrogate in JSON (valid JSON, not text a protobuf string can hold) is a 400 counted as
+    invalid, not a 500; a body past the inline size is decoded in a thread and still arrives whole."""
+    lone = b'[{"traceId":"0af7651916cd43dd8448eb211c80319c","id":"b7ad6b7169203331","name":"\\ud800"}]'
+    big = ("[" + ",".join(f'{{"traceId":"0af7651916cd43dd8448eb211c80319c","id":"{i + 1:016x}","name":"s{i}"}}'
+                          for i in range(5000)) + "]").encode()
+    assert len(big) > zipkin._DECODE_INLINE
+    (port,) = free_ports(1)
+    telemetry = Telemetry()
+
+    async def run() -> None:
+        async with receiver({"endpoint": f"127.0.0.1:{port}"}, telemetry) as pipeline:
+            status, text = await post(f"http://127.0.0.1:{port}/api/v2/spans", lone)
+            assert status == 400 and "cannot decode" in text
+            status, _ = await post(f"http://127.0.0.1:{port}/api/v2/spans", big)
+            assert status == 202
+            assert len(pipeline.spans()) == 5000
+
+    asyncio.run(run())
+    assert count(telemetry, "otelcol_gateway_receiver_failed_requests_total", reason="invalid") == 1

@@ -412,6 +412,16 @@ def format_(format: str, vals: list[Getter]) -> Run:
 _SPEC = re.compile(r"%([-+# 0]*)(\d+|\*)?(?:\.(\d+|\*)?)?([a-zA-Z%])?")
 
 
+# Go's fmt refuses widths and precisions past a million (`tooLarge`): the output would be that long.
+_FMT_LIMIT = 1_000_000
+
+
+def _fmt_int(args: list[Any], i: int) -> bool:
+    """Whether args[i] is a `*` width or precision Go's fmt takes: an int within a million either way."""
+    return i < len(args) and isinstance(args[i], int) and not isinstance(args[i], bool) and \
+        abs(args[i]) <= _FMT_LIMIT
+
+
 def go_sprintf(fmt: str, args: list[Any]) -> str:
     """fmt.Sprintf over OTTL values: flags `-+# 0`, width, precision, the verbs `v s q d b o x X c U
     e E f F g G t %`, and Go's `%!verb(type=value)`, `%!verb(MISSING)`, `%!(EXTRA ...)` markers."""
@@ -434,9 +444,13 @@ def go_sprintf(fmt: str, args: list[Any]) -> str:
         if verb == "%":
             out.append("%")
             continue
+        if (width_s and width_s != "*" and int(width_s) > _FMT_LIMIT) or \
+                (has_prec and prec_s and prec_s != "*" and int(prec_s) > _FMT_LIMIT):
+            out.append("%!(NOVERB)")  # Go's parsenum gives up on a number past 1e6
+            break
         width: int | None = None
         if width_s == "*":
-            if argi < len(args) and isinstance(args[argi], int) and not isinstance(args[argi], bool):
+            if _fmt_int(args, argi):
                 width = args[argi]
                 if width < 0:
                     flags += "-"
@@ -449,7 +463,7 @@ def go_sprintf(fmt: str, args: list[Any]) -> str:
         prec: int | None = None
         if has_prec:
             if prec_s == "*":
-                if argi < len(args) and isinstance(args[argi], int) and not isinstance(args[argi], bool):
+                if _fmt_int(args, argi):
                     prec = args[argi] if args[argi] >= 0 else None
                 else:
                     out.append("%!(BADPREC)")

@@ -1,0 +1,74 @@
+"""OTTL on hostile data and configs: what could take the process down or its event loop hostage.
+
+- Regular expressions are RE2's (as in the Collector): Go's semantics, and no backtracking for a span's
+  value to exploit; constructs RE2 lacks (lookaround, backreferences) are refused when the config loads.
+- Anything a statement raises on the data (a value nested past the parser's depth, a converter's own
+  failure) is that statement's error under `error_mode`, never the request's or the process's.
+- `Format` refuses widths and precisions past a million, as Go's fmt does.
+"""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from gateway.config.decode import Errors, decode
+from pipelines.batch import Batch
+from pipelines.errors import RetryableError
+from pipelines.ottl.compile import compile_condition
+from pipelines.ottl.functions.strings import go_sprintf
+from pipelines.ottl.lexer import OttlError
+from pipelines.ottl_processors import transform as tf
+from tests.ottl.test_ottl import span_env
+
+
+@pytest.mark.parametrize(("cond", "want"), [
+    ('IsMatch("line\\n", "line$")', False),        # Go's $ is the end of the text, not before a final newline
+    ('IsMatch("\u0663", "\\\\d")', False),           # \\d is ASCII only
+    ('IsMatch("ab", "(?<x>a)b")', True),            # Go's spelling of a named group
+    ('IsMatch("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab", "^(a|a)+$")', False),
+])
+def test_regexes_are_re2(cond: str, want: bool) -> None:
+    assert compile_condition(cond, "span")(span_env()) is want
+
+
+@pytest.mark.parametrize("pattern", ["(?=x)", "(?!x)", "(?<=x)", "(a)\\\\1"])
+def test_constructs_re2_lacks_are_refused_at_load(pattern: str) -> None:
+    with pytest.raises(OttlError, match="not a valid"):
+        compile_condition(f'IsMatch(name, "{pattern}")', "span")
+
+
+def _request(value: str) -> bytes:
+    req = ExportTraceServiceRequest()
+    span = req.resource_spans.add().scope_spans.add().spans.add(name="s")
+    span.attributes.add(key="payload").value.string_value = value
+    return req.SerializeToString()
+
+
+def _config(raw: dict[str, object]) -> tf.Config:
+    errors = Errors()
+    cfg = decode(tf.Config, raw, "processors::transform", errors)
+    assert cfg is not None and not errors, errors.lines
+    return cfg
+
+
+def test_a_value_nested_past_any_parser_is_the_statements_error() -> None:
+    deep = "[" * 100_000
+    statements = ['set(span.attributes["parsed"], ParseJSON(span.attributes["payload"]))',
+                  'set(span.attributes["after"], true)']
+    reports: list[str] = []
+    out = tf.TransformProcessor(_config({"trace_statements": statements}), "traces", reports.append).process(
+        Batch("traces", _request(deep), 1))
+    assert out is not None
+    attrs = {kv.key for kv in out.message().resource_spans[0].scope_spans[0].spans[0].attributes}
+    assert attrs == {"payload", "after"} and len(reports) == 1
+    with pytest.raises(RetryableError, match="failed to execute statement"):
+        tf.TransformProcessor(_config({"error_mode": "propagate", "trace_statements": statements}), "traces").process(
+            Batch("traces", _request(deep), 1))
+
+
+def test_format_refuses_a_width_or_precision_past_a_million() -> None:
+    assert go_sprintf("%*d", [10**9, 1]) == "%!(BADWIDTH)1"
+    assert go_sprintf("%.*f", [2_000_000, 1.5]) == "%!(BADPREC)1.500000"
+    assert go_sprintf("%2000000d", [1]) == "%!(NOVERB)%!(EXTRA int64=1)"
+    assert go_sprintf("%*d", [5, 1]) == "    1"

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -87,19 +86,6 @@ def test_each_routing_key_keeps_what_it_names_on_one_endpoint(key: str) -> None:
 
 
 # ---------------------------------------------------------------- in-process, against backends
-
-
-@pytest.fixture
-def backends() -> Iterator[list[StrictGrpcSink]]:
-    """Three backends on one port, at 127.0.0.1 to 127.0.0.3."""
-    first = StrictGrpcSink()
-    started = [first]
-    try:
-        started += [StrictGrpcSink(port=first.port, host=f"127.0.0.{i}") for i in (2, 3)]
-        yield started
-    finally:
-        for s in started:
-            s.stop()
 
 
 def _exporter(config: dict[str, Any]) -> tuple[Any, Telemetry]:

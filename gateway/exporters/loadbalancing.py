@@ -155,8 +155,8 @@ class LoadBalancer:
             backend = self.backends.get(endpoint)
             if backend is None:
                 self.backends[endpoint] = _Backend(self.settings, endpoint)
-            else:
-                backend.resolved = True
+            elif not backend.resolved:  # back before its connections closed: a new member, healthy until shown not
+                backend.resolved = backend.healthy = True
         for endpoint, backend in list(self.backends.items()):
             if endpoint not in endpoints and backend.resolved:
                 backend.resolved = False

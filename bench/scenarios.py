@@ -26,6 +26,8 @@ class Scenario:
     exporters: int = 1  # fan-out: that many OTLP exporters to the sink
     transport: Literal["grpc", "http"] = "grpc"
     persistent: bool = False
+    # One `loadbalancing` exporter (routing_key traceID) over three endpoints: the sink at 127.0.0.1-3.
+    loadbalancing: bool = False
     # Items delivered per item accepted, when nothing is sampled out.
     @property
     def fanout(self) -> int:
@@ -42,6 +44,8 @@ class Scenario:
             for i in range(self.exporters)
         )
         names = ", ".join(f"otlp/{i}" for i in range(self.exporters))
+        if self.loadbalancing:
+            exporters, names = _loadbalancing(sink), "loadbalancing"
         extensions = ["health_check"] + (["file_storage"] if self.persistent else [])
         storage = f"  file_storage:\n    directory: {workdir}/storage\n" if self.persistent else ""
         workers_line = f"  workers: {workers}\n" if target == "gateway" else ""
@@ -69,6 +73,19 @@ extensions:
       readers:
         - pull: {{exporter: {{prometheus: {{host: "127.0.0.1", port: {ports.metrics}}}}}}}
 """
+
+
+def _loadbalancing(sink: int) -> str:
+    hostnames = ", ".join(f"127.0.0.{i}:{sink}" for i in (1, 2, 3))
+    return f"""  loadbalancing:
+    routing_key: traceID
+    protocol:
+      otlp:
+        tls: {{insecure: true}}
+        compression: none
+    resolver:
+      static:
+        hostnames: [{hostnames}]"""
 
 
 _BATCH = "  batch: {}"
@@ -107,6 +124,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("c", "fan-out to 3 exporters", _BATCH, "batch", exporters=3),
         Scenario("d", "OTLP/HTTP in (batch)", _BATCH, "batch", transport="http"),
         Scenario("e", "persistent queue (file_storage)", _BATCH, "batch", persistent=True),
+        Scenario("g", "load-balancing to 3 endpoints (routing_key traceID)", _BATCH, "batch", loadbalancing=True),
         Scenario("h", "OTTL: filter (name, attribute regex) + 3-statement transform", _OTTL,
                  "filter/drop, transform/tidy, batch"),
     )

@@ -55,7 +55,10 @@ def _serve(port_out: Synchronized[int], spans: Synchronized[int], requests: Sync
         service = TRACES_PATH[1:].rsplit("/", 1)[0]
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
             service, {method: grpc.unary_unary_rpc_method_handler(export)}),))
-        port_out.value = server.add_insecure_port("127.0.0.1:0")
+        port = server.add_insecure_port("127.0.0.1:0")
+        for host in ("127.0.0.2", "127.0.0.3"):  # three endpoints on one port, for the load-balancing scenario
+            server.add_insecure_port(f"{host}:{port}")
+        port_out.value = port
         await server.start()
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

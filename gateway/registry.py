@@ -45,6 +45,8 @@ REGISTRY: dict[Kind, dict[str, str]] = {
         "honeycomb": "gateway.exporters.honeycomb",
         "tempo": "gateway.exporters.tempo",
         "jaeger": "gateway.exporters.jaeger",
+        "loadbalancing": "gateway.exporters.loadbalancing",
+        "load_balancing": "gateway.exporters.loadbalancing",
     },
     "extensions": {
         "health_check": "gateway.extensions.health",

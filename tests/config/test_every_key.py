@@ -181,6 +181,9 @@ ZIPKIN = "tests/receivers/test_zipkin.py::"
 TAIL = "tests/processors/test_tail_sampling.py::"
 TAIL_DIFF = "tests/interop/test_tail_sampling_side_by_side.py::test_same_traces_kept_as_the_collector"
 TAIL_DELIVERY = "tests/delivery/test_tail_sampling_delivery.py::"
+LB = "tests/exporters/test_loadbalancing.py::"
+LB_TRACEID = LB + "test_routing_key_traceid_sends_each_trace_to_one_endpoint_and_every_endpoint_gets_some"
+LB_DNS = LB + "test_dns_resolver_follows_the_addresses_of_a_name"
 
 
 
@@ -422,6 +425,30 @@ EVIDENCE: dict[str, Evidence] = {
         "tempo.Config.tenant": Proven(DESTINATIONS + "test_tempo_sends_fixed_tenant_or_the_batch_tenant"),
         "tempo.Config.tenant_header":
             Proven(DESTINATIONS + "test_tempo_tenant_header_names_where_the_batch_tenant_goes"),
+    }),
+
+    # exporters: loadbalancing
+    **under("gateway.exporters.", {
+        "loadbalancing.Config.protocol": Proven(LB_TRACEID),
+        "loadbalancing.ProtocolConfig.otlp": Proven(LB_TRACEID),
+        "loadbalancing.Config.resolver": Proven(LB_TRACEID, LB_DNS),
+        "loadbalancing.Config.routing_key":
+            Proven(LB_TRACEID, LB + "test_routing_key_attributes_groups_by_the_routing_attributes"),
+        "loadbalancing.Config.routing_attributes":
+            Proven(LB + "test_routing_key_attributes_groups_by_the_routing_attributes"),
+        "loadbalancing.Config.retry_on_failure":
+            Proven(LB + "test_retry_on_failure_at_the_top_sends_again_what_no_endpoint_took"),
+        "loadbalancing.Config.timeout": Refused(),
+        "lb_resolvers.ResolverConfig.static": Proven(LB_TRACEID),
+        "lb_resolvers.StaticConfig.hostnames": Proven(LB_TRACEID),
+        "lb_resolvers.ResolverConfig.dns": Proven(LB_DNS),
+        "lb_resolvers.DnsConfig.hostname": Proven(LB_DNS),
+        "lb_resolvers.DnsConfig.port": Proven(LB_DNS),
+        "lb_resolvers.DnsConfig.interval": Proven(LB_DNS),
+        "lb_resolvers.DnsConfig.server": Proven(LB_DNS, LB + "test_dns_timeout_bounds_each_resolution"),
+        "lb_resolvers.DnsConfig.timeout": Proven(LB + "test_dns_timeout_bounds_each_resolution"),
+        "lb_resolvers.ResolverConfig.k8s": Refused(),
+        "lb_resolvers.ResolverConfig.aws_cloud_map": Refused(),
     }),
 
     # exporters: debug (logging)

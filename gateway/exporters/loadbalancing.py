@@ -1,0 +1,302 @@
+"""The `loadbalancing` exporter (alias `load_balancing`): every trace to one endpoint of a ring, so that
+a tier of tail samplers behind it sees each trace whole. Traces only.
+
+Unlike the Collector's, which puts each part in the queue of the endpoint owning it at that moment, a
+request waits in one sending queue (memory or disk) and is cut up by the ring as it is sent. So:
+- data queued while an endpoint leaves goes to the new owners: nothing waits for an endpoint that is gone;
+- a part whose endpoint stops answering (no connection, the connection lost, no answer in time) is
+  sent at once to the part's owners under the ring without that endpoint; a backend that answers
+  "not now" (UNAVAILABLE or RESOURCE_EXHAUSTED with RetryInfo) stays and is asked again after its delay;
+- an endpoint that stopped answering is out of the ring until an empty export to it succeeds (asked every
+  `PROBE_INTERVAL`), then it is back with its share.
+
+`protocol::otlp` is the `otlp` exporter's config for each endpoint: TLS, headers, compression,
+keepalive, `timeout` per call, and `retry_on_failure` for the waits between attempts of one part (its
+`max_elapsed_time` is when a part is given up and counted). The top-level `sending_queue` holds the
+data and `retry_on_failure` (off, as in the Collector) sends a request again only if no part of it
+could be delivered, so a retry never duplicates a delivered part.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+
+from gateway.component import ExporterFactory, ExtensionRef, Settings
+from gateway.exporters import lb_resolvers, otlp_grpc
+from gateway.exporters.helper import Exporter, ExporterCommon, QueueConfig, storage_refs
+from gateway.exporters.otlp_common import CallHeaders, exporter_refs
+from gateway.exporters.retry import Backoff, RetryConfig
+from pipelines.batch import Batch
+from pipelines.config_types import Duration, unsupported
+from pipelines.errors import PermanentError, RetryableError
+from pipelines.loadbalancing import NoEndpoint, Ring, RoutingKey, partition
+from pipelines.wire import WireError
+
+log = logging.getLogger("gateway.exporter")
+
+PROBE_INTERVAL = 1.0  # how often an endpoint out of the ring is asked whether it answers again
+PROBE_TIMEOUT = 2.0
+_EMPTY = Batch("traces", b"", 0)  # an export of nothing: a backend that answers it is up
+
+
+@dataclass(frozen=True)
+class EndpointConfig(otlp_grpc.Config):
+    """The `otlp` exporter's config, for every endpoint; the resolver gives the endpoints."""
+
+    def validate(self) -> list[str]:
+        errors = []
+        if self.endpoint:
+            errors.append("endpoint: the resolver gives the endpoints; leave it out")
+        queue = self.sending_queue
+        if queue != QueueConfig() and queue != QueueConfig(enabled=False):
+            errors.append("sending_queue: each endpoint sends straight from the exporter's own sending_queue "
+                          "(so queued data follows the ring); set it at the top level")
+        return errors + otlp_grpc.Config.validate(dataclasses.replace(self, endpoint="placeholder:4317"))
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    otlp: EndpointConfig = field(default_factory=EndpointConfig)
+
+
+@dataclass(frozen=True)
+class Config(ExporterCommon):
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    resolver: lb_resolvers.ResolverConfig = field(default_factory=lb_resolvers.ResolverConfig)
+    routing_key: RoutingKey = "traceID"
+    routing_attributes: tuple[str, ...] = ()
+    # The Collector's defaults at this level: no retry, no timeout.
+    retry_on_failure: RetryConfig = field(default_factory=lambda: RetryConfig(enabled=False))
+    timeout: Duration = unsupported("a bound on a whole request would cut a re-route short: "
+                                    "protocol::otlp::timeout bounds each call", default=0.0)
+
+    def validate(self) -> list[str]:
+        errors = []
+        if self.routing_key == "attributes" and not self.routing_attributes:
+            errors.append('routing_attributes must be specified when routing_key is "attributes"')
+        if self.routing_key != "attributes" and self.routing_attributes:
+            errors.append(f'routing_attributes can only be used when routing_key is "attributes"; '
+                          f"got {self.routing_key!r}")
+        if self.resolver == lb_resolvers.ResolverConfig():  # left out: the decoder did not validate it
+            errors += [f"resolver: {e}" for e in self.resolver.validate()]
+        return errors
+
+
+def _refs(config: Config) -> list[ExtensionRef]:
+    refs = [dataclasses.replace(r, key=f"protocol::otlp::{r.key}") for r in exporter_refs(config.protocol.otlp)]
+    return refs + storage_refs(config)
+
+
+class _Backend:
+    """One endpoint: its `otlp` pusher, whether it is in the ring, the calls it has open."""
+
+    def __init__(self, settings: Settings[Config], endpoint: str) -> None:
+        cfg = dataclasses.replace(settings.config.protocol.otlp, endpoint=endpoint)
+        self.endpoint = endpoint
+        own: Settings[otlp_grpc.Config] = Settings(f"{settings.id}[{endpoint}]", cfg, settings.telemetry,
+                                                   settings.host, settings.reuse_port)
+        self.pusher = otlp_grpc.GrpcPusher(own)
+        self.healthy = True
+        self.resolved = True
+        self.calls = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self.probe: asyncio.Task[None] | None = None
+
+    async def push(self, batch: Batch) -> int:
+        self.calls += 1
+        self.idle.clear()
+        try:
+            return await self.pusher.push(batch)
+        finally:
+            self.calls -= 1
+            if not self.calls:
+                self.idle.set()
+
+
+@dataclass
+class _Outcome:
+    delivered: int = 0
+    rejected: int = 0  # refused for good, or given up: counted as failed
+    error: RetryableError | None = None  # the last retryable failure of a part given up
+
+    def add(self, other: _Outcome) -> None:
+        self.delivered += other.delivered
+        self.rejected += other.rejected
+        self.error = self.error or other.error
+
+
+class LoadBalancer:
+    """The pusher behind the exporter's queue: routes each batch over the ring, re-routes what an
+    endpoint that stopped answering could not take."""
+
+    def __init__(self, settings: Settings[Config]) -> None:
+        self.settings = settings
+        self.id = settings.id
+        self.config = settings.config
+        self.retry = self.config.protocol.otlp.retry_on_failure
+        self.resolver = lb_resolvers.make(settings.id, self.config.resolver)
+        self.backends: dict[str, _Backend] = {}
+        self.ring = Ring(())
+        self._ring_changed = asyncio.Event()
+        self._closing: set[asyncio.Task[None]] = set()
+
+    # -- membership
+    async def start(self) -> None:
+        await self.resolver.start(self.resolved)
+
+    def resolved(self, endpoints: list[str]) -> None:
+        for endpoint in endpoints:
+            backend = self.backends.get(endpoint)
+            if backend is None:
+                self.backends[endpoint] = _Backend(self.settings, endpoint)
+            elif not backend.resolved:  # back before its connections closed: a new member, healthy until shown not
+                backend.resolved = backend.healthy = True
+        for endpoint, backend in list(self.backends.items()):
+            if endpoint not in endpoints and backend.resolved:
+                backend.resolved = False
+                self._close_when_idle(backend)
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        ring = Ring(e for e, b in self.backends.items() if b.resolved and b.healthy)
+        if ring.endpoints != self.ring.endpoints:
+            log.info("exporter %s: the ring is now %s", self.id, ", ".join(ring.endpoints) or "empty")
+            self.ring = ring
+            self._ring_changed.set()
+            self._ring_changed = asyncio.Event()
+
+    def _eject(self, backend: _Backend, error: RetryableError) -> None:
+        if not backend.healthy:
+            return
+        backend.healthy = False
+        log.warning("exporter %s: %s stopped answering (%s); out of the ring until it answers again",
+                    self.id, backend.endpoint, error)
+        self._rebuild()
+        if backend.probe is None and backend.resolved:
+            backend.probe = asyncio.get_running_loop().create_task(self._probe(backend))
+
+    async def _probe(self, backend: _Backend) -> None:
+        try:
+            while backend.resolved and backend.endpoint in self.backends:
+                await asyncio.sleep(PROBE_INTERVAL)
+                try:
+                    async with asyncio.timeout(PROBE_TIMEOUT):
+                        await backend.pusher.push(_EMPTY)
+                except (RetryableError, TimeoutError) as exc:
+                    if not isinstance(exc, RetryableError) or exc.delay is None:
+                        continue  # still no answer; one with a delay is a backend that is up and busy
+                except PermanentError:
+                    pass  # it answered
+                backend.healthy = True
+                log.info("exporter %s: %s answers again; back in the ring", self.id, backend.endpoint)
+                self._rebuild()
+                return
+        finally:
+            backend.probe = None
+
+    def _close_when_idle(self, backend: _Backend) -> None:
+        async def close() -> None:
+            await backend.idle.wait()
+            if not backend.resolved and self.backends.get(backend.endpoint) is backend:
+                del self.backends[backend.endpoint]
+                await backend.pusher.shutdown()
+
+        task = asyncio.get_running_loop().create_task(close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def _routable(self, endpoint: str | None, cut: Ring) -> _Backend | None:
+        """The backend to send a part to, if the ring is still the one the part was cut by."""
+        if endpoint is None or cut.endpoints != self.ring.endpoints:
+            return None
+        return self.backends.get(endpoint)
+
+    # -- sending
+    async def push(self, batch: Batch) -> int:
+        outcome = await self._send(None, self.ring, batch, time.monotonic(), Backoff(self.retry))
+        if outcome.delivered == 0 and outcome.error is not None:
+            raise outcome.error  # nothing of it went out: the top-level retry may send it all again
+        if outcome.error is not None:
+            log.error("exporter %s: gave up on %d spans: %s", self.id, outcome.rejected, outcome.error)
+        return outcome.rejected
+
+    async def _send(self, endpoint: str | None, cut: Ring, batch: Batch, start: float,
+                    backoff: Backoff) -> _Outcome:
+        """Deliver `batch`, all of whose spans `endpoint` owned under the ring `cut` (None: not cut yet)."""
+        while True:
+            backend = self._routable(endpoint, cut)
+            if backend is None:
+                cut = self.ring
+                try:
+                    parts = partition(batch.data(), batch.items, cut, self.config.routing_key,
+                                      self.config.routing_attributes)
+                except WireError as exc:
+                    log.error("exporter %s: dropped %d spans that do not parse: %s", self.id, batch.items, exc)
+                    return _Outcome(rejected=batch.items)
+                except NoEndpoint as exc:
+                    error = RetryableError(f"exporter {self.id}: {exc}")
+                else:
+                    if len(parts) == 1:
+                        endpoint = parts[0].endpoint
+                        continue
+                    total = _Outcome()
+                    for outcome in await asyncio.gather(*(
+                            self._send(p.endpoint, cut, Batch("traces", p.data, p.items, batch.context), start,
+                                       backoff)
+                            for p in parts)):
+                        total.add(outcome)
+                    return total
+            else:
+                try:
+                    rejected = await backend.push(batch)
+                    return _Outcome(delivered=batch.items - rejected, rejected=rejected)
+                except PermanentError as exc:
+                    log.error("exporter %s: %s refused %d spans: %s", self.id, backend.endpoint, batch.items, exc)
+                    return _Outcome(rejected=batch.items)
+                except RetryableError as exc:
+                    if exc.delay is None:  # no answer from it: the part goes to its owners without it
+                        self._eject(backend, exc)
+                        endpoint = None
+                        continue
+                    error = exc
+            if not await self._wait(error, start, backoff):
+                return _Outcome(rejected=batch.items, error=error)
+
+    async def _wait(self, error: RetryableError, start: float, backoff: Backoff) -> bool:
+        """Wait before the next attempt (the server's delay, else the backoff's), or for the ring to change
+        when it is empty; False when `protocol::otlp::retry_on_failure` says to give up."""
+        if not self.retry.enabled:
+            return False
+        delay = error.delay if error.delay is not None else backoff.next_delay()
+        limit = self.retry.max_elapsed_time
+        if limit > 0 and time.monotonic() - start + delay > limit:
+            return False
+        changed = self._ring_changed
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await changed.wait()
+        return True
+
+    async def shutdown(self) -> None:
+        await self.resolver.shutdown()
+        tasks = [*self._closing, *(b.probe for b in self.backends.values() if b.probe is not None)]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*(b.pusher.shutdown() for b in self.backends.values()), return_exceptions=True)
+
+
+def create(settings: Settings[Config]) -> Exporter:
+    # The keys of request metadata a client authenticator reads (headers_setter's from_context).
+    context_keys = CallHeaders(settings.id, settings.config.protocol.otlp, settings.host).context_keys()
+    return Exporter(settings, LoadBalancer(settings), settings.config, context_keys)
+
+
+FACTORY = ExporterFactory(type="loadbalancing", config=Config, create=create, signals=frozenset({"traces"}),
+                          extension_refs=_refs)

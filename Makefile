@@ -16,6 +16,9 @@ $(VENV)/.installed: pyproject.toml
 	# The SDK's Zipkin protobuf exporter, a test client: its protobuf~=3.12 pin is stale (the tests give
 	# it current messages, tests/interop/_zipkin.py), so it is installed without its dependencies.
 	$(PY) -m pip install -q --no-deps opentelemetry-exporter-zipkin-proto-http==1.45.1
+	# The SDK's last Jaeger Thrift exporter, a test client (HTTP and the agent's UDP): its SDK pin is
+	# stale (tests/interop/_jaeger.py gives it the names it reads), so it too goes in without dependencies.
+	$(PY) -m pip install -q --no-deps opentelemetry-exporter-jaeger-thrift==1.21.0
 	touch $@
 
 run: setup

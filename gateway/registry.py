@@ -24,6 +24,7 @@ REGISTRY: dict[Kind, dict[str, str]] = {
     "receivers": {
         "otlp": "gateway.receivers.otlp",
         "zipkin": "gateway.receivers.zipkin",
+        "jaeger": "gateway.receivers.jaeger",
     },
     "processors": {
         "batch": "gateway.processors.batch",

@@ -15,31 +15,29 @@ from gateway.receivers.otlp_http import HttpServer
 from pipelines.batch import Signal
 
 
-class OtlpReceiver:
-    def __init__(self, settings: Settings[Config], consumers: Mapping[Signal, Consumer]) -> None:
-        self.id = settings.id
-        cfg: Config = settings.config
-        self._servers: list[GrpcServer | HttpServer] = []
+def authenticator(settings: Settings[Any], auth: AuthConfig | None) -> Authenticator | None:
+    """The server authenticator extension an `auth` block names."""
+    if auth is None:
+        return None
+    ext = settings.host.extension(auth.authenticator)
+    if not isinstance(ext, Authenticator):
+        raise TypeError(f"{settings.id}: {auth.authenticator!r} is not a server authenticator")
+    return ext
 
-        def ingests(transport: str, auth: AuthConfig | None, include_metadata: bool) -> dict[Signal, Ingest]:
-            authenticator: Authenticator | None = None
-            if auth is not None:
-                ext = settings.host.extension(auth.authenticator)
-                if not isinstance(ext, Authenticator):
-                    raise TypeError(f"{settings.id}: {auth.authenticator!r} is not a server authenticator")
-                authenticator = ext
-            return {
-                signal: Ingest(settings.id, transport, signal, consumer, settings.telemetry, authenticator,
-                               include_metadata)
-                for signal, consumer in consumers.items()
-            }
 
-        if cfg.protocols.grpc is not None:
-            g = cfg.protocols.grpc
-            self._servers.append(GrpcServer(g, ingests("grpc", g.auth, g.include_metadata), settings.reuse_port))
-        if cfg.protocols.http is not None:
-            h = cfg.protocols.http
-            self._servers.append(HttpServer(h, ingests("http", h.auth, h.include_metadata), settings.reuse_port))
+def auth_refs(protocols: list[tuple[str, Any]]) -> list[ExtensionRef]:
+    """The authenticators the (name, block or None) protocols' `auth` blocks name."""
+    return [
+        ExtensionRef(f"protocols::{name}::auth::authenticator", protocol.auth.authenticator, "authenticator")
+        for name, protocol in protocols if protocol is not None and protocol.auth is not None
+    ]
+
+
+class Servers:
+    """A receiver that runs a server per protocol: started in order, all shut down if one fails."""
+
+    def __init__(self) -> None:
+        self._servers: list[Any] = []
 
     @property
     def servers(self) -> list[Any]:
@@ -59,16 +57,33 @@ class OtlpReceiver:
             await server.shutdown()
 
 
+class OtlpReceiver(Servers):
+    def __init__(self, settings: Settings[Config], consumers: Mapping[Signal, Consumer]) -> None:
+        super().__init__()
+        self.id = settings.id
+        cfg: Config = settings.config
+
+        def ingests(transport: str, auth: AuthConfig | None, include_metadata: bool) -> dict[Signal, Ingest]:
+            return {
+                signal: Ingest(settings.id, transport, signal, consumer, settings.telemetry,
+                               authenticator(settings, auth), include_metadata)
+                for signal, consumer in consumers.items()
+            }
+
+        if cfg.protocols.grpc is not None:
+            g = cfg.protocols.grpc
+            self._servers.append(GrpcServer(g, ingests("grpc", g.auth, g.include_metadata), settings.reuse_port))
+        if cfg.protocols.http is not None:
+            h = cfg.protocols.http
+            self._servers.append(HttpServer(h, ingests("http", h.auth, h.include_metadata), settings.reuse_port))
+
+
 def create(settings: Settings[Config], consumers: Mapping[Signal, Consumer]) -> OtlpReceiver:
     return OtlpReceiver(settings, consumers)
 
 
 def extension_refs(config: Config) -> list[ExtensionRef]:
-    return [
-        ExtensionRef(f"protocols::{name}::auth::authenticator", protocol.auth.authenticator, "authenticator")
-        for name, protocol in (("grpc", config.protocols.grpc), ("http", config.protocols.http))
-        if protocol is not None and protocol.auth is not None
-    ]
+    return auth_refs([("grpc", config.protocols.grpc), ("http", config.protocols.http)])
 
 
 FACTORY = ReceiverFactory(type="otlp", config=Config, create=create, extension_refs=extension_refs)

@@ -8,7 +8,7 @@ import socket
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from gateway.receivers.ingest import WIRE_CODES, Ingest
+from gateway.receivers.ingest import WIRE_CODES, Ingest, Result
 from gateway.receivers.otlp_config import GrpcConfig
 from gateway.transport.grpc_server import GrpcError, H2GrpcServer, Handler, Metadata
 from gateway.transport.grpc_status import Status
@@ -27,9 +27,36 @@ def _status_details(code: Status, message: str, retry_after: float) -> bytes:
     return bytes(status.SerializeToString())
 
 
+def first_values(metadata: Metadata) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for key, value in metadata:
+        headers.setdefault(key, value)
+    return headers
+
+
+def collect(ingest: Ingest, metadata: Metadata) -> dict[str, tuple[str, ...]]:
+    """The request's metadata, every value of each key, when the receiver keeps it."""
+    multi: dict[str, tuple[str, ...]] = {}
+    if ingest.include_metadata:
+        for key, value in metadata:
+            multi[key] = (*multi.get(key, ()), value)
+    return multi
+
+
+def grpc_error(result: Result) -> GrpcError:
+    code = WIRE_CODES[result.outcome][0]
+    # The details repeat the message: cut there, so they fit in the trailers with it and the
+    # RetryInfo always reaches the client.
+    details = _status_details(code, result.message[:1024], result.retry_after) \
+        if result.retry_after is not None else None
+    return GrpcError(code, result.message, details)
+
+
 class GrpcServer:
     """The otlp receiver's gRPC side: the three Export methods on our asyncio HTTP/2 server
-    (`gateway.transport.grpc_server`)."""
+    (`gateway.transport.grpc_server`). Another receiver's gRPC side overrides `_paths` and `_handler`."""
+
+    name = "OTLP/gRPC"
 
     def __init__(self, config: GrpcConfig, ingests: dict[Signal, Ingest], reuse_port: bool) -> None:
         self.config = config
@@ -41,28 +68,20 @@ class GrpcServer:
     @staticmethod
     def _handler(ingest: Ingest) -> Handler:
         async def export(request: bytes, metadata: Metadata) -> bytes:
-            headers: dict[str, str] = {}
-            multi: dict[str, tuple[str, ...]] = {}
-            for key, value in metadata:
-                headers.setdefault(key, value)
-                if ingest.include_metadata:
-                    multi[key] = (*multi.get(key, ()), value)
-            identity, failure = await ingest.authenticate(headers)
-            result = failure or await ingest.push(request, None, ingest.context(identity, multi))
+            identity, failure = await ingest.authenticate(first_values(metadata))
+            result = failure or await ingest.push(request, None, ingest.context(identity, collect(ingest, metadata)))
             if result.outcome == "ok":
                 return result.response
-            code = WIRE_CODES[result.outcome][0]
-            # The details repeat the message: cut there, so they fit in the trailers with it and the
-            # RetryInfo always reaches the client.
-            details = _status_details(code, result.message[:1024], result.retry_after) \
-                if result.retry_after is not None else None
-            raise GrpcError(code, result.message, details)
+            raise grpc_error(result)
 
         return export
 
+    def _paths(self) -> dict[str, Ingest]:
+        return {otlp.GRPC_EXPORT_PATHS[signal]: ingest for signal, ingest in self._ingests.items()}
+
     async def start(self) -> None:
         cfg = self.config
-        paths = {otlp.GRPC_EXPORT_PATHS[signal]: ingest for signal, ingest in self._ingests.items()}
+        paths = self._paths()
         limit = cfg.max_recv_msg_size_mib * 1024 * 1024
 
         def too_large(path: str, size: int | None) -> str:
@@ -86,9 +105,9 @@ class GrpcServer:
         try:
             self.port = await server.start(host, port, family)
         except OSError as exc:
-            raise OSError(f"cannot listen for OTLP/gRPC on {cfg.endpoint}: {exc}") from exc
+            raise OSError(f"cannot listen for {self.name} on {cfg.endpoint}: {exc}") from exc
         self._server = server
-        log.info("OTLP/gRPC receiver listening on %s", cfg.endpoint)
+        log.info("%s receiver listening on %s", self.name, cfg.endpoint)
 
     async def shutdown(self) -> None:
         if self._server is not None:

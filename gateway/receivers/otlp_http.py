@@ -59,6 +59,10 @@ def _status_body(result: Result, content_type: str) -> bytes:
 
 
 class HttpServer:
+    """The otlp receiver's HTTP side; another receiver's overrides `_route`."""
+
+    name = "OTLP/HTTP"
+
     def __init__(self, config: HttpConfig, ingests: dict[Signal, Ingest], reuse_port: bool) -> None:
         self.config = config
         self._ingests = ingests
@@ -166,7 +170,7 @@ class HttpServer:
         self._runner, self.port = await start_site(app, self.config.endpoint, ssl_context=ssl_ctx,
                                                    reuse_port=self._reuse_port, backlog=1024, auto_decompress=False,
                                                    limits=self.config.limits())
-        log.info("OTLP/HTTP receiver listening on %s", self.config.endpoint)
+        log.info("%s receiver listening on %s", self.name, self.config.endpoint)
 
     async def shutdown(self) -> None:
         if self._runner is not None:

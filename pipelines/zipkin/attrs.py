@@ -15,7 +15,7 @@ _DOUBLE = re.compile(r"-?[0-9]+\.[0-9]+")
 INT64_MAX = (1 << 63) - 1
 INT64_MIN = -(1 << 63)
 
-# What a value is on its way to an AnyValue: ("s", str) | ("i", int) | ("d", float) | ("b", bool)
+# What a value is on its way to an AnyValue: ("s", str) | ("i", int) | ("d", float) | ("b", bool) | ("y", bytes)
 Value = tuple[str, Any]
 
 
@@ -47,6 +47,8 @@ def set_value(out: common_pb2.AnyValue, kind: str, value: Any) -> None:
         out.int_value = value
     elif kind == "d":
         out.double_value = value
+    elif kind == "y":
+        out.bytes_value = value
     else:
         out.bool_value = value
 

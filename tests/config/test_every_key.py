@@ -178,6 +178,8 @@ OAUTH2_E2E = OAUTH2 + "test_one_token_shared_by_every_call_and_refreshed_after_a
 STORAGE = "tests/extensions/test_file_storage_keys.py::"
 HEALTH = "tests/extensions/test_health_keys.py::"
 ZIPKIN = "tests/receivers/test_zipkin.py::"
+JAEGER = "tests/receivers/test_jaeger.py::"
+JAEGER_PROTOCOLS = JAEGER + "test_protocols_grpc_thrift_http_thrift_compact_thrift_binary_each_listen_on_their_endpoint"
 TAIL = "tests/processors/test_tail_sampling.py::"
 TAIL_DIFF = "tests/interop/test_tail_sampling_side_by_side.py::test_same_traces_kept_as_the_collector"
 TAIL_DELIVERY = "tests/delivery/test_tail_sampling_delivery.py::"
@@ -311,6 +313,22 @@ EVIDENCE: dict[str, Evidence] = {
             "transport", "include_metadata", "auth", "cors", "response_headers", "compression_algorithms",
             "middlewares", "include_tls_metadata", "keep_alives_enabled", "read_timeout", "read_header_timeout",
             "write_timeout", "idle_timeout")},
+    }),
+
+    # receivers: jaeger (the grpc and thrift_http blocks' other keys are the otlp receiver's, on its servers)
+    **under("gateway.receivers.jaeger.", {
+        **{key: Proven(JAEGER_PROTOCOLS) for key in (
+            "Config.protocols", "Protocols.grpc", "Protocols.thrift_http", "Protocols.thrift_compact",
+            "Protocols.thrift_binary", "JaegerGrpcConfig.endpoint", "ThriftHttpConfig.endpoint",
+            "CompactConfig.endpoint", "BinaryConfig.endpoint")},
+        "Config.remote_sampling": Refused(),
+        **{f"ThriftHttpConfig.{key}": Refused() for key in ("traces_url_path", "metrics_url_path", "logs_url_path")},
+    }),
+    **under("gateway.receivers.jaeger_udp.UdpConfig.", {
+        "queue_size": Proven(JAEGER + "test_queue_size_and_workers_drop_what_the_queue_cannot_hold"),
+        "workers": Proven(JAEGER + "test_queue_size_and_workers_drop_what_the_queue_cannot_hold"),
+        "max_packet_size": Proven(JAEGER + "test_max_packet_size_cuts_a_longer_packet_which_then_fails_to_decode"),
+        "socket_buffer_size": Proven(JAEGER + "test_socket_buffer_size_sets_the_receive_buffer"),
     }),
 
     # TLS: what servers (receiver protocols, health_check) and clients (every OTLP exporter) share

@@ -134,6 +134,41 @@ def _leaves(value: Any) -> int:
     return 1
 
 
+def delivered(path: Path, sink: Sink) -> tuple[dict[tuple[bytes, bytes], dict[str, Any]], ...]:
+    """The spans in the Collector's file (once it stops growing: the Collector took each request
+    synchronously) and, once as many arrived, the spans the gateway delivered to `sink`."""
+    last = -1
+
+    def settled() -> bool:
+        nonlocal last
+        n = len(normalize(file_requests(path, "traces")))
+        done, last = n == last and n > 0, n
+        return done
+
+    peers.wait_for(settled, 20, "the Collector's file to settle")
+    theirs = normalize(file_requests(path, "traces"))
+    peers.wait_for(lambda: len(normalize(r.request for r in sink.requests("traces"))) >= len(theirs), 20,
+                   "the gateway to deliver every span")
+    return theirs, normalize(r.request for r in sink.requests("traces"))
+
+
+def assert_same(theirs: dict[tuple[bytes, bytes], dict[str, Any]],
+                ours: dict[tuple[bytes, bytes], dict[str, Any]]) -> None:
+    assert set(ours) == set(theirs), (
+        f"only collector: {[k[1].hex() for k in set(theirs) - set(ours)][:10]}, "
+        f"only gateway: {[k[1].hex() for k in set(ours) - set(theirs)][:10]}")
+    differing = []
+    fields = 0
+    for key, want in theirs.items():
+        got = ours[key]
+        for name in want:
+            fields += _leaves(want[name])
+            if got[name] != want[name]:
+                differing.append(f"span {key[1].hex()} {name}: collector {want[name]!r} gateway {got[name]!r}")
+    print(f"compared {len(theirs)} spans, {fields} fields")
+    assert not differing, "\n".join(differing[:40])
+
+
 def test_same_otlp_as_the_collector(ports: Ports, sink: Sink) -> None:
     with running(_gateway(ports, sink), ports) as gw, peers.otelcol(COLLECTOR) as col:
         targets = {"collector": (col.http_url, f"http://127.0.0.1:{col.ports.query_port}"),
@@ -152,33 +187,7 @@ def test_same_otlp_as_the_collector(ports: Ports, sink: Sink) -> None:
             codes = {name: post(plain, path, body, ctype) for name, (plain, _) in targets.items()}
             assert codes == {"collector": 400, "gateway": 400}, (path, body, codes)
 
-        path = Path(col.workdir) / "traces.json"
-        last = -1
-
-        def settled() -> bool:
-            # The Collector took each request synchronously; its file is complete once it stops growing.
-            nonlocal last
-            n = len(normalize(file_requests(path, "traces")))
-            done, last = n == last and n > 0, n
-            return done
-
-        peers.wait_for(settled, 20, "the Collector's file to settle")
-        theirs = normalize(file_requests(path, "traces"))
-        peers.wait_for(lambda: len(normalize(r.request for r in sink.requests("traces"))) >= len(theirs), 20,
-                       "the gateway to deliver every span")
-        ours = normalize(r.request for r in sink.requests("traces"))
+        theirs, ours = delivered(Path(col.workdir) / "traces.json", sink)
         assert gw.metric("otelcol_gateway_receiver_failed_requests_total") == len(BAD)
 
-    assert set(ours) == set(theirs), (
-        f"only collector: {[k[1].hex() for k in set(theirs) - set(ours)][:10]}, "
-        f"only gateway: {[k[1].hex() for k in set(ours) - set(theirs)][:10]}")
-    differing = []
-    fields = 0
-    for key, want in theirs.items():
-        got = ours[key]
-        for name in want:
-            fields += _leaves(want[name])
-            if got[name] != want[name]:
-                differing.append(f"span {key[1].hex()} {name}: collector {want[name]!r} gateway {got[name]!r}")
-    print(f"compared {len(theirs)} spans, {fields} fields")
-    assert not differing, "\n".join(differing[:40])
+    assert_same(theirs, ours)

@@ -412,3 +412,95 @@ def is_in_cidr(target: Getter, networks: list[str]) -> Run:
             return any(ip4 in n or ip in n for n in parsed)
         return any(ip in n for n in parsed)
     return run
+
+
+# ---------------------------------------------------------------- ParseSeverity
+
+_HTTP_RANGES = {"2xx": (200, 299), "3xx": (300, 399), "4xx": (400, 499), "5xx": (500, 599)}
+
+
+def _criteria(raw: Any) -> tuple[list[str], tuple[int, int] | None]:
+    """One criterion of a severity mapping: `{"equals": [...], "range": {"min": a, "max": b} | "4xx"}`."""
+    if not isinstance(raw, dict):
+        raise ValueError("severity mapping criteria items must be map[string]any")
+    equals: list[str] = []
+    if "equals" in raw:
+        if not isinstance(raw["equals"], list):
+            raise ValueError("equals must be a list")
+        for item in raw["equals"]:
+            if not isinstance(item, str):
+                raise ValueError("equals values must be strings")
+            equals.append(item)
+    bounds: tuple[int, int] | None = None
+    if "range" in raw:
+        spec = raw["range"]
+        if isinstance(spec, dict):
+            if "min" not in spec:
+                raise ValueError("range must have a min value")
+            if "max" not in spec:
+                raise ValueError("range must have a max value")
+            low, high = spec["min"], spec["max"]
+            if not isinstance(low, int) or isinstance(low, bool):
+                raise ValueError("min must be an int64")
+            if not isinstance(high, int) or isinstance(high, bool):
+                raise ValueError("max must be an int64")
+            bounds = (low, high)
+        elif isinstance(spec, str):
+            if spec not in _HTTP_RANGES:
+                raise ValueError(f"unknown range placeholder: {spec}")
+            bounds = _HTTP_RANGES[spec]
+        else:
+            raise ValueError("range must be a map or a known placeholder string")
+    return equals, bounds
+
+
+def _severity_mapping(mapping: Any) -> dict[str, list[tuple[list[str], tuple[int, int] | None]]]:
+    if not isinstance(mapping, dict):
+        raise ValueError("severity mapping must be a literal PMap")
+    out: dict[str, list[tuple[list[str], tuple[int, int] | None]]] = {}
+    for level, items in mapping.items():
+        if not isinstance(items, list):
+            raise ValueError("severity mapping criteria must be []any")
+        try:
+            out[level] = [_criteria(item) for item in items]
+        except ValueError as exc:
+            if "criteria items" in str(exc):
+                raise
+            raise ValueError(f"invalid severity mapping criteria: {exc}") from None
+    return out
+
+
+@converter("ParseSeverity", "target:getter, mapping:lit_map")
+def parse_severity(target: Getter, mapping: Any) -> Run:
+    """The level whose criteria the value meets: a string equal to one of `equals`, an int within
+    `range`. A mapping that is not a literal map, or is malformed, fails at run time, as there. Levels
+    are tried in the mapping's order (the Collector's, a Go map's, is random: only one should match)."""
+    try:
+        levels = _severity_mapping(mapping)
+    except ValueError as exc:
+        problem = str(exc)
+
+        def broken(env: Env) -> Any:
+            raise EvalError(problem)
+        return broken
+
+    def run(env: Env) -> Any:
+        try:
+            value = target(env)
+        except EvalError as exc:
+            raise EvalError(f"could not get log level: {exc}") from None
+        for level, criteria in levels.items():
+            for equals, bounds in criteria:
+                if isinstance(value, str):
+                    hit = value in equals
+                elif isinstance(value, int) and not isinstance(value, bool):
+                    hit = bounds is not None and bounds[0] <= value <= bounds[1]
+                else:
+                    shown = "<nil>" if value is None else _fmt_v(value)
+                    raise EvalError(f"could not map log level: could not evaluate log level of value '{shown}': "
+                                    f"unsupported value type: {type_name(value)}")
+                if hit:
+                    return level
+        shown = "<nil>" if value is None else _fmt_v(value)
+        raise EvalError(f"could not map log level: no matching log level found for value '{shown}'")
+    return run

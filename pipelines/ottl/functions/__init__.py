@@ -12,4 +12,5 @@ from pipelines.ottl.functions import (  # noqa: F401
     parsing,
     strings,
     time_funcs,
+    xml_funcs,
 )

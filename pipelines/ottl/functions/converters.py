@@ -7,6 +7,8 @@ copies it, as pdata's `CopyTo` does.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import ipaddress
 import math
 from collections.abc import Callable
@@ -503,4 +505,69 @@ def parse_severity(target: Getter, mapping: Any) -> Run:
                     return level
         shown = "<nil>" if value is None else _fmt_v(value)
         raise EvalError(f"could not map log level: no matching log level found for value '{shown}'")
+    return run
+
+
+# ---------------------------------------------------------------- CommunityID
+
+_COMMUNITY_PROTOCOLS = {"ICMP": 1, "TCP": 6, "UDP": 17, "RSVP": 46, "ICMP6": 58, "SCTP": 132}
+
+
+def _go_ip_bytes(text: str) -> bytes | None:
+    """Go's `net.ParseIP` then `To4()` (an IPv4 or IPv4-mapped address as 4 bytes) or `To16()`;
+    None when it is not an address (zones, as `fe80::1%eth0`, are not)."""
+    if "%" in text:
+        return None
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped.packed
+    return ip.packed
+
+
+def _get(getter: Getter, env: Env, what: str) -> Any:
+    try:
+        return getter(env)
+    except EvalError as exc:
+        raise EvalError(f"failed to get {what}: {exc}") from None
+
+
+def _endpoint(ip: Getter, port: Getter, name: str, env: Env) -> tuple[bytes, int]:
+    text, number = _get(ip, env, f"{name} IP"), _get(port, env, f"{name} port")
+    if not 0 <= number <= 65535:
+        raise EvalError(f"{name} port must be between 0 and 65535, got {number}")
+    raw = _go_ip_bytes(text)
+    if raw is None:
+        raise EvalError(f"invalid {name} IP: {text}")
+    return raw, number
+
+
+@converter("CommunityID", "source_ip:string, source_port:int, destination_ip:string, destination_port:int, "
+                          "?protocol:string, ?seed:int")
+def community_id(source_ip: Getter, source_port: Getter, destination_ip: Getter, destination_port: Getter,
+                 protocol: Getter | None, seed: Getter | None) -> Run:
+    """The Community ID flow hash (v1): `1:` and the base64 SHA-1 of the seed, the two endpoints
+    ordered (shorter address first, then the lower address, then the lower port), the protocol
+    number, a zero byte and the ports."""
+    def run(env: Env) -> Any:
+        src, src_port = _endpoint(source_ip, source_port, "source", env)
+        dst, dst_port = _endpoint(destination_ip, destination_port, "destination", env)
+        proto = 6
+        if protocol is not None:
+            name = _get(protocol, env, "protocol")
+            if name not in _COMMUNITY_PROTOCOLS:
+                raise EvalError(f"unsupported protocol: {name}")
+            proto = _COMMUNITY_PROTOCOLS[name]
+        seed_value = 0
+        if seed is not None:
+            seed_value = _get(seed, env, "seed")
+            if not 0 <= seed_value <= 65535:
+                raise EvalError(f"seed must be between 0 and 65535, got {seed_value}")
+        if (len(src), src, src_port) > (len(dst), dst, dst_port):
+            src, dst, src_port, dst_port = dst, src, dst_port, src_port
+        flow = (seed_value.to_bytes(2, "big") + src + dst + bytes((proto, 0))
+                + src_port.to_bytes(2, "big") + dst_port.to_bytes(2, "big"))
+        return "1:" + base64.b64encode(hashlib.sha1(flow).digest()).decode()  # SHA-1: the specification's hash
     return run

@@ -359,3 +359,62 @@ def test_parse_severity(value: str, want: str) -> None:
 def test_parse_severity_errors(value: str, mapping: str, message: str) -> None:
     with pytest.raises(EvalError, match=message):
         ev(f"ParseSeverity({value}, {mapping})")
+
+
+# ---------------------------------------------------------------- ParseXML
+
+def test_parse_xml_shapes_elements_as_maps() -> None:
+    from pipelines.ottl.functions.xml_funcs import parse_xml
+    doc = ('<?xml version="1.0"?><!-- c --><Log x:id="1" xmlns:x="urn:x"><User><ID>7</ID>'
+           '<Name type="first">Joe &amp; co</Name><Empty/></User>\n one <!-- c --> two <![CDATA[ <r> ]]>three</Log>')
+    assert parse_xml(doc) == {
+        "tag": "Log", "content": "onetwo<r>three", "attributes": {"id": "1", "x": "urn:x"},
+        "children": [{"tag": "User", "children": [
+            {"tag": "ID", "content": "7"}, {"tag": "Name", "content": "Joe & co", "attributes": {"type": "first"}},
+            {"tag": "Empty"}]}],
+    }
+
+
+@pytest.mark.parametrize(("doc", "message"), [
+    ("<a>1</a>\n", "trailing bytes"), ("<a/><!-- after -->", "trailing bytes"), ("<a><b></a>", "unmarshal xml"),
+    ("", "unmarshal xml"), ('<?xml version="1.0" encoding="ISO-8859-1"?><a/>', "ISO-8859-1"),
+    ("<a:b:c/>", "syntax error"),
+])
+def test_parse_xml_refusals(doc: str, message: str) -> None:
+    from pipelines.ottl.functions.xml_funcs import parse_xml
+    with pytest.raises(ValueError, match=message):
+        parse_xml(doc)
+
+
+def test_parse_xml_converter_returns_a_map() -> None:
+    assert ev('ParseXML("<a k=\\"v\\">x</a>")') == {"tag": "a", "content": "x", "attributes": {"k": "v"}}
+    with pytest.raises(EvalError, match="trailing bytes"):
+        ev('ParseXML("<a/> ")')
+
+
+# ---------------------------------------------------------------- CommunityID
+
+@pytest.mark.parametrize(("args", "want"), [
+    # The Community ID specification's test vector, and the same flow the other way round.
+    ('"128.232.110.120", 34855, "66.35.250.204", 80', "1:LQU9qZlK+B5F3KDmev6m5PMibrg="),
+    ('"66.35.250.204", 80, "128.232.110.120", 34855, "TCP", 0', "1:LQU9qZlK+B5F3KDmev6m5PMibrg="),
+])
+def test_community_id(args: str, want: str) -> None:
+    assert ev(f"CommunityID({args})") == want
+
+
+def test_community_id_mapped_ipv4_is_ipv4() -> None:
+    assert ev('CommunityID("::ffff:10.0.0.1", 1, "10.0.0.2", 2)') == ev('CommunityID("10.0.0.1", 1, "10.0.0.2", 2)')
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ('"10.0.0.1", 70000, "10.0.0.2", 1', "source port must be between 0 and 65535, got 70000"),
+    ('"10.0.0.1", 1, "10.0.0.2", -1', "destination port must be between"),
+    ('"10.0.0.256", 1, "10.0.0.2", 1', "invalid source IP: 10.0.0.256"),
+    ('"fe80::1%eth0", 1, "10.0.0.2", 1', "invalid source IP"),
+    ('"10.0.0.1", 1, "10.0.0.2", 1, "GRE"', "unsupported protocol: GRE"),
+    ('"10.0.0.1", 1, "10.0.0.2", 1, "TCP", 65536', "seed must be between 0 and 65535"),
+])
+def test_community_id_errors(args: str, message: str) -> None:
+    with pytest.raises(EvalError, match=message):
+        ev(f"CommunityID({args})")

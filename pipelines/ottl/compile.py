@@ -86,7 +86,7 @@ class Statement:
 
 def compile_statement(text: str, context: str) -> Statement:
     stmt = parse_statement(text)
-    fn = _lookup(stmt.editor, 1)
+    fn = _lookup(stmt.editor, 1, context)
     if not fn.editor:
         raise OttlError(f'"{stmt.editor}" is a converter, not an editor: a statement starts with an editor at col 1')
     action = _build(fn, stmt.args, stmt.named, context, 1)
@@ -115,6 +115,38 @@ def statement_paths(text: str, form: str) -> list[Path]:
     else:
         nodes = [parse_condition(text)]
     return [p for node in nodes for p in _paths(node)]
+
+
+def statement_functions(text: str, form: str) -> set[str]:
+    """The name of every function a statement (form "statement") or condition calls."""
+    if form == "statement":
+        stmt = parse_statement(text)
+        names = {stmt.editor}
+        nodes: list[Any] = [*stmt.args, *(v for _, v in stmt.named), stmt.where]
+    else:
+        names = set()
+        nodes = [parse_condition(text)]
+    return names | {c.name for node in nodes for c in _calls(node)}
+
+
+def _calls(node: Any) -> Iterator[Call]:
+    if isinstance(node, Call):
+        yield node
+        children: tuple[Any, ...] = (*node.args, *(v for _, v in node.named), *node.keys)
+    elif isinstance(node, Path):
+        children = tuple(k for seg in node.segments for k in seg.keys)
+    elif isinstance(node, (Compare, Math)):
+        children = (node.left, node.right)
+    elif isinstance(node, Not):
+        children = (node.expr,)
+    elif isinstance(node, (And, Or, ListLit)):
+        children = node.items
+    elif isinstance(node, MapLit):
+        children = tuple(v for _, v in node.items)
+    else:
+        children = ()
+    for child in children:
+        yield from _calls(child)
 
 
 def _paths(node: Any) -> Iterator[Path]:
@@ -150,8 +182,11 @@ def _paths(node: Any) -> Iterator[Path]:
 INFER_PRIORITY = ("log", "datapoint", "metric", "spanevent", "span", "scope", "resource")
 
 
-def infer(paths: list[Path], allowed: tuple[str, ...]) -> str:
-    """The context a group of statements runs in, from the contexts their paths name."""
+def infer(paths: list[Path], allowed: tuple[str, ...], called: set[str] | frozenset[str] = frozenset()) -> str:
+    """The context a group of statements runs in, from the contexts their paths name; when a function
+    they call is not available there (the transform processor's metric functions), the first deeper
+    context that has them all (`convert_summary_sum_val_to_sum(...) where metric.name == "x"` runs
+    in the datapoint context), as the Collector's inferrer does."""
     named: set[str] = set()
     for path in paths:
         ctx = contexts.path_context(path)
@@ -167,7 +202,15 @@ def infer(paths: list[Path], allowed: tuple[str, ...]) -> str:
     for ctx in named:
         if ctx not in contexts.READABLE[chosen]:
             raise OttlError(f'paths of the "{ctx}" and "{chosen}" contexts cannot be used together')
+    if not all(_available(f, chosen) for f in called):
+        deeper = [c for c in INFER_PRIORITY if c in allowed and c != chosen and chosen in contexts.READABLE[c]]
+        chosen = next((c for c in deeper if all(_available(f, c) for f in called)), chosen)
     return chosen
+
+
+def _available(name: str, ctx: str) -> bool:
+    fn = FUNCTIONS.get(name)
+    return fn is None or not fn.contexts or ctx in fn.contexts
 
 
 # ---------------------------------------------------------------- boolean expressions
@@ -354,9 +397,13 @@ def math_op(a: Any, b: Any, op: str) -> Any:
 
 # ---------------------------------------------------------------- function calls
 
-def _lookup(name: str, col: int) -> Function:
+def _lookup(name: str, col: int, ctx: str) -> Function:
     fn = FUNCTIONS.get(name)
     if fn is not None:
+        if fn.contexts and ctx not in fn.contexts:
+            where = " or ".join(f'the "{c}" context' for c in fn.contexts)
+            raise OttlError(f'function "{name}" is available only in {where} of metric_statements, not in the '
+                            f'"{ctx}" context, at col {col}')
         return fn
     if name in COLLECTOR_FUNCTIONS:
         raise OttlError(f'function "{name}" is not supported yet by this gateway (the Collector has it) at col {col}')
@@ -364,7 +411,7 @@ def _lookup(name: str, col: int) -> Function:
 
 
 def _call(call: Call, ctx: str) -> Getter:
-    fn = _lookup(call.name, call.pos + 1)
+    fn = _lookup(call.name, call.pos + 1, ctx)
     if fn.editor:
         raise OttlError(f'"{call.name}" is an editor, not a converter, at col {call.pos + 1}')
     run = _build(fn, call.args, call.named, ctx, call.pos + 1)
@@ -427,9 +474,17 @@ def _argument(p: Param, arg: Value, ctx: str) -> Any:
             return arg.value
         raise OttlError(f'the argument "{p.name}" must be an int literal')
     if kind == "lit_float":
-        if isinstance(arg, Literal) and arg.kind in ("float", "int"):
-            return float(arg.value)  # type: ignore[arg-type]
-        raise OttlError(f'the argument "{p.name}" must be a float literal')
+        if _float_literal(arg):
+            return arg.value  # type: ignore[union-attr]
+        raise OttlError(f'the argument "{p.name}" must be a float literal (written with a dot, unsigned: '
+                        f'-1.5 is a math expression there)')
+    if kind == "lit_floats":
+        if isinstance(arg, ListLit) and all(_float_literal(i) for i in arg.items):
+            return [i.value for i in arg.items]  # type: ignore[union-attr]
+        raise OttlError(f'the argument "{p.name}" must be a list of float literals (written with a dot, '
+                        f'unsigned)')
+    if kind == "lit_map":
+        return _literal_data(arg) if isinstance(arg, MapLit) else None
     if kind == "lit_bool":
         if isinstance(arg, Literal) and arg.kind == "bool":
             return arg.value
@@ -458,6 +513,31 @@ def _argument(p: Param, arg: Value, ctx: str) -> Any:
 
         return apply
     raise OttlError(f"parameter kind {kind} is not implemented")
+
+
+def _float_literal(v: Value) -> bool:
+    """A Go `float64` parameter's argument: a float token. The Collector's lexer reads a sign as an
+    operator, so `-1.5` is a math expression and refused there (`+1.5`, which our lexer folds into
+    the number, is let through)."""
+    return isinstance(v, Literal) and v.kind == "float" and math.copysign(1.0, v.value) > 0  # type: ignore[arg-type]
+
+
+def _literal_data(v: Value) -> Any:
+    """A map or list literal made only of literals, as plain Python data; None when some part of it
+    is not a literal (a path, a converter, an enum, math)."""
+    def walk(node: Value) -> Any:
+        if isinstance(node, Literal):
+            return node.value
+        if isinstance(node, ListLit):
+            return [walk(i) for i in node.items]
+        if isinstance(node, MapLit):
+            return {k: walk(i) for k, i in node.items}
+        raise LookupError
+
+    try:
+        return walk(v)
+    except LookupError:
+        return None
 
 
 # ---------------------------------------------------------------- typed getters

@@ -188,6 +188,12 @@ def string_like(v: Any) -> str | None:
     raise EvalError(f"unsupported type: {type(v).__name__}")
 
 
+def json_marshal(v: Any) -> str:
+    """Go's `json.Marshal` of a raw pdata value (`AsRaw`): compact, map keys sorted, floats in ES6
+    form, bytes as base64 (HTML characters are not escaped)."""
+    return _json(v)
+
+
 def _json(v: Any) -> str:
     """Go's `json.Marshal` of a raw pdata value: compact, map keys sorted, floats in ES6 form."""
     if isinstance(v, dict):

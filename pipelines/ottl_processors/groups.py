@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pipelines.batch import RequestContext
-from pipelines.ottl.compile import Predicate, compile_condition, infer, statement_paths
+from pipelines.ottl.compile import Predicate, compile_condition, infer, statement_functions, statement_paths
 from pipelines.ottl.contexts import Env
 from pipelines.ottl.lexer import OttlError
 
@@ -39,7 +39,9 @@ def infer_context(statements: list[str] | tuple[str, ...], conditions: list[str]
     """The context the Collector infers for a group: from the paths of its statements and conditions."""
     paths = [p for text in statements for p in statement_paths(text, "statement")]
     paths += [p for text in conditions for p in statement_paths(text, "condition")]
-    return infer(paths, SIGNAL_CONTEXTS[signal])
+    functions = {f for text in statements for f in statement_functions(text, "statement")}
+    functions |= {f for text in conditions for f in statement_functions(text, "condition")}
+    return infer(paths, SIGNAL_CONTEXTS[signal], functions)
 
 
 def check_context(context: str, signal: str) -> None:
@@ -103,7 +105,12 @@ def points(metric: Any) -> Any:
 
 def visit(msg: Any, signal: str, context: str, ctx: RequestContext) -> Iterator[Env]:
     """Each item of `context` in the request, as the Env a statement of that context sees. The Env
-    is reused from item to item: use it before asking for the next."""
+    is reused from item to item: use it before asking for the next.
+
+    Items are walked by index with the length read again at each step, as the Collector's loops
+    (`for k := 0; k < metrics.Len(); k++`): a metric that a statement appends to its scope
+    (`copy_metric`, `extract_sum_metric`, ...) is visited in its turn by the same group, as the
+    transform processor's README warns."""
     shape = SHAPES[signal]
     env = Env(ctx)
     for res in getattr(msg, shape.resources):
@@ -118,7 +125,11 @@ def visit(msg: Any, signal: str, context: str, ctx: RequestContext) -> Iterator[
                 env.cache = None
                 yield env
                 continue
-            for item in getattr(scope, shape.items):
+            items = getattr(scope, shape.items)
+            k = 0
+            while k < len(items):
+                item = items[k]
+                k += 1
                 env.item = item
                 if context == "spanevent":
                     for i, event in enumerate(item.events):

@@ -343,6 +343,7 @@ def make_metrics() -> ExportMetricsServiceRequest:
         hp.count, hp.sum = 6, 123.5
         hp.bucket_counts.extend([1, 2, 3])
         hp.explicit_bounds.extend([10.0, 100.0])
+        hp.min, hp.max = 0.5, 250.0
         put_attrs(hp.attributes, {"http.route": "/api/users/{id}", "http.method": "GET"})
 
         summ = sm.metrics.add()
@@ -352,6 +353,24 @@ def make_metrics() -> ExportMetricsServiceRequest:
         q = sp.quantile_values.add()
         q.quantile, q.value = 0.5, 2.0
         put_attrs(sp.attributes, {"rpc": "Get"})
+
+        # Two points of the same scale and time with min and max (which aggregate_on_attributes merges
+        # once their attributes go), the second starting lower and without a sum.
+        expo = sm.metrics.add()
+        expo.name, expo.unit = "http.client.duration.exp", "ms"
+        expo.exponential_histogram.aggregation_temporality = 2  # type: ignore[assignment]
+        ea = expo.exponential_histogram.data_points.add()
+        ea.start_time_unix_nano, ea.time_unix_nano = t0, t1
+        ea.count, ea.sum, ea.zero_count, ea.min, ea.max = 8, 61.5, 1, 0.0, 40.0
+        ea.positive.offset = 1
+        ea.positive.bucket_counts.extend([1, 2, 3, 0, 1])
+        put_attrs(ea.attributes, {"peer": "a"})
+        eb = expo.exponential_histogram.data_points.add()
+        eb.start_time_unix_nano, eb.time_unix_nano = t0, t1
+        eb.count, eb.min, eb.max = 3, 0.7, 3.5
+        eb.positive.offset = -1
+        eb.positive.bucket_counts.extend([2, 0, 1])
+        put_attrs(eb.attributes, {"peer": "b"})
     return req
 
 

@@ -193,4 +193,4 @@ def test_unsupported_list_matches_registry() -> None:
     assert set(unsupported(set(FUNCTIONS))) == COLLECTOR_FUNCTIONS - set(FUNCTIONS)
     assert not set(FUNCTIONS) - COLLECTOR_FUNCTIONS - {"Encode"}, "a function the Collector does not have"
     with pytest.raises(OttlError, match="not supported yet"):
-        compile_statement('set(attributes["x"], ParseXML("<a/>"))', "span")
+        compile_statement('set(attributes["x"], GetXML("<a/>", "/a"))', "span")

@@ -4,4 +4,13 @@ Importing this package registers them all: each module adds its functions with `
 `@converter`, declaring its parameters as the Collector declares them (getter kinds, literals).
 """
 
-from pipelines.ottl.functions import converters, editors, hashing, parsing, strings, time_funcs  # noqa: F401
+from pipelines.ottl.functions import (  # noqa: F401
+    converters,
+    editors,
+    hashing,
+    metrics,
+    parsing,
+    strings,
+    time_funcs,
+    xml_funcs,
+)

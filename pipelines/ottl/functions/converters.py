@@ -7,6 +7,8 @@ copies it, as pdata's `CopyTo` does.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import ipaddress
 import math
 from collections.abc import Callable
@@ -411,4 +413,161 @@ def is_in_cidr(target: Getter, networks: list[str]) -> Run:
             ip4 = ip.ipv4_mapped
             return any(ip4 in n or ip in n for n in parsed)
         return any(ip in n for n in parsed)
+    return run
+
+
+# ---------------------------------------------------------------- ParseSeverity
+
+_HTTP_RANGES = {"2xx": (200, 299), "3xx": (300, 399), "4xx": (400, 499), "5xx": (500, 599)}
+
+
+def _criteria(raw: Any) -> tuple[list[str], tuple[int, int] | None]:
+    """One criterion of a severity mapping: `{"equals": [...], "range": {"min": a, "max": b} | "4xx"}`."""
+    if not isinstance(raw, dict):
+        raise ValueError("severity mapping criteria items must be map[string]any")
+    equals: list[str] = []
+    if "equals" in raw:
+        if not isinstance(raw["equals"], list):
+            raise ValueError("equals must be a list")
+        for item in raw["equals"]:
+            if not isinstance(item, str):
+                raise ValueError("equals values must be strings")
+            equals.append(item)
+    bounds: tuple[int, int] | None = None
+    if "range" in raw:
+        spec = raw["range"]
+        if isinstance(spec, dict):
+            if "min" not in spec:
+                raise ValueError("range must have a min value")
+            if "max" not in spec:
+                raise ValueError("range must have a max value")
+            low, high = spec["min"], spec["max"]
+            if not isinstance(low, int) or isinstance(low, bool):
+                raise ValueError("min must be an int64")
+            if not isinstance(high, int) or isinstance(high, bool):
+                raise ValueError("max must be an int64")
+            bounds = (low, high)
+        elif isinstance(spec, str):
+            if spec not in _HTTP_RANGES:
+                raise ValueError(f"unknown range placeholder: {spec}")
+            bounds = _HTTP_RANGES[spec]
+        else:
+            raise ValueError("range must be a map or a known placeholder string")
+    return equals, bounds
+
+
+def _severity_mapping(mapping: Any) -> dict[str, list[tuple[list[str], tuple[int, int] | None]]]:
+    if not isinstance(mapping, dict):
+        raise ValueError("severity mapping must be a literal PMap")
+    out: dict[str, list[tuple[list[str], tuple[int, int] | None]]] = {}
+    for level, items in mapping.items():
+        if not isinstance(items, list):
+            raise ValueError("severity mapping criteria must be []any")
+        try:
+            out[level] = [_criteria(item) for item in items]
+        except ValueError as exc:
+            if "criteria items" in str(exc):
+                raise
+            raise ValueError(f"invalid severity mapping criteria: {exc}") from None
+    return out
+
+
+@converter("ParseSeverity", "target:getter, mapping:lit_map")
+def parse_severity(target: Getter, mapping: Any) -> Run:
+    """The level whose criteria the value meets: a string equal to one of `equals`, an int within
+    `range`. A mapping that is not a literal map, or is malformed, fails at run time, as there. Levels
+    are tried in the mapping's order (the Collector's, a Go map's, is random: only one should match)."""
+    try:
+        levels = _severity_mapping(mapping)
+    except ValueError as exc:
+        problem = str(exc)
+
+        def broken(env: Env) -> Any:
+            raise EvalError(problem)
+        return broken
+
+    def run(env: Env) -> Any:
+        try:
+            value = target(env)
+        except EvalError as exc:
+            raise EvalError(f"could not get log level: {exc}") from None
+        for level, criteria in levels.items():
+            for equals, bounds in criteria:
+                if isinstance(value, str):
+                    hit = value in equals
+                elif isinstance(value, int) and not isinstance(value, bool):
+                    hit = bounds is not None and bounds[0] <= value <= bounds[1]
+                else:
+                    shown = "<nil>" if value is None else _fmt_v(value)
+                    raise EvalError(f"could not map log level: could not evaluate log level of value '{shown}': "
+                                    f"unsupported value type: {type_name(value)}")
+                if hit:
+                    return level
+        shown = "<nil>" if value is None else _fmt_v(value)
+        raise EvalError(f"could not map log level: no matching log level found for value '{shown}'")
+    return run
+
+
+# ---------------------------------------------------------------- CommunityID
+
+_COMMUNITY_PROTOCOLS = {"ICMP": 1, "TCP": 6, "UDP": 17, "RSVP": 46, "ICMP6": 58, "SCTP": 132}
+
+
+def _go_ip_bytes(text: str) -> bytes | None:
+    """Go's `net.ParseIP` then `To4()` (an IPv4 or IPv4-mapped address as 4 bytes) or `To16()`;
+    None when it is not an address (zones, as `fe80::1%eth0`, are not)."""
+    if "%" in text:
+        return None
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped.packed
+    return ip.packed
+
+
+def _get(getter: Getter, env: Env, what: str) -> Any:
+    try:
+        return getter(env)
+    except EvalError as exc:
+        raise EvalError(f"failed to get {what}: {exc}") from None
+
+
+def _endpoint(ip: Getter, port: Getter, name: str, env: Env) -> tuple[bytes, int]:
+    text, number = _get(ip, env, f"{name} IP"), _get(port, env, f"{name} port")
+    if not 0 <= number <= 65535:
+        raise EvalError(f"{name} port must be between 0 and 65535, got {number}")
+    raw = _go_ip_bytes(text)
+    if raw is None:
+        raise EvalError(f"invalid {name} IP: {text}")
+    return raw, number
+
+
+@converter("CommunityID", "source_ip:string, source_port:int, destination_ip:string, destination_port:int, "
+                          "?protocol:string, ?seed:int")
+def community_id(source_ip: Getter, source_port: Getter, destination_ip: Getter, destination_port: Getter,
+                 protocol: Getter | None, seed: Getter | None) -> Run:
+    """The Community ID flow hash (v1): `1:` and the base64 SHA-1 of the seed, the two endpoints
+    ordered (shorter address first, then the lower address, then the lower port), the protocol
+    number, a zero byte and the ports."""
+    def run(env: Env) -> Any:
+        src, src_port = _endpoint(source_ip, source_port, "source", env)
+        dst, dst_port = _endpoint(destination_ip, destination_port, "destination", env)
+        proto = 6
+        if protocol is not None:
+            name = _get(protocol, env, "protocol")
+            if name not in _COMMUNITY_PROTOCOLS:
+                raise EvalError(f"unsupported protocol: {name}")
+            proto = _COMMUNITY_PROTOCOLS[name]
+        seed_value = 0
+        if seed is not None:
+            seed_value = _get(seed, env, "seed")
+            if not 0 <= seed_value <= 65535:
+                raise EvalError(f"seed must be between 0 and 65535, got {seed_value}")
+        if (len(src), src, src_port) > (len(dst), dst, dst_port):
+            src, dst, src_port, dst_port = dst, src, dst_port, src_port
+        flow = (seed_value.to_bytes(2, "big") + src + dst + bytes((proto, 0))
+                + src_port.to_bytes(2, "big") + dst_port.to_bytes(2, "big"))
+        return "1:" + base64.b64encode(hashlib.sha1(flow).digest()).decode()  # SHA-1: the specification's hash
     return run

@@ -15,7 +15,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from pipelines.ottl.contexts import Env, Getter, Resolved
 from pipelines.ottl.functions.registry import editor
-from pipelines.ottl.values import EvalError, PMap, PSlice, set_any, type_name
+from pipelines.ottl.values import EvalError, PMap, PSlice, json_marshal, set_any, type_name
 from pipelines.processors import anyvalue
 from pipelines.processors.actions import compile_go_regex
 
@@ -421,3 +421,54 @@ def flatten(target: Getter, prefix: str | None, depth: int | None,
     return run
 
 
+
+
+# ---------------------------------------------------------------- slices and stringifying
+
+def _slice(target: Resolved, env: Env) -> Any:
+    """A `PSliceGetSetter`'s value: the slice the path holds (changed in place)."""
+    v = target.get(env)
+    if isinstance(v, PSlice):
+        return v.values
+    raise EvalError(f"expected pcommon.Slice but got {type_name(v) if v is not None else 'nil'}")
+
+
+@editor("delete_index", "target:getsetter, startIndex:int, ?endIndex:int")
+def delete_index(target: Resolved, startIndex: Getter, endIndex: Getter | None) -> Run:
+    def run(env: Env) -> None:
+        values = _slice(target, env)
+        start = startIndex(env)
+        end = start + 1 if endIndex is None else endIndex(env)
+        n = len(values)
+        if start == 0 and end == n:
+            del values[:]
+            return
+        if start < 0 or start >= n:
+            raise EvalError(f"startIndex {start} out of bounds for slice of length {n}")
+        if end < start:
+            raise EvalError(f"endIndex {end} cannot be less than startIndex {start}")
+        if end > n:
+            raise EvalError(f"deletion range [{start}:{end}] out of bounds for slice of length {n}")
+        del values[start:end]
+    return run
+
+
+def stringified(v: AnyValue) -> str:
+    """pdata's `Value.AsString`: maps and slices as JSON (keys sorted, HTML characters as they are:
+    the Collector's output shows `<b>&` unescaped), bytes as base64."""
+    kind = v.WhichOneof("value")
+    if kind in ("kvlist_value", "array_value"):
+        return json_marshal(anyvalue.to_raw(v))
+    return anyvalue.as_string(v)
+
+
+@editor("stringify_all", "target:getsetter")
+def stringify_all(target: Resolved) -> Run:
+    def run(env: Env) -> None:
+        v = target.get(env)
+        if not isinstance(v, PMap):
+            raise EvalError(f"expected pcommon.Map but got {type_name(v) if v is not None else 'nil'}")
+        for kv in v.kvs:
+            if kv.value.WhichOneof("value") != "string_value":
+                kv.value.string_value = stringified(kv.value)
+    return run

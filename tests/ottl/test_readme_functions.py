@@ -24,5 +24,5 @@ def test_readme_lists_supported_and_unsupported_functions() -> None:
     assert m is not None, "the README's OTTL section gives the coverage as 'Supported (N of M):'"
     assert (int(m.group(1)), int(m.group(2))) == (len(supported), len(COLLECTOR_FUNCTIONS))
     assert _listed(section, m.group(0), "Not supported yet") == supported
-    assert _listed(section, 'yet by this gateway"):', "Proved against") == \
+    assert _listed(section, 'yet by this gateway"):', "Why:") == \
         set(unsupported(set(FUNCTIONS)))

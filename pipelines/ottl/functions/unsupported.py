@@ -35,6 +35,7 @@ TRANSFORM_METRIC_FUNCTIONS: frozenset[str] = frozenset({
     "convert_sum_to_gauge", "convert_gauge_to_sum", "convert_summary_sum_val_to_sum",
     "convert_summary_count_val_to_sum", "extract_sum_metric", "extract_count_metric", "copy_metric", "scale_metric",
     "aggregate_on_attributes", "aggregate_on_attribute_value", "convert_exponential_histogram_to_histogram",
+    "extract_percentile_metric", "convert_summary_quantile_val_to_gauge", "merge_histogram_buckets",
 })
 
 COLLECTOR_FUNCTIONS: frozenset[str] = EDITORS | CONVERTERS | TRANSFORM_METRIC_FUNCTIONS

@@ -26,12 +26,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pipelines import wire
 from pipelines.batch import Batch
 from pipelines.config_types import unsupported
 from pipelines.errors import RetryableError
 from pipelines.ottl.compile import Predicate, compile_condition
 from pipelines.ottl.contexts import Env
+from pipelines.ottl.grammar import parse_condition
 from pipelines.ottl.lexer import OttlError
+from pipelines.ottl.needles import Needs, necessary
 from pipelines.ottl_processors.groups import (
     SHAPES,
     ErrorMode,
@@ -122,9 +125,14 @@ class Conditions:
     """The conditions of one context, each with the runner of its error mode."""
 
     items: list[tuple[str, Predicate, Runner]] = field(default_factory=list)
+    # What bytes each condition needs in the request to be able to hold (None: it cannot be told).
+    needs: list[Needs | None] = field(default_factory=list)
 
     def match(self, env: Env) -> bool:
         return any(runner.holds(pred, text, env) for text, pred, runner in self.items)
+
+    def may_match(self, data: bytes) -> bool:
+        return any(n is None or n.present(data) for n in self.needs)
 
 
 def compile_filters(config: Config, signal: str, report: Report) -> dict[str, Conditions]:
@@ -138,7 +146,9 @@ def compile_filters(config: Config, signal: str, report: Report) -> dict[str, Co
             pred = compile_condition(text, context)
         except OttlError as exc:
             raise FilterError(where, f"{exc} (in {text!r})") from None
-        out.setdefault(context, Conditions()).items.append((text, pred, runner))
+        conditions = out.setdefault(context, Conditions())
+        conditions.items.append((text, pred, runner))
+        conditions.needs.append(necessary(parse_condition(text), context))
 
     key, blocks = _BLOCKS[signal]
     block = getattr(config, signal)
@@ -177,6 +187,12 @@ class FilterProcessor:
 
     def process(self, batch: Batch) -> Batch | None:
         if not self.by_context:
+            return batch
+        # A request none of whose conditions can hold (their strings are not in its bytes: a health
+        # check filter on a request without health checks) passes as it came, unparsed, unless it has
+        # an empty scope or resource, which filtering would remove (traces: the wire split tells).
+        if self.signal == "traces" and not any(c.may_match(batch.data()) for c in self.by_context.values()) \
+                and not _has_empty_levels(batch.data()):
             return batch
         # Decide on the shared read-only parse; copy and delete only when something goes.
         removals: list[tuple[tuple[int, ...], list[int]]] = []
@@ -262,3 +278,13 @@ def _container(msg: Any, shape: Any, signal: str, path: tuple[int, ...]) -> Any:
             return entry.events if signal == "traces" else points(entry)
         node = getattr(entry, names[depth])
     return node
+
+
+def _has_empty_levels(data: bytes) -> bool:
+    """Whether a traces request has a resource without scopes or a scope without spans (or does not
+    split: then the full path decides)."""
+    try:
+        req = wire.walk(data)
+    except wire.WireError:
+        return True
+    return any(not res.scopes or any(sc.first == sc.last for sc in res.scopes) for res in req.resources)

@@ -274,7 +274,7 @@ class TailSamplingStage:
             log.info("%s: %d pending trace(s) kept in %s for the next start", self.id, len(pending),
                      self.config.storage)
         if self.store is not None:
-            self.store.close()
+            await self.store.close()
             self.store = None
 
 

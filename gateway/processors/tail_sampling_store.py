@@ -2,7 +2,9 @@
 `file_storage` extension's directory (`processor_<type>_<name>`, locked against a second process).
 
 Records are `length u32 | crc32 u32 | body`, written (to the page cache, so they survive kill -9;
-`fsync: true` for power loss) before the request is answered:
+`fsync: true` for power loss) before the request is answered. The fsync runs in a thread, off the event
+loop, and the request is answered only after it (`sync`: one fsync covers every record written before
+it started, in the live segment and in any rotated out since the last one).
 - `Q`: arrival time (f64), the request's context (`length u32 | JSON`: tenant, the identity's
   attributes, and of the request metadata only the batching `metadata_keys` downstream: never a
   credential or another header), then its pending pieces, each `id length u8 | trace id | spans u32 |
@@ -19,6 +21,7 @@ is never deleted while the pieces it ends are still on disk.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -96,8 +99,12 @@ class PendingStore:
         self._fd: int | None = None
         self._lock_fd: int | None = None
         self._next = 1
+        # fsync: records written, records made durable, and the files of rotated-out segments not yet
+        # synced (the sync owns and closes them, so no close races an fsync running off the loop).
         self._written = 0
         self._synced = 0
+        self._retired: list[int] = []
+        self._sync_lock = asyncio.Lock()
 
     def lock(self) -> None:
         self._lock_fd = lock_directory(self.directory)
@@ -215,7 +222,10 @@ class PendingStore:
 
     def _rotate(self) -> _Segment:
         if self._fd is not None:
-            os.close(self._fd)
+            if self.fsync and self._synced < self._written:
+                self._retired.append(self._fd)  # the next sync makes it durable and closes it
+            else:
+                os.close(self._fd)
         seg = _Segment(self.directory / f"{self._next:012d}.tsl")
         self._next += 1
         self._fd = os.open(seg.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
@@ -223,9 +233,25 @@ class PendingStore:
         return seg
 
     async def sync(self) -> None:
-        if self.fsync and self._synced < self._written and self._fd is not None:
-            self._synced = self._written
-            os.fsync(self._fd)
+        """With `fsync: true`, return once every record written before the call is durable. The fsync
+        runs in a thread, off the event loop; one covers every record written before it started."""
+        if not self.fsync:
+            return
+        target = self._written
+        async with self._sync_lock:
+            if self._synced >= target:
+                return
+            await self._fsync_all()
+
+    async def _fsync_all(self) -> None:
+        """fsync the live segment and the rotated-out ones, in a thread, on descriptors that only this
+        call closes (the live one duplicated), so the loop may rotate or close meanwhile."""
+        upto = self._written
+        fds, self._retired = self._retired, []
+        if self._fd is not None:
+            fds.append(os.dup(self._fd))
+        await asyncio.get_running_loop().run_in_executor(None, _fsync_close, fds)
+        self._synced = max(self._synced, upto)
 
     def _collect(self) -> None:
         """Delete the oldest segments whose traces are all decided (never the one being written)."""
@@ -237,13 +263,26 @@ class PendingStore:
             except FileNotFoundError:
                 pass
 
-    def close(self) -> None:
-        for fd in (self._fd, self._lock_fd):
-            if fd is not None:
-                if fd == self._fd and self.fsync:
-                    os.fsync(fd)
-                os.close(fd)
-        self._fd = self._lock_fd = None
+    async def close(self) -> None:
+        try:
+            if self.fsync:
+                async with self._sync_lock:
+                    await self._fsync_all()
+        finally:
+            for fd in (*self._retired, self._fd, self._lock_fd):
+                if fd is not None:
+                    os.close(fd)
+            self._retired = []
+            self._fd = self._lock_fd = None
+
+
+def _fsync_close(fds: list[int]) -> None:
+    try:
+        for fd in fds:
+            os.fsync(fd)
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 async def open_store(host: Host, storage_id: str, owner: str) -> PendingStore:

@@ -117,9 +117,20 @@ class Graph:
 
     def stages(self) -> list[tuple[str, Stage]]:
         """Processors and connectors by node key, consumers first: the order they start in."""
-        out = [(c.key, c.stage) for c in self.connectors.values() if c.stage is not None]
-        for nodes in reversed(list(self.pipelines.values())):
-            out.extend((n.key, n.stage) for n in reversed(nodes) if n.stage is not None)
+        out: list[tuple[str, Stage]] = []
+        seen: set[int] = set()
+
+        def visit(node: Node) -> None:  # depth first, each node after everything downstream of it
+            if id(node) in seen:
+                return
+            seen.add(id(node))
+            for n in node.next:
+                visit(n)
+            if isinstance(node, StageNode) and node.stage is not None:
+                out.append((node.key, node.stage))
+
+        for nodes in self.pipelines.values():
+            visit(nodes[0])
         return out
 
     def describe(self) -> str:

@@ -82,6 +82,9 @@ class TailSamplingStage:
         self._need = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        # Kept traces being offered again at shutdown (out of the outbox while the offer runs).
+        self._offering: list[Decided] = []
         self.tick = min(1.0, max(0.02, self.config.decision_wait / 10))
         # Request metadata the stages and exporters after this one batch by: what `storage` writes down.
         self.metadata_keys: tuple[str, ...] = ()
@@ -155,10 +158,12 @@ class TailSamplingStage:
 
     # ---------------------------------------------------------------- deciding
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.tick)
             self._wake.clear()
+            if self._stopping:
+                return
             try:
                 await self.decide_due()
             except Exception:
@@ -248,34 +253,73 @@ class TailSamplingStage:
 
     # ---------------------------------------------------------------- stopping
     async def shutdown(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self._outbox:
-            held, self._outbox, self._outbox_bytes = self._outbox, [], 0
-            await self._release(held, fresh=False)
-        pending = list(self.engine.pending)
-        if self.config.drop_pending_traces_on_shutdown:
-            gone = [self.engine.discard(key) for key in pending]
-            for trace in gone:
-                self._dropped.inc(trace.spans)
-                self.metrics.inc("decided_early", 1, "shutdown")
+        """Stop deciding, then: drop the pending traces (drop_pending_traces_on_shutdown), keep them in
+        `storage`, or decide them now; offer the kept traces held here until the next consumer takes
+        them. Cancelled at the shutdown deadline (`Service.shutdown`), it counts what it still holds as
+        dropped and logs it (with `storage`, what is on disk stays there for the next start)."""
+        self._stopping = True
+        self._wake.set()
+        try:
+            if self._task is not None:
+                await self._task  # the tick in progress finishes: nothing it took is left half-done
+                self._task = None
+            pending = list(self.engine.pending)
+            if self.config.drop_pending_traces_on_shutdown:
+                gone = [self.engine.discard(key) for key in pending]
+                for trace in gone:
+                    self._dropped.inc(trace.spans)
+                    self.metrics.inc("decided_early", 1, "shutdown")
+                if self.store is not None:
+                    self.store.decided([(t.pieces[0].context, t.key[1], pol.DROPPED) for t in gone])
+                if pending:
+                    log.warning("%s: %d pending trace(s) dropped at shutdown (drop_pending_traces_on_shutdown)",
+                                self.id, len(pending))
+            elif self.store is None and pending:
+                # Nothing would keep them: decide now, as the Collector does at shutdown.
+                await self._decide([(t, "shutdown") for t in pending], self._clock())
+            elif pending:
+                log.info("%s: %d pending trace(s) kept in %s for the next start", self.id, len(pending),
+                         self.config.storage)
+            while self._outbox:
+                held, self._outbox, self._outbox_bytes = self._outbox, [], 0
+                self._offering = held
+                await self._release(held, fresh=False)
+                self._offering = []
+                if self._outbox:
+                    await asyncio.sleep(_SHUTDOWN_RETRY)
+        except asyncio.CancelledError:
+            self._left_at_deadline()
+            raise
+        finally:
+            if self._task is not None:
+                self._task.cancel()
             if self.store is not None:
-                self.store.decided([(t.pieces[0].context, t.key[1], pol.DROPPED) for t in gone])
-            if pending:
-                log.warning("%s: %d pending trace(s) dropped at shutdown (drop_pending_traces_on_shutdown)",
-                            self.id, len(pending))
-        elif self.store is None and pending:
-            # Nothing would keep them: decide now, as the Collector does at shutdown.
-            await self._decide([(t, "shutdown") for t in pending], self._clock())
-        elif pending:
-            log.info("%s: %d pending trace(s) kept in %s for the next start", self.id, len(pending),
-                     self.config.storage)
+                await self.store.close()
+                self.store = None
+
+    def _left_at_deadline(self) -> None:
+        """What the shutdown deadline leaves held: kept traces the next consumer still refuses, and
+        without `storage`, traces not decided yet. Counted as dropped, unless `storage` keeps them."""
+        held = [*self._offering, *self._outbox]
+        self._offering, self._outbox, self._outbox_bytes = [], [], 0
+        spans = sum(d.spans for d in held)
+        traces = len(held)
+        if self.store is None:
+            undecided = [self.engine.discard(key) for key in list(self.engine.pending)]
+            spans += sum(t.spans for t in undecided)
+            traces += len(undecided)
         if self.store is not None:
-            await self.store.close()
-            self.store = None
+            # On disk as pending, to be decided again at the next start; not so late spans of a trace
+            # decided while their request waited on the disk (no key): those are lost.
+            if held:
+                log.warning("%s: %d kept trace(s) still refused downstream at the shutdown deadline; kept in %s "
+                            "for the next start", self.id, len(held), self.config.storage)
+            late = [d for d in held if d.key is None]
+            spans, traces = sum(d.spans for d in late), len(late)
+        if spans:
+            self._dropped.inc(spans)
+            log.warning("%s: %d trace(s) (%d spans) still held at the shutdown deadline, dropped", self.id,
+                        traces, spans)
 
 
 def create(settings: Settings[Config], next_consumer: Consumer, signal: Signal) -> TailSamplingStage:

@@ -11,11 +11,22 @@ from types import SimpleNamespace
 
 import pytest
 
+from gateway.component import Settings
 from gateway.processors import tail_sampling_store
+from gateway.processors.tail_sampling import TailSamplingStage
 from gateway.processors.tail_sampling_store import PendingStore
-from pipelines.batch import EMPTY_CONTEXT
+from gateway.telemetry import Telemetry
+from pipelines.batch import EMPTY_CONTEXT, Batch
+from pipelines.errors import RetryableError
 from pipelines.tail_sampling import policies as pol
-from tests.processors.test_tail_sampling import tid, trace
+from tests.processors.build import batch_of
+from tests.processors.build import span_request as _span_request
+from tests.processors.test_tail_sampling import config, tid, trace
+
+
+def trace_request(spans: int) -> object:
+    """`spans` spans of `spans` traces (span_request gives each its own trace id)."""
+    return _span_request([{} for _ in range(spans)])
 
 
 class _Storage:
@@ -67,3 +78,62 @@ def test_store_fsyncs_off_the_loop_and_sync_returns_once_every_record_is_durable
 
     asyncio.run(run())
     assert synced and all(thread != loop_thread for thread, _, _ in synced), "fsync ran on the event loop"
+
+
+class _Refusing:
+    """A next consumer that refuses (retryable) its first `refusals` requests, then takes them."""
+
+    def __init__(self, refusals: int) -> None:
+        self.refusals = refusals
+        self.got: list[Batch] = []
+
+    def admit(self, batch: Batch) -> None:
+        pass
+
+    async def consume(self, batch: Batch) -> None:
+        if self.refusals > 0:
+            self.refusals -= 1
+            raise RetryableError("queue full", 1.0)
+        self.got.append(batch)
+
+
+def _stage(next_consumer: _Refusing) -> tuple[TailSamplingStage, Telemetry]:
+    telemetry = Telemetry()
+    cfg = config(decision_wait="30s")
+    return TailSamplingStage(Settings("tail_sampling", cfg, telemetry, SimpleNamespace()), next_consumer), telemetry
+
+
+def _dropped(telemetry: Telemetry) -> float:
+    value = telemetry.registry.get_sample_value("otelcol_processor_dropped_spans_total",
+                                                {"processor": "tail_sampling"})
+    return value or 0.0
+
+
+def test_kept_traces_refused_at_shutdown_are_offered_again_until_taken() -> None:
+    downstream = _Refusing(refusals=3)
+    stage, telemetry = _stage(downstream)
+
+    async def run() -> None:
+        await stage.start()
+        await stage.consume(batch_of(trace_request(5)))
+        await stage.shutdown()  # decides the pending traces; the next consumer refuses three times
+
+    asyncio.run(run())
+    assert sum(b.items for b in downstream.got) == 5 and _dropped(telemetry) == 0
+
+
+def test_kept_traces_still_refused_at_the_shutdown_deadline_are_counted_and_logged(
+        caplog: pytest.LogCaptureFixture) -> None:
+    downstream = _Refusing(refusals=1 << 30)
+    stage, telemetry = _stage(downstream)
+
+    async def run() -> None:
+        await stage.start()
+        await stage.consume(batch_of(trace_request(5)))
+        with pytest.raises(TimeoutError):  # the service's deadline, as Service._stop_one gives it
+            await asyncio.wait_for(stage.shutdown(), 0.3)
+
+    asyncio.run(run())
+    assert not downstream.got and _dropped(telemetry) == 5
+    assert any(r.levelname == "WARNING" and "5 spans" in r.getMessage() and "dropped" in r.getMessage()
+               for r in caplog.records)

@@ -130,6 +130,9 @@ class ProcessorFactory(Generic[C]):
     # A processor whose config shapes the batches of the exporters downstream (the `batch` processor).
     batching: Callable[[Settings[C]], BatchPolicy] | None = None
     extension_refs: ExtensionRefs[C] | None = None
+    # A processor that writes requests down (tail_sampling's `storage`) is told the request metadata
+    # the exporters downstream batch by (their batch processors' `metadata_keys`): all it may keep.
+    keep_metadata: Callable[[Stage, tuple[str, ...]], None] | None = None
 
 
 @dataclass(frozen=True)

@@ -117,9 +117,20 @@ class Graph:
 
     def stages(self) -> list[tuple[str, Stage]]:
         """Processors and connectors by node key, consumers first: the order they start in."""
-        out = [(c.key, c.stage) for c in self.connectors.values() if c.stage is not None]
-        for nodes in reversed(list(self.pipelines.values())):
-            out.extend((n.key, n.stage) for n in reversed(nodes) if n.stage is not None)
+        out: list[tuple[str, Stage]] = []
+        seen: set[int] = set()
+
+        def visit(node: Node) -> None:  # depth first, each node after everything downstream of it
+            if id(node) in seen:
+                return
+            seen.add(id(node))
+            for n in node.next:
+                visit(n)
+            if isinstance(node, StageNode) and node.stage is not None:
+                out.append((node.key, node.stage))
+
+        for nodes in self.pipelines.values():
+            visit(nodes[0])
         return out
 
     def describe(self) -> str:
@@ -163,6 +174,7 @@ def build(config: GatewayConfig, telemetry: Telemetry, settings_for: SettingsFor
     graph.pipelines = {pid: graph.pipelines[pid] for pid in config.service.pipelines}
     _build_receivers(graph, config, entries, settings_for)
     _apply_batching(graph, config)
+    _tell_metadata_keys(graph, config)
     return graph
 
 
@@ -267,6 +279,25 @@ def _build_receivers(graph: Graph, config: GatewayConfig, entries: Mapping[str, 
             targets.extend(nodes)
         made = registry.receiver(rid.partition("/")[0]).create(settings_for(rid, config.receivers[rid]), consumers)
         graph.receivers[rid] = ReceiverNode("receiver", rid, tuple(by_signal), None, targets, component=made)
+
+
+def _tell_metadata_keys(graph: Graph, config: GatewayConfig) -> None:
+    """Give each processor that asks (`ProcessorFactory.keep_metadata`) the metadata keys the exporters
+    downstream of it batch by."""
+    policies = {n.key: n.policy for nodes in graph.pipelines.values() for n in nodes if n.policy is not None}
+    for pid in config.service.pipelines:
+        for node in graph.pipelines[pid]:
+            if node.kind != "processor" or node.stage is None:
+                continue
+            tell = registry.processor(node.id.partition("/")[0]).keep_metadata
+            if tell is None:
+                continue
+            keys: dict[str, None] = {}
+            for x in graph.downstream(node):
+                given = graph.batching.get(x.id) if isinstance(x, ExporterNodeData) else None
+                if given is not None:
+                    keys.update(dict.fromkeys(policies[given].metadata_keys))
+            tell(node.stage, tuple(keys))
 
 
 def _apply_batching(graph: Graph, config: GatewayConfig) -> None:

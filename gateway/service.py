@@ -90,9 +90,10 @@ class Service:
                  len(g.pipelines), len(g.receivers), len(g.connectors), len(g.exporters))
 
     async def shutdown(self, deadline: float | None = None) -> None:
-        """Receivers first (stop accepting), then processors and connectors, then exporters drain their
-        queues, all within `deadline` (service::shutdown_timeout): the components of a phase stop
-        together, so one dead backend cannot eat the other exporters' share of the deadline."""
+        """Receivers first (stop accepting), then processors and connectors one by one (upstream first),
+        then exporters drain their queues, all within `deadline` (service::shutdown_timeout): receivers
+        stop together, and exporters drain together, so one dead backend cannot eat the other exporters'
+        share of the deadline."""
         g = self.graph
         if g is None:
             return
@@ -105,24 +106,31 @@ class Service:
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
         errors: list[BaseException] = []
-        for phase in (receivers, stages):
-            live = [(n, c) for n, c in phase if id(c) in started]
-            results = await asyncio.gather(*(self._stop_one(n, c, end) for n, c in live), return_exceptions=True)
-            errors.extend(r for r in results if isinstance(r, BaseException))
+        live = [(n, c) for n, c in receivers if id(c) in started]
+        results = await asyncio.gather(*(self._stop_one(n, c, end) for n, c in live), return_exceptions=True)
+        errors.extend(r for r in results if isinstance(r, BaseException))
+        # Processors and connectors one by one, upstream first: one that still sends at shutdown (a tail
+        # sampler's held traces) does so before the stages after it stop.
+        await self._stop_in_turn(stages, started, end, errors)
         drains = [self._drain_one(x.key, x.component, end) for x in g.exporters.values()
                   if x.component is not None and id(x.component) in started]
         results = await asyncio.gather(*drains, return_exceptions=True)
         errors.extend(r for r in results if isinstance(r, BaseException))
         # Extensions (file storage among them) close after every exporter, one by one in reverse order.
-        for name, component in last:
+        await self._stop_in_turn(last, started, end, errors)
+        self._started.clear()
+        if errors:
+            raise ShutdownErrors(errors)
+
+    async def _stop_in_turn(self, components: list[tuple[str, Component]], started: set[int], end: float,
+                            errors: list[BaseException]) -> None:
+        """Stop the started ones of `components` one after the other; their errors go to `errors`."""
+        for name, component in components:
             if id(component) in started:
                 try:
                     await self._stop_one(name, component, end)
                 except Exception as exc:
                     errors.append(exc)
-        self._started.clear()
-        if errors:
-            raise ShutdownErrors(errors)
 
     async def _drain_one(self, name: str, exporter: ExporterNode, end: float) -> None:
         loop = asyncio.get_running_loop()

@@ -107,6 +107,29 @@ def test_pipelines_a_connector_feeds_are_built_first() -> None:
                        frozenset({"forward/1", "forward/2", "forward/3"}))
 
 
+def test_stages_stop_upstream_first_through_connectors_whatever_the_config_order() -> None:
+    config = """
+receivers:
+  otlp: {protocols: {grpc: {endpoint: "127.0.0.1:1"}}}
+processors:
+  tail_sampling/in: {policies: [{name: all, type: always_sample}]}
+  tail_sampling/out: {policies: [{name: all, type: always_sample}]}
+  batch: {}
+connectors:
+  forward: {}
+exporters:
+  debug: {}
+service:
+  pipelines:
+    traces/out: {receivers: [forward], processors: [tail_sampling/out, batch], exporters: [debug]}
+    traces/in: {receivers: [otlp], processors: [tail_sampling/in], exporters: [forward]}
+"""
+    service = Service(load_text(config, env={}).config)
+    stop_order = [name for name, _ in service._phases(service.build())[1]]
+    assert stop_order == ["processor:traces/in:tail_sampling/in", "connector:forward:traces",
+                          "processor:traces/out:tail_sampling/out", "processor:traces/out:batch"]
+
+
 def test_processors_after_batch_get_a_join_and_a_last_batch_does_not() -> None:
     seeds = CONNECTED.replace("      processors: [attributes/a]\n", "      processors: [batch, attributes/a]\n")
     graph = Service(load_text(seeds, env={}).config).build()

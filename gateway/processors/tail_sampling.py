@@ -6,7 +6,12 @@ answer with `storage`); late spans of a kept trace are handed to the next consum
 so its refusal reaches the client. Kept traces go on from the decision timer; when the next consumer
 refuses them (retryable) they stay held, counted against `max_pending_bytes`, and are offered again at
 the next tick; a permanent refusal is logged and counted as dropped. Spans of traces not kept are
-counted in `otelcol_processor_dropped_spans`.
+counted in `otelcol_processor_dropped_spans`. At shutdown, held kept traces are offered again until the
+shutdown deadline; what is still refused then (or undecided, without `storage`) is counted as dropped
+and logged.
+
+Tenants: traces are held by (identity, trace id), and every piece keeps its request's context, so a
+kept trace goes on as one batch per context with its tenant, identity and metadata (`engine`).
 
 Memory: everything pending is counted in bytes. A request that does not fit in `max_pending_bytes` is
 refused with a retryable error (counted by reason) and the largest pending traces are decided early to
@@ -22,11 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
 
-from gateway.component import Consumer, ExtensionRef, ProcessorFactory, Settings
+from gateway.component import Consumer, ExtensionRef, ProcessorFactory, Settings, Stage
 from gateway.processors.ottl_report import reporter
 from gateway.processors.tail_sampling_metrics import TailMetrics
 from gateway.processors.tail_sampling_store import PendingStore, open_store
@@ -34,13 +40,24 @@ from pipelines.batch import Batch, Signal
 from pipelines.errors import ConsumerError, PermanentError, RetryableError
 from pipelines.tail_sampling import policies as pol
 from pipelines.tail_sampling.config import Config
-from pipelines.tail_sampling.engine import PIECE_OVERHEAD, Decided, Engine, Reason
+from pipelines.tail_sampling.engine import (
+    PIECE_OVERHEAD,
+    Decided,
+    Engine,
+    Part,
+    Reason,
+    TraceKey,
+    context_key,
+    trace_key,
+)
 from pipelines.tail_sampling.split import join as join_pieces
 from pipelines.tail_sampling.split import split
 
 log = logging.getLogger("gateway.processor.tail_sampling")
 
 RETRY_AFTER = 1.0
+# How often, at shutdown, held kept traces are offered again to a next consumer that refuses them.
+_SHUTDOWN_RETRY = 0.1
 # How long the decision loop runs before it lets the event loop serve requests.
 _SLICE = 0.005
 
@@ -65,11 +82,17 @@ class TailSamplingStage:
         self._need = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        # Kept traces being offered again at shutdown (out of the outbox while the offer runs).
+        self._offering: list[Decided] = []
         self.tick = min(1.0, max(0.02, self.config.decision_wait / 10))
+        # Request metadata the stages and exporters after this one batch by: what `storage` writes down.
+        self.metadata_keys: tuple[str, ...] = ()
 
     async def start(self) -> None:
         if self.config.storage:
             self.store = await open_store(self._settings.host, self.config.storage, self.id)
+            self.store.metadata_keys = self.metadata_keys
             restored = self.store.load(self.engine)
             if restored:
                 log.info("%s: %d pending trace(s) restored from %s", self.id, restored, self.config.storage)
@@ -99,10 +122,12 @@ class TailSamplingStage:
         self.admit(batch)
         pieces = split(batch.message())
         engine = self.engine
+        context = batch.context
         # Late spans first: a refusal from the next consumer then leaves nothing half-taken.
-        late = [p for p in pieces if p.trace_id not in engine.pending and engine.remembered(p.trace_id)]
+        late = [p for p in pieces if (k := trace_key(context, p.trace_id)) not in engine.pending
+                and engine.remembered(k)]
         if late:
-            kept = [p for p in late if engine.remembered(p.trace_id) == pol.SAMPLED]
+            kept = [p for p in late if engine.remembered(trace_key(context, p.trace_id)) == pol.SAMPLED]
             if kept:
                 n = sum(p.spans for p in kept)
                 await self._next.consume(Batch("traces", join_pieces([p.data for p in kept]), n, batch.context))
@@ -116,13 +141,13 @@ class TailSamplingStage:
             return
         now = self._clock()
         if self.store is not None:
-            self.store.append(pieces, now)
+            self.store.append(pieces, now, context)
             await self.store.sync()
-        offer = engine.offer(pieces, now)
+        offer = engine.offer(pieces, now, context)
         self.metrics.inc("new_traces", offer.new_traces)
         if offer.forward:
             # Decided while this request waited on the disk: held in the outbox like any kept trace.
-            self._hold(Decided(b"", pol.SAMPLED, "", "decision_wait", offer.forward, offer.forward_spans, 0))
+            self._hold(Decided(None, pol.SAMPLED, "", "decision_wait", offer.forward, offer.forward_spans, 0))
             self.metrics.inc("early_releases", offer.forward_spans, "true")
         if offer.late_dropped:
             self._dropped.inc(offer.late_dropped)
@@ -133,10 +158,12 @@ class TailSamplingStage:
 
     # ---------------------------------------------------------------- deciding
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.tick)
             self._wake.clear()
+            if self._stopping:
+                return
             try:
                 await self.decide_due()
             except Exception:
@@ -149,12 +176,12 @@ class TailSamplingStage:
             await self._release(held, fresh=False)
         now = self._clock()
         due = self.engine.due(now)
-        todo: list[tuple[bytes, Reason]] = [(t, "decision_wait") for t in due]
+        todo: list[tuple[TraceKey, Reason]] = [(t, "decision_wait") for t in due]
         need, self._need = self._need + self._outbox_bytes, 0
         todo += [(t, "max_pending_bytes") for t in self.engine.pressure(set(due), need)]
         await self._decide(todo, now)
 
-    async def _decide(self, todo: list[tuple[bytes, Reason]], now: float) -> None:
+    async def _decide(self, todo: list[tuple[TraceKey, Reason]], now: float) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
         decided: list[Decided] = []
@@ -178,26 +205,37 @@ class TailSamplingStage:
             self._count(d)
         for d in done:
             self._dropped.inc(d.spans)
-        if kept:
-            spans = sum(d.spans for d in kept)
-            batch = Batch("traces", join_pieces([p for d in kept for p in d.pieces]), spans)
+        # One batch per context (tenant, identity, metadata); what is refused for now stays held, piece by piece.
+        unsent: dict[int, list[Part]] = {}
+        groups: dict[tuple[object, ...], list[tuple[int, Part]]] = {}
+        for d in kept:
+            for p in d.pieces:
+                groups.setdefault(context_key(p.context), []).append((id(d), p))
+        for group in groups.values():
+            context, parts = group[0][1].context, [p for _, p in group]
+            spans = sum(p.spans for p in parts)
             try:
-                await self._next.consume(batch)
-                done += kept
+                await self._next.consume(Batch("traces", join_pieces([p.data for p in parts]), spans, context))
             except RetryableError as exc:
                 log.debug("%s: %d kept span(s) refused downstream, held for the next tick: %s", self.id, spans, exc)
-                for d in kept:
-                    self._hold(d)
+                for owner, p in group:
+                    unsent.setdefault(owner, []).append(p)
             except (PermanentError, ConsumerError) as exc:
                 log.error("%s: %d kept span(s) refused downstream for good, dropped: %s", self.id, spans, exc)
                 self._dropped.inc(spans)
-                done += kept
+        for d in kept:
+            rest = unsent.get(id(d))
+            if rest is None:
+                done.append(d)
+            else:
+                self._hold(dataclasses.replace(d, pieces=rest, spans=sum(p.spans for p in rest)))
         if self.store is not None:
-            self.store.decided([(d.trace_id, d.decision) for d in done if d.trace_id])
+            self.store.decided([(d.pieces[0].context, d.trace_id, d.decision) for d in done
+                                if d.key is not None and d.pieces])
 
     def _hold(self, d: Decided) -> None:
         self._outbox.append(d)
-        self._outbox_bytes += sum(map(len, d.pieces)) + PIECE_OVERHEAD
+        self._outbox_bytes += sum(len(p.data) for p in d.pieces) + PIECE_OVERHEAD
 
     def _count(self, d: Decided) -> None:
         for name, decision in d.evaluations:
@@ -215,33 +253,73 @@ class TailSamplingStage:
 
     # ---------------------------------------------------------------- stopping
     async def shutdown(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self._outbox:
-            held, self._outbox, self._outbox_bytes = self._outbox, [], 0
-            await self._release(held, fresh=False)
-        pending = list(self.engine.pending)
-        if self.config.drop_pending_traces_on_shutdown:
-            for tid in pending:
-                self._dropped.inc(self.engine.discard(tid).spans)
-                self.metrics.inc("decided_early", 1, "shutdown")
+        """Stop deciding, then: drop the pending traces (drop_pending_traces_on_shutdown), keep them in
+        `storage`, or decide them now; offer the kept traces held here until the next consumer takes
+        them. Cancelled at the shutdown deadline (`Service.shutdown`), it counts what it still holds as
+        dropped and logs it (with `storage`, what is on disk stays there for the next start)."""
+        self._stopping = True
+        self._wake.set()
+        try:
+            if self._task is not None:
+                await self._task  # the tick in progress finishes: nothing it took is left half-done
+                self._task = None
+            pending = list(self.engine.pending)
+            if self.config.drop_pending_traces_on_shutdown:
+                gone = [self.engine.discard(key) for key in pending]
+                for trace in gone:
+                    self._dropped.inc(trace.spans)
+                    self.metrics.inc("decided_early", 1, "shutdown")
+                if self.store is not None:
+                    self.store.decided([(t.pieces[0].context, t.key[1], pol.DROPPED) for t in gone])
+                if pending:
+                    log.warning("%s: %d pending trace(s) dropped at shutdown (drop_pending_traces_on_shutdown)",
+                                self.id, len(pending))
+            elif self.store is None and pending:
+                # Nothing would keep them: decide now, as the Collector does at shutdown.
+                await self._decide([(t, "shutdown") for t in pending], self._clock())
+            elif pending:
+                log.info("%s: %d pending trace(s) kept in %s for the next start", self.id, len(pending),
+                         self.config.storage)
+            while self._outbox:
+                held, self._outbox, self._outbox_bytes = self._outbox, [], 0
+                self._offering = held
+                await self._release(held, fresh=False)
+                self._offering = []
+                if self._outbox:
+                    await asyncio.sleep(_SHUTDOWN_RETRY)
+        except asyncio.CancelledError:
+            self._left_at_deadline()
+            raise
+        finally:
+            if self._task is not None:
+                self._task.cancel()
             if self.store is not None:
-                self.store.decided([(t, pol.DROPPED) for t in pending])
-            if pending:
-                log.warning("%s: %d pending trace(s) dropped at shutdown (drop_pending_traces_on_shutdown)",
-                            self.id, len(pending))
-        elif self.store is None and pending:
-            # Nothing would keep them: decide now, as the Collector does at shutdown.
-            await self._decide([(t, "shutdown") for t in pending], self._clock())
-        elif pending:
-            log.info("%s: %d pending trace(s) kept in %s for the next start", self.id, len(pending),
-                     self.config.storage)
+                await self.store.close()
+                self.store = None
+
+    def _left_at_deadline(self) -> None:
+        """What the shutdown deadline leaves held: kept traces the next consumer still refuses, and
+        without `storage`, traces not decided yet. Counted as dropped, unless `storage` keeps them."""
+        held = [*self._offering, *self._outbox]
+        self._offering, self._outbox, self._outbox_bytes = [], [], 0
+        spans = sum(d.spans for d in held)
+        traces = len(held)
+        if self.store is None:
+            undecided = [self.engine.discard(key) for key in list(self.engine.pending)]
+            spans += sum(t.spans for t in undecided)
+            traces += len(undecided)
         if self.store is not None:
-            self.store.close()
-            self.store = None
+            # On disk as pending, to be decided again at the next start; not so late spans of a trace
+            # decided while their request waited on the disk (no key): those are lost.
+            if held:
+                log.warning("%s: %d kept trace(s) still refused downstream at the shutdown deadline; kept in %s "
+                            "for the next start", self.id, len(held), self.config.storage)
+            late = [d for d in held if d.key is None]
+            spans, traces = sum(d.spans for d in late), len(late)
+        if spans:
+            self._dropped.inc(spans)
+            log.warning("%s: %d trace(s) (%d spans) still held at the shutdown deadline, dropped", self.id,
+                        traces, spans)
 
 
 def create(settings: Settings[Config], next_consumer: Consumer, signal: Signal) -> TailSamplingStage:
@@ -252,5 +330,10 @@ def storage_refs(config: Config) -> list[ExtensionRef]:
     return [ExtensionRef("storage", config.storage, "storage")] if config.storage else []
 
 
+def keep_metadata(stage: Stage, metadata_keys: tuple[str, ...]) -> None:
+    assert isinstance(stage, TailSamplingStage)
+    stage.metadata_keys = metadata_keys
+
+
 FACTORY = ProcessorFactory(type="tail_sampling", config=Config, create=create, signals=frozenset({"traces"}),
-                           extension_refs=storage_refs)
+                           extension_refs=storage_refs, keep_metadata=keep_metadata)

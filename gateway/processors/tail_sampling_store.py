@@ -2,13 +2,18 @@
 `file_storage` extension's directory (`processor_<type>_<name>`, locked against a second process).
 
 Records are `length u32 | crc32 u32 | body`, written (to the page cache, so they survive kill -9;
-`fsync: true` for power loss) before the request is answered:
-- `P`: arrival time (f64), then the request's pending pieces, each `id length u8 | trace id |
-  spans u32 | length u32 | ResourceSpans bytes`;
-- `D`: decisions, each `id length u8 | trace id | decision u8`, written once a kept trace is held
-  downstream, or when a trace is dropped.
+`fsync: true` for power loss) before the request is answered. The fsync runs in a thread, off the event
+loop, and the request is answered only after it (`sync`: one fsync covers every record written before
+it started, in the live segment and in any rotated out since the last one).
+- `Q`: arrival time (f64), the request's context (`length u32 | JSON`: tenant, the identity's
+  attributes, and of the request metadata only the batching `metadata_keys` downstream: never a
+  credential or another header), then its pending pieces, each `id length u8 | trace id | spans u32 |
+  length u32 | ResourceSpans bytes`;
+- `E`: decisions of one identity: its context (as in `Q`, without metadata), then each `id length u8 |
+  trace id | decision u8`, written once a kept trace is held downstream, or when a trace is dropped.
+- `P` and `D`, as `Q` and `E` without a context, are read as the records of an earlier version.
 
-At start every segment is read in order: `P` adds pieces to pending traces, `D` ends them and is
+At start every segment is read in order: `Q` adds pieces to pending traces, `E` ends them and is
 remembered, so late spans after a restart still follow it. A torn or corrupt record ends its segment.
 Segments are deleted from the oldest on, once every trace with a piece in it is decided: a decision
 is never deleted while the pieces it ends are still on disk.
@@ -16,19 +21,23 @@ is never deleted while the pieces it ends are still on disk.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import os
 import re
 import struct
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
 from gateway.component import Host
 from gateway.queue.persistent import lock_directory
+from pipelines.batch import EMPTY_CONTEXT, RequestContext
 from pipelines.errors import RetryableError
 from pipelines.tail_sampling import policies as pol
-from pipelines.tail_sampling.engine import Engine
+from pipelines.tail_sampling.engine import Engine, Part, TraceKey, trace_key
 from pipelines.tail_sampling.split import Piece
 
 log = logging.getLogger("gateway.processor.tail_sampling")
@@ -36,6 +45,7 @@ log = logging.getLogger("gateway.processor.tail_sampling")
 _REC = struct.Struct("<II")
 _ARRIVAL = struct.Struct("<d")
 _PIECE = struct.Struct("<II")
+_CTX = struct.Struct("<I")
 _CODES = {pol.SAMPLED: 0, pol.NOT_SAMPLED: 1, pol.DROPPED: 2}
 _DECISIONS = {v: k for k, v in _CODES.items()}
 SEGMENT_BYTES = 8 * 1024 * 1024
@@ -55,11 +65,27 @@ class _Segment:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.size = 0
-        self.pending: set[bytes] = set()
+        self.pending: set[TraceKey] = set()
 
 
 def _record(body: bytes) -> bytes:
     return _REC.pack(len(body), zlib.crc32(body)) + body
+
+
+def _encode_context(context: RequestContext, metadata_keys: Iterable[str]) -> bytes:
+    metadata = {k: list(v) for k in metadata_keys if (v := context.get_metadata(k))}
+    doc = {"tenant": context.tenant, "auth": {k: list(v) for k, v in context.auth.items()}, "metadata": metadata}
+    blob = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+    return _CTX.pack(len(blob)) + blob
+
+
+def _decode_context(body: bytes, at: int) -> tuple[RequestContext, int]:
+    (n,) = _CTX.unpack_from(body, at)
+    at += _CTX.size
+    doc = json.loads(body[at:at + n])
+    context = RequestContext(doc["tenant"], {k: tuple(v) for k, v in doc["metadata"].items()},
+                             {k: tuple(v) for k, v in doc["auth"].items()})
+    return context, at + n
 
 
 class PendingStore:
@@ -67,11 +93,18 @@ class PendingStore:
         self.directory = directory
         self.storage = storage
         self.fsync = bool(storage.config.fsync)
+        # Request metadata written with the pending pieces: the batching keys downstream, nothing else.
+        self.metadata_keys: tuple[str, ...] = ()
         self._segments: list[_Segment] = []
         self._fd: int | None = None
         self._lock_fd: int | None = None
         self._next = 1
-        self._dirty = False
+        # fsync: records written, records made durable, and the files of rotated-out segments not yet
+        # synced (the sync owns and closes them, so no close races an fsync running off the loop).
+        self._written = 0
+        self._synced = 0
+        self._retired: list[int] = []
+        self._sync_lock = asyncio.Lock()
 
     def lock(self) -> None:
         self._lock_fd = lock_directory(self.directory)
@@ -109,32 +142,37 @@ class PendingStore:
                 break
             try:
                 self._apply(body, seg, engine)
-            except (struct.error, KeyError, IndexError):
+            except (struct.error, KeyError, IndexError, ValueError, TypeError):
                 break
             pos += _REC.size + length
         return pos
 
     def _apply(self, body: bytes, seg: _Segment, engine: Engine) -> None:
         kind, at = body[:1], 1
-        if kind == b"P":
+        context = EMPTY_CONTEXT
+        if kind in (b"P", b"Q"):
             (arrival,) = _ARRIVAL.unpack_from(body, at)
             at += _ARRIVAL.size
+            if kind == b"Q":
+                context, at = _decode_context(body, at)
             while at < len(body):
                 n = body[at]
-                tid = body[at + 1:at + 1 + n]
+                key = trace_key(context, body[at + 1:at + 1 + n])
                 spans, size = _PIECE.unpack_from(body, at + 1 + n)
                 at += 1 + n + _PIECE.size
-                engine.restore(tid, body[at:at + size], spans, arrival)
-                seg.pending.add(tid)
+                engine.restore(key, Part(context, body[at:at + size], spans), arrival)
+                seg.pending.add(key)
                 at += size
-        elif kind == b"D":
+        elif kind in (b"D", b"E"):
+            if kind == b"E":
+                context, at = _decode_context(body, at)
             while at < len(body):
                 n = body[at]
-                tid, decision = body[at + 1:at + 1 + n], _DECISIONS[body[at + 1 + n]]
+                key, decision = trace_key(context, body[at + 1:at + 1 + n]), _DECISIONS[body[at + 1 + n]]
                 at += 2 + n
-                if tid in engine.pending:
-                    engine.discard(tid)
-                engine.remember(tid, decision)
+                if key in engine.pending:
+                    engine.discard(key)
+                engine.remember(key, decision)
         else:
             raise KeyError(kind)
 
@@ -142,24 +180,29 @@ class PendingStore:
     def refusal(self, nbytes: int) -> str | None:
         return self.storage.refusal(nbytes + 64)
 
-    def append(self, pieces: list[Piece], now: float) -> None:
-        parts = [b"P", _ARRIVAL.pack(now)]
+    def append(self, pieces: list[Piece], now: float, context: RequestContext = EMPTY_CONTEXT) -> None:
+        parts = [b"Q", _ARRIVAL.pack(now), _encode_context(context, self.metadata_keys)]
         for p in pieces:
             parts += [bytes([len(p.trace_id)]), p.trace_id, _PIECE.pack(p.spans, len(p.data)), p.data]
         seg = self._write(_record(b"".join(parts)))
-        seg.pending.update(p.trace_id for p in pieces)
+        seg.pending.update(trace_key(context, p.trace_id) for p in pieces)
 
-    def decided(self, decisions: list[tuple[bytes, str]]) -> None:
+    def decided(self, decisions: list[tuple[RequestContext, bytes, str]]) -> None:
+        """(context of the trace's identity, trace id, decision) for each trace decided."""
         if not decisions:
             return
-        body = b"D" + b"".join(bytes([len(t)]) + t + bytes([_CODES[d]]) for t, d in decisions)
+        groups: dict[object, tuple[RequestContext, list[bytes]]] = {}
+        for context, tid, d in decisions:
+            entry = bytes([len(tid)]) + tid + bytes([_CODES[d]])
+            groups.setdefault(context.identity_key(), (context, []))[1].append(entry)
         try:
-            self._write(_record(body))
+            for context, entries in groups.values():
+                self._write(_record(b"".join([b"E", _encode_context(context, ()), *entries])))
         except RetryableError as exc:
             log.warning("%s (the decisions will be made again after a restart)", exc)
-        ids = {t for t, _ in decisions}
+        keys = {trace_key(context, tid) for context, tid, _ in decisions}
         for seg in self._segments:
-            seg.pending -= ids
+            seg.pending -= keys
         self._collect()
 
     def _write(self, record: bytes) -> _Segment:
@@ -174,12 +217,15 @@ class PendingStore:
             raise RetryableError(f"tail sampling storage {self.directory.name}: write failed: {exc}", 1.0) from None
         live.size += len(record)
         self.storage.add(len(record))
-        self._dirty = True
+        self._written += 1
         return live
 
     def _rotate(self) -> _Segment:
         if self._fd is not None:
-            os.close(self._fd)
+            if self.fsync and self._synced < self._written:
+                self._retired.append(self._fd)  # the next sync makes it durable and closes it
+            else:
+                os.close(self._fd)
         seg = _Segment(self.directory / f"{self._next:012d}.tsl")
         self._next += 1
         self._fd = os.open(seg.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
@@ -187,9 +233,25 @@ class PendingStore:
         return seg
 
     async def sync(self) -> None:
-        if self.fsync and self._dirty and self._fd is not None:
-            self._dirty = False
-            os.fsync(self._fd)
+        """With `fsync: true`, return once every record written before the call is durable. The fsync
+        runs in a thread, off the event loop; one covers every record written before it started."""
+        if not self.fsync:
+            return
+        target = self._written
+        async with self._sync_lock:
+            if self._synced >= target:
+                return
+            await self._fsync_all()
+
+    async def _fsync_all(self) -> None:
+        """fsync the live segment and the rotated-out ones, in a thread, on descriptors that only this
+        call closes (the live one duplicated), so the loop may rotate or close meanwhile."""
+        upto = self._written
+        fds, self._retired = self._retired, []
+        if self._fd is not None:
+            fds.append(os.dup(self._fd))
+        await asyncio.get_running_loop().run_in_executor(None, _fsync_close, fds)
+        self._synced = max(self._synced, upto)
 
     def _collect(self) -> None:
         """Delete the oldest segments whose traces are all decided (never the one being written)."""
@@ -201,13 +263,26 @@ class PendingStore:
             except FileNotFoundError:
                 pass
 
-    def close(self) -> None:
-        for fd in (self._fd, self._lock_fd):
-            if fd is not None:
-                if fd == self._fd and self.fsync:
-                    os.fsync(fd)
-                os.close(fd)
-        self._fd = self._lock_fd = None
+    async def close(self) -> None:
+        try:
+            if self.fsync:
+                async with self._sync_lock:
+                    await self._fsync_all()
+        finally:
+            for fd in (*self._retired, self._fd, self._lock_fd):
+                if fd is not None:
+                    os.close(fd)
+            self._retired = []
+            self._fd = self._lock_fd = None
+
+
+def _fsync_close(fds: list[int]) -> None:
+    try:
+        for fd in fds:
+            os.fsync(fd)
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 async def open_store(host: Host, storage_id: str, owner: str) -> PendingStore:

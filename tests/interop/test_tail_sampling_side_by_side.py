@@ -12,7 +12,8 @@ time-dependent policies (rate_limiting, bytes_limiting) are compared by counts, 
 from __future__ import annotations
 
 import random
-import time
+import re
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,17 @@ def _kept_by_case(requests: dict[str, list[Any]]) -> dict[str, set[bytes]]:
                    for span in ss.spans} for case, reqs in requests.items()}
 
 
+DECIDED = "otelcol_processor_tail_sampling_global_count_traces_sampled"
+
+
+def _scraped(url: str, name: str) -> float:
+    """Sum of every series of `name` (with or without the `_total` suffix) at a Prometheus endpoint."""
+    with urllib.request.urlopen(url, timeout=5) as r:
+        text = r.read().decode()
+    return sum(float(line.rsplit(maxsplit=1)[1]) for line in text.splitlines()
+               if re.match(rf"{re.escape(name)}(_total)?(\{{|\s)", line))
+
+
 def _settled(read: Any) -> None:
     last: list[int] = [-1]
 
@@ -203,7 +215,11 @@ def test_same_traces_kept_as_the_collector(ports: Ports, sink: Sink) -> None:
         for req in requests:
             send(col.grpc_endpoint, "traces", req)
             send(f"127.0.0.1:{ports.grpc}", "traces", req)
-        time.sleep(3.5)  # past every decision: decision_wait 1s, the Collector's 1 s ticks
+        # Every trace decided on both sides (each case's processor counts its 240), then the late spans.
+        decided = TRACES * len(cases)
+        gw_metrics = f"http://127.0.0.1:{ports.metrics}/metrics"
+        peers.wait_for(lambda: _scraped(gw_metrics, DECIDED) == decided, 30, "the gateway's decisions")
+        peers.wait_for(lambda: _scraped(col.metrics_url, DECIDED) == decided, 30, "the Collector's decisions")
         send(col.grpc_endpoint, "traces", late)
         send(f"127.0.0.1:{ports.grpc}", "traces", late)
 
@@ -214,7 +230,10 @@ def test_same_traces_kept_as_the_collector(ports: Ports, sink: Sink) -> None:
             return _kept_by_case({c: [r.request for r in sink.requests("traces") if r.headers.get("x-case") == c]
                                   for c in cases})
 
-        time.sleep(1.0)
+        # Late spans of kept traces go on at once; wait until they show on both sides, then for the rest.
+        late_ids = {sp.span_id for rs in late.resource_spans for ss in rs.scope_spans for sp in ss.spans}
+        peers.wait_for(lambda: bool(late_ids & theirs()["status_code"]), 30, "the Collector's late spans")
+        peers.wait_for(lambda: bool(late_ids & ours()["status_code"]), 30, "the gateway's late spans")
         _settled(theirs)
         _settled(ours)
         collector, gateway = theirs(), ours()
@@ -228,7 +247,6 @@ def test_same_traces_kept_as_the_collector(ports: Ports, sink: Sink) -> None:
     for case in policies:
         assert collector[case] == gateway[case], f"{case} kept differently:\n" + "\n".join(report)
         assert 0 < len(collector[case]) < sent or case == "drop_first", case
-    late_ids = {sp.span_id for rs in late.resource_spans for ss in rs.scope_spans for sp in ss.spans}
     assert 0 < len(late_ids & gateway["status_code"]) < len(late_ids), "late spans follow each trace's decision"
     for case in limited:
         a, b = len(collector[case]), len(gateway[case])

@@ -9,9 +9,10 @@ from typing import Any
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from gateway.config.decode import Errors, decode
+from pipelines.batch import EMPTY_CONTEXT, RequestContext
 from pipelines.tail_sampling import policies as pol
 from pipelines.tail_sampling.config import Config
-from pipelines.tail_sampling.engine import Engine
+from pipelines.tail_sampling.engine import Engine, TraceKey, trace_key
 from pipelines.tail_sampling.split import Piece, join, split
 
 ALWAYS = {"name": "all", "type": "always_sample"}
@@ -54,11 +55,12 @@ def trace(n: int, spans: int = 1, root: bool = True, error: bool = False, attrs:
     return split(req)
 
 
-def tid(n: int) -> bytes:
-    return n.to_bytes(16, "big")
+def tid(n: int) -> TraceKey:
+    """Trace n's key, for a request with no tenant."""
+    return trace_key(EMPTY_CONTEXT, n.to_bytes(16, "big"))
 
 
-def decide_all(engine: Engine, now: float) -> dict[bytes, str]:
+def decide_all(engine: Engine, now: float) -> dict[TraceKey, str]:
     return {t: engine.decide(t, now).decision for t in engine.due(now)}
 
 
@@ -96,12 +98,28 @@ def test_late_spans_follow_the_decision_remembered_by_num_traces_or_decision_cac
     assert list(cached.pending) == [tid(1)]
 
 
+def test_two_tenants_with_one_trace_id_hold_and_decide_two_traces() -> None:
+    a, b = RequestContext("team-a"), RequestContext("team-b", {"x-team": ("blue",)})
+    engine = Engine(config(decision_wait="1s", policies=[ERRORS]))
+    engine.offer(trace(1, error=True), 0.0, a)
+    engine.offer(trace(1, spans=2), 0.0, b)  # b reuses a's trace id: its spans are not a's
+    assert engine.pending.keys() == {trace_key(a, tid(1)[1]), trace_key(b, tid(1)[1])}
+    decided = {d.key: d for d in (engine.decide(k, 1.0) for k in engine.due(1.0))}
+    da, db = decided[trace_key(a, tid(1)[1])], decided[trace_key(b, tid(1)[1])]
+    assert (da.decision, da.spans, [p.context for p in da.pieces]) == (pol.SAMPLED, 1, [a])
+    assert (db.decision, db.spans, [p.context for p in db.pieces]) == (pol.NOT_SAMPLED, 2, [b])
+    # A late span follows its own tenant's decision.
+    assert engine.offer(trace(1, root=False), 2.0, b).late_dropped == 1
+    late = engine.offer(trace(1, root=False), 2.0, a)
+    assert late.forward_spans == 1 and [p.context for p in late.forward] == [a]
+
+
 def test_num_traces_decides_the_oldest_early_instead_of_losing_it() -> None:
     engine = Engine(config(decision_wait="10s", num_traces=2))
     engine.offer(trace(1), 0.0)
     engine.offer(trace(2), 1.0)
     offer = engine.offer(trace(3), 2.0)
-    assert [(d.trace_id, d.reason, d.decision) for d in offer.decided] == [(tid(1), "num_traces", pol.SAMPLED)]
+    assert [(d.key, d.reason, d.decision) for d in offer.decided] == [(tid(1), "num_traces", pol.SAMPLED)]
     assert list(engine.pending) == [tid(2), tid(3)]
 
 
@@ -148,7 +166,7 @@ def test_policy_keys_decide_as_the_collector_does() -> None:
     def decide(policy: dict[str, Any], pieces: list[Piece]) -> str:
         engine = Engine(config(policies=[policy]))
         engine.offer(pieces, 0.0)
-        return engine.decide(pieces[0].trace_id, 100.0).decision
+        return engine.decide(trace_key(EMPTY_CONTEXT, pieces[0].trace_id), 100.0).decision
 
     numeric = {"key": "code", "min_value": 500, "max_value": 599}
     assert decide({"name": "n", "type": "numeric_attribute", "numeric_attribute": numeric},
@@ -302,6 +320,6 @@ def test_config_errors_name_the_key() -> None:
 
 def test_split_keeps_each_trace_with_its_resource_and_scope() -> None:
     pieces = trace(1, spans=2) + trace(2, spans=1)
-    assert [(p.trace_id, p.spans, p.has_root) for p in pieces] == [(tid(1), 2, True), (tid(2), 1, True)]
+    assert [(p.trace_id, p.spans, p.has_root) for p in pieces] == [(tid(1)[1], 2, True), (tid(2)[1], 1, True)]
     req = ExportTraceServiceRequest.FromString(join([p.data for p in pieces]))
     assert [len(rs.scope_spans[0].spans) for rs in req.resource_spans] == [2, 1]

@@ -11,7 +11,7 @@ from google.protobuf.message import DecodeError
 
 from gateway.component import ExporterFactory, Settings
 from gateway.exporters import classify
-from gateway.exporters.helper import Exporter
+from gateway.exporters.helper import Exporter, check_kept_metadata
 from gateway.exporters.otlp_common import CallHeaders, OtlpCommon, exporter_refs, log_partial_success
 from gateway.transport.compression import ENCODINGS, compress
 from pipelines import otlp, otlp_json
@@ -140,4 +140,5 @@ def create(settings: Settings[Config]) -> Exporter:
     return Exporter(settings, pusher, settings.config, pusher.headers.context_keys())
 
 
-FACTORY = ExporterFactory(type="otlphttp", config=Config, create=create, extension_refs=exporter_refs)
+FACTORY = ExporterFactory(type="otlphttp", config=Config, create=create, extension_refs=exporter_refs,
+                           check_kept_metadata=check_kept_metadata)

@@ -80,13 +80,17 @@ class Config:
         return [f"headers[{i}]: {p}" for i, h in enumerate(self.headers) for p in h.problems()]
 
 
+def context_keys(config: Config) -> tuple[str, ...]:
+    """The request headers `from_context` reads (not the identity's `auth.*`): kept by the exporter's queue."""
+    return tuple(dict.fromkeys(h.from_context.lower() for h in config.headers
+                               if h.from_context is not None and not h.from_context.startswith(AUTH_PREFIX)))
+
+
 class HeadersSetter(Passive):
     def __init__(self, settings: Settings[Config]) -> None:
         self.id = settings.id
         self.config = settings.config
-        self._keys = tuple(dict.fromkeys(
-            h.from_context.lower() for h in self.config.headers
-            if h.from_context is not None and not h.from_context.startswith(AUTH_PREFIX)))
+        self._keys = context_keys(self.config)
 
     def context_keys(self) -> tuple[str, ...]:
         return self._keys
@@ -113,4 +117,4 @@ def create(settings: Settings[Config]) -> HeadersSetter:
 
 
 FACTORY = ExtensionFactory(type="headers_setter", config=Config, create=create,
-                           roles=frozenset({"client_authenticator"}))
+                           roles=frozenset({"client_authenticator"}), context_keys=context_keys)

@@ -161,7 +161,8 @@ class GrpcPusher:
                 break
             except GrpcCallError as exc:
                 # A token the backend no longer takes: one more call with fresh credentials.
-                if exc.code == Status.UNAUTHENTICATED and not refreshed and await self.headers.refresh():
+                if exc.code == Status.UNAUTHENTICATED and not refreshed \
+                        and await self.headers.refresh(dict(metadata)):
                     refreshed = True
                     continue
                 raise classify.from_grpc(exc.code, exc.message, exc.trailing) from None

@@ -111,7 +111,7 @@ class HttpPusher:
                                         server_hostname=self.config.tls.server_name_override or None) as resp:
                     payload = await resp.read()
                 # A token the backend no longer takes: one more call with fresh credentials.
-                if resp.status == 401 and not refreshed and await self.headers.refresh():
+                if resp.status == 401 and not refreshed and await self.headers.refresh(headers):
                     refreshed = True
                     continue
                 if resp.status // 100 != 2:

@@ -275,7 +275,7 @@ class BasicAuthClient(Passive):
     async def apply(self, headers: dict[str, str], context: RequestContext) -> None:
         headers["authorization"] = self._value
 
-    async def unauthorized(self) -> bool:
+    async def unauthorized(self, sent: Mapping[str, str]) -> bool:
         return False  # fixed credentials: asking again changes nothing
 
 

@@ -11,6 +11,7 @@ requests with different values together (the Collector needs them listed in the 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -108,7 +109,7 @@ class HeadersSetter(Passive):
             if value:
                 headers[name] = value
 
-    async def unauthorized(self) -> bool:
+    async def unauthorized(self, sent: Mapping[str, str]) -> bool:
         return False  # its headers do not change by asking again
 
 

@@ -143,7 +143,6 @@ def test_expiry_buffer_is_how_long_before_expiry_a_token_is_fetched_again(certs:
 def test_timeout_bounds_a_token_endpoint_that_never_answers() -> None:
     import asyncio
     import socket
-    import time
 
     import pytest
 
@@ -154,17 +153,17 @@ def test_timeout_bounds_a_token_endpoint_that_never_answers() -> None:
         silent.listen()
         client = _client(token_url=f"http://127.0.0.1:{silent.getsockname()[1]}/token", client_secret="s", timeout=0.2)
 
-        async def scenario() -> float:
-            start = time.monotonic()
+        async def scenario() -> None:
             try:
-                with pytest.raises(RetryableError, match="cannot get a token"):
-                    await client.token()
+                # The fetch's own timeout ends it with a RetryableError; the outer bound (far above 0.2 s)
+                # only keeps a broken timeout from hanging the test, and would fail it with TimeoutError.
+                async with asyncio.timeout(30):
+                    with pytest.raises(RetryableError, match="cannot get a token"):
+                        await client.token()
             finally:
                 await client.shutdown()
-            return time.monotonic() - start
 
-        assert asyncio.run(scenario()) < 5
-
+        asyncio.run(scenario())
 
 
 def test_expires_in_as_a_numeric_string_expires_as_golang_oauth2_reads_it(certs: Certs) -> None:

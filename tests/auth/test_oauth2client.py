@@ -112,12 +112,12 @@ def _client(**config: Any) -> Any:
                                  None))  # type: ignore[arg-type]
 
 
-async def _token_fetches(endpoint: TokenEndpoint, certs: Certs, expiry_buffer: float, secret: str = "s") -> int:
+async def _token_fetches(endpoint: TokenEndpoint, certs: Certs, expiry_buffer: float, client_secret: str = "s") -> int:
     """How many tokens a new client fetches while it is asked for one three times."""
     from gateway.transport.tls import TLSClientConfig
 
     before = len(endpoint.requests)
-    client = _client(token_url=endpoint.url, expiry_buffer=expiry_buffer, client_secret=secret,
+    client = _client(token_url=endpoint.url, expiry_buffer=expiry_buffer, client_secret=client_secret,
                      tls=TLSClientConfig(ca_file=str(certs.ca)))
     try:
         for _ in range(3):
@@ -132,9 +132,10 @@ def test_expiry_buffer_is_how_long_before_expiry_a_token_is_fetched_again(certs:
 
     endpoint = TokenEndpoint(certs)
     try:
-        assert asyncio.run(_token_fetches(endpoint, certs, 300.0, "inline-secret")) == 1  # a 1 h token is kept
+        # A 1 h token is kept.
+        assert asyncio.run(_token_fetches(endpoint, certs, 300.0, client_secret="inline-secret")) == 1
         # Within the buffer from the start: fetched every time.
-        assert asyncio.run(_token_fetches(endpoint, certs, 3600.0, "inline-secret")) == 3
+        assert asyncio.run(_token_fetches(endpoint, certs, 3600.0, client_secret="inline-secret")) == 3
         assert {basic for basic, _ in endpoint.requests} == {"Basic " + base64.b64encode(b"c:inline-secret").decode()}
     finally:
         endpoint.stop()

@@ -49,7 +49,8 @@ class ClientAuthenticator(Protocol):
         Raises RetryableError when credentials cannot be had now (a token endpoint down)."""
         ...
 
-    async def unauthorized(self) -> bool:
-        """The backend answered 401 / UNAUTHENTICATED: drop cached credentials; True when fresh ones
-        may differ, so the call is sent once more."""
+    async def unauthorized(self, sent: Mapping[str, str]) -> bool:
+        """The backend answered 401 / UNAUTHENTICATED to a call with headers `sent`: drop the cached
+        credentials if they are the ones refused (another call may have replaced them already); True
+        when fresh ones may differ, so the call is sent once more."""
         ...

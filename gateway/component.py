@@ -108,6 +108,14 @@ class ExtensionRef:
 
 ExtensionRefs = Callable[[C], list[ExtensionRef]]
 
+# The request headers (metadata keys) a component makes an exporter's queue keep with each request:
+# a `batch` processor's `metadata_keys`, a client authenticator's `from_context` headers.
+MetadataKeys = Callable[[C], tuple[str, ...]]
+
+# An exporter's check of the request headers its queue would keep, each with the config path that asks
+# for it: (config, {header: path}) -> (key path below the exporter, message) for each refusal.
+KeptMetadataCheck = Callable[[C, Mapping[str, str]], list[tuple[str, str]]]
+
 
 @dataclass(frozen=True)
 class ReceiverFactory(Generic[C]):
@@ -129,6 +137,8 @@ class ProcessorFactory(Generic[C]):
     check_for_signal: SignalCheck[C] | None = None
     # A processor whose config shapes the batches of the exporters downstream (the `batch` processor).
     batching: Callable[[Settings[C]], BatchPolicy] | None = None
+    # The request headers that batching keeps with each request downstream (the `batch` processor's).
+    metadata_keys: MetadataKeys[C] | None = None
     extension_refs: ExtensionRefs[C] | None = None
     # A processor that writes requests down (tail_sampling's `storage`) is told the request metadata
     # the exporters downstream batch by (their batch processors' `metadata_keys`): all it may keep.
@@ -142,6 +152,8 @@ class ExporterFactory(Generic[C]):
     create: Callable[[Settings[C]], ExporterNode]
     signals: frozenset[Signal] = ALL_SIGNALS
     extension_refs: ExtensionRefs[C] | None = None
+    # Refuses, at config load, request headers its queue would keep that it must not (on disk).
+    check_kept_metadata: KeptMetadataCheck[C] | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +163,8 @@ class ExtensionFactory(Generic[C]):
     create: Callable[[Settings[C]], Extension]
     # What other components may name it as: the loader refuses a reference to it in another role.
     roles: frozenset[ExtensionRole] = frozenset()
+    # A client authenticator whose headers depend on request headers: those (its `context_keys()`).
+    context_keys: MetadataKeys[C] | None = None
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,7 @@ def _load(raw: Any, env: Mapping[str, str] | None) -> Loaded:
     _check_service(service, sections, errors, pipelines_declared=declared)
     _check_connectors(service, sections, errors)
     _check_extension_refs(service, sections, errors)
+    _check_kept_metadata(service, sections, errors)
     _drop_consequences(errors, expansion_errors)
     if errors:
         raise ConfigError(errors.lines)
@@ -253,6 +254,54 @@ def _check_extension_refs(service: ServiceConfig, sections: dict[str, dict[str, 
                 elif ref.extension not in service.extensions:
                     errors.add(path, f"references extension {ref.extension!r} which is not enabled in "
                                      f"service::extensions")
+
+
+def _check_kept_metadata(service: ServiceConfig, sections: dict[str, dict[str, Any]], errors: Errors) -> None:
+    """The request headers each exporter's queue would keep with every request, from the `batch`
+    processors upstream of it (through connectors too: any of them, not only the one whose batching
+    wins) and its client authenticator, are checked by the exporter (a persistent queue must not write
+    credentials to disk). Refused whether or not a receiver keeps metadata today."""
+    pipes = {pid: p for pid, p in service.pipelines.items() if valid_id(pid) and pid.partition("/")[0] in SIGNALS}
+    for xid, cfg in sections["exporters"].items():
+        factory = registry.lookup("exporters", xid.partition("/")[0])
+        if not isinstance(factory, ExporterFactory) or factory.check_kept_metadata is None:
+            continue
+        kept: dict[str, str] = {}
+        for pid, pipe in pipes.items():
+            if xid not in _exporters_reached(pid, pipes, sections["connectors"]):
+                continue
+            for prid in pipe.processors:
+                proc = registry.lookup("processors", prid.partition("/")[0])
+                if isinstance(proc, ProcessorFactory) and proc.metadata_keys is not None and \
+                        prid in sections["processors"]:
+                    for key in proc.metadata_keys(sections["processors"][prid]):
+                        kept.setdefault(key, f"processors::{prid}::metadata_keys")
+        for ref in factory.extension_refs(cfg) if factory.extension_refs is not None else []:
+            ext = registry.lookup("extensions", ref.extension.partition("/")[0])
+            if ref.role == "client_authenticator" and isinstance(ext, ExtensionFactory) and \
+                    ext.context_keys is not None and ref.extension in sections["extensions"]:
+                for key in ext.context_keys(sections["extensions"][ref.extension]):
+                    kept.setdefault(key, f"the authenticator extensions::{ref.extension}")
+        for key, message in factory.check_kept_metadata(cfg, kept):
+            errors.add(join(join("exporters", xid), key), message)
+
+
+def _exporters_reached(pid: str, pipes: Mapping[str, PipelineConfig], connectors: Mapping[str, Any]) -> set[str]:
+    """The exporter ids a pipeline's data reaches: its own, and through its connectors those of the
+    pipelines they feed."""
+    reached: set[str] = set()
+    todo, seen = [pid], set()
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for xid in pipes[current].exporters:
+            if xid in connectors:
+                todo.extend(other for other, p in pipes.items() if xid in p.receivers)
+            else:
+                reached.add(xid)
+    return reached
 
 
 def _check_connectors(service: ServiceConfig, sections: dict[str, dict[str, Any]], errors: Errors) -> None:

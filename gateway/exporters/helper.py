@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -39,6 +40,9 @@ class QueueConfig:
     storage: str | None = None
     blocking: bool = False
     wait_for_result: bool = False
+    # Ours: request headers, beyond `PERSISTABLE_HEADERS`, that the operator declares free of credentials,
+    # so that a persistent queue may write them to its files (see `kept_on_disk_refusals`).
+    persist_metadata_keys: tuple[str, ...] = ()
 
     def validate(self) -> list[str]:
         errors = []
@@ -46,7 +50,49 @@ class QueueConfig:
             errors.append("num_consumers must be at least 1")
         if self.enabled and self.queue_size < 1:
             errors.append("queue_size must be positive")
+        errors.extend(f"persist_metadata_keys: {key.lower()!r} may carry credentials; it is never written to disk"
+                      for key in self.persist_metadata_keys if may_carry_credentials(key))
         return errors
+
+
+# Request headers a persistent queue writes to its files without being told: they name a tenant and
+# never carry a credential. Any other header a queue would keep (a `batch` processor's `metadata_keys`,
+# a `headers_setter`'s `from_context`) must be listed in `sending_queue::persist_metadata_keys`.
+PERSISTABLE_HEADERS = frozenset({"x-scope-orgid", "x-tenant", "x-tenant-id", "tenant"})
+# Headers that carry credentials, by name or by a part of it: never written to disk, even when listed.
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "x-honeycomb-team",
+                                "api-key", "apikey", "x-api-key", "dd-api-key", "x-sf-token"})
+_CREDENTIAL_PARTS = ("auth", "token", "key", "secret", "password", "passwd", "cookie", "session", "credential",
+                     "signature")
+
+
+def may_carry_credentials(header: str) -> bool:
+    name = header.lower()
+    return name in CREDENTIAL_HEADERS or any(part in name for part in _CREDENTIAL_PARTS)
+
+
+def kept_on_disk_refusals(queue: QueueConfig, kept: Mapping[str, str]) -> list[str]:
+    """Why a persistent queue must not keep the request headers in `kept` (header -> the config path
+    that asks for it): only `PERSISTABLE_HEADERS` and the `persist_metadata_keys` listed, and never one
+    that may carry credentials, are written to its files. Nothing for an in-memory queue."""
+    if not (queue.enabled and queue.storage):
+        return []
+    allowed = PERSISTABLE_HEADERS | {k.lower() for k in queue.persist_metadata_keys}
+    refusals = []
+    for header, source in kept.items():
+        name = header.lower()
+        where = f"a persistent queue would write request header {name!r} (kept for {source}) to disk"
+        if may_carry_credentials(name):
+            refusals.append(f"{where}, and it may carry credentials: use an in-memory queue")
+        elif name not in allowed:
+            refusals.append(f"{where}: list it in sending_queue::persist_metadata_keys if it never carries "
+                            "credentials, or use an in-memory queue")
+    return refusals
+
+
+def check_kept_metadata(config: ExporterCommon, kept: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The loader's check (`ExporterFactory.check_kept_metadata`), reported at `sending_queue::storage`."""
+    return [("sending_queue::storage", message) for message in kept_on_disk_refusals(config.sending_queue, kept)]
 
 
 @dataclass(frozen=True)
@@ -90,8 +136,6 @@ class _OncePerInterval:
         return False
 
 
-# Request headers that carry credentials: never written to a persistent queue's files.
-CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
 # The delay a refused client is asked to wait when a queue is full.
 QUEUE_FULL_RETRY_AFTER = 1.0
 # How long `shutdown()` drains when the service did not call `drain()` first.
@@ -144,10 +188,10 @@ class Exporter:
         if not qc.enabled:
             return
         store: Store = MemoryStore()
-        credentials = sorted(set(self._context_keys) & CREDENTIAL_HEADERS)
-        if qc.storage and credentials:
-            raise ValueError(f"exporter {self.id}: its authenticator sends request header(s) {', '.join(credentials)} "
-                             "on; a persistent queue would write them to disk: use an in-memory queue")
+        # `validate` refuses this with the config paths; here too, for a service built without it.
+        refusals = kept_on_disk_refusals(qc, {k: "batching" for k in self.policy.metadata_keys})
+        if refusals:
+            raise ValueError(f"exporter {self.id}: {'; '.join(refusals)}")
         if qc.storage:
             storage = self._host.extension(qc.storage)
             if not isinstance(storage, QueueStorage):

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from gateway.component import ExporterFactory, Settings
 from gateway.exporters import destination
 from gateway.exporters.destination import DestinationConfig
+from gateway.exporters.helper import check_kept_metadata
 from gateway.exporters.otlp_common import exporter_refs
 
 TEAM_HEADER = "x-honeycomb-team"
@@ -87,4 +88,5 @@ def create(settings: Settings[Config]) -> Any:
     return destination.create(settings, config.otlp())
 
 
-FACTORY = ExporterFactory(type="honeycomb", config=Config, create=create, extension_refs=exporter_refs)
+FACTORY = ExporterFactory(type="honeycomb", config=Config, create=create, extension_refs=exporter_refs,
+                           check_kept_metadata=check_kept_metadata)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,9 +69,9 @@ class CallHeaders:
             await self.auth.apply(headers, context)
         return headers
 
-    async def refresh(self) -> bool:
-        """After a 401 / UNAUTHENTICATED: whether the call is worth sending once more."""
-        return self.auth is not None and await self.auth.unauthorized()
+    async def refresh(self, sent: Mapping[str, str]) -> bool:
+        """After a 401 / UNAUTHENTICATED to a call with headers `sent`: whether it is worth sending once more."""
+        return self.auth is not None and await self.auth.unauthorized(sent)
 
 
 def log_partial_success(exporter: str, signal: str, response: Any) -> int:

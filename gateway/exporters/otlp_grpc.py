@@ -12,7 +12,7 @@ from google.protobuf.message import DecodeError
 from gateway import __version__
 from gateway.component import ExporterFactory, Settings
 from gateway.exporters import classify
-from gateway.exporters.helper import Exporter
+from gateway.exporters.helper import Exporter, check_kept_metadata
 from gateway.exporters.otlp_common import CallHeaders, OtlpCommon, exporter_refs, log_partial_success
 from gateway.transport.grpc_channel import BALANCERS, Balancer, H2Client
 from gateway.transport.grpc_client import GrpcCallError, Keepalive
@@ -161,7 +161,8 @@ class GrpcPusher:
                 break
             except GrpcCallError as exc:
                 # A token the backend no longer takes: one more call with fresh credentials.
-                if exc.code == Status.UNAUTHENTICATED and not refreshed and await self.headers.refresh():
+                if exc.code == Status.UNAUTHENTICATED and not refreshed \
+                        and await self.headers.refresh(dict(metadata)):
                     refreshed = True
                     continue
                 raise classify.from_grpc(exc.code, exc.message, exc.trailing) from None
@@ -182,4 +183,5 @@ def create(settings: Settings[Config]) -> Exporter:
     return Exporter(settings, pusher, settings.config, pusher.headers.context_keys())
 
 
-FACTORY = ExporterFactory(type="otlp", config=Config, create=create, extension_refs=exporter_refs)
+FACTORY = ExporterFactory(type="otlp", config=Config, create=create, extension_refs=exporter_refs,
+                           check_kept_metadata=check_kept_metadata)

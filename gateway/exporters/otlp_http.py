@@ -11,7 +11,7 @@ from google.protobuf.message import DecodeError
 
 from gateway.component import ExporterFactory, Settings
 from gateway.exporters import classify
-from gateway.exporters.helper import Exporter
+from gateway.exporters.helper import Exporter, check_kept_metadata
 from gateway.exporters.otlp_common import CallHeaders, OtlpCommon, exporter_refs, log_partial_success
 from gateway.transport.compression import ENCODINGS, compress
 from pipelines import otlp, otlp_json
@@ -111,7 +111,7 @@ class HttpPusher:
                                         server_hostname=self.config.tls.server_name_override or None) as resp:
                     payload = await resp.read()
                 # A token the backend no longer takes: one more call with fresh credentials.
-                if resp.status == 401 and not refreshed and await self.headers.refresh():
+                if resp.status == 401 and not refreshed and await self.headers.refresh(headers):
                     refreshed = True
                     continue
                 if resp.status // 100 != 2:
@@ -140,4 +140,5 @@ def create(settings: Settings[Config]) -> Exporter:
     return Exporter(settings, pusher, settings.config, pusher.headers.context_keys())
 
 
-FACTORY = ExporterFactory(type="otlphttp", config=Config, create=create, extension_refs=exporter_refs)
+FACTORY = ExporterFactory(type="otlphttp", config=Config, create=create, extension_refs=exporter_refs,
+                           check_kept_metadata=check_kept_metadata)

@@ -18,6 +18,7 @@ from typing import Any
 from gateway.component import ExporterFactory, Settings
 from gateway.exporters import destination
 from gateway.exporters.destination import DestinationConfig
+from gateway.exporters.helper import check_kept_metadata
 from gateway.exporters.otlp_common import exporter_refs
 
 TENANT_HEADER = "X-Scope-OrgID"
@@ -57,4 +58,4 @@ def create(settings: Settings[Config]) -> Any:
 
 
 FACTORY = ExporterFactory(type="tempo", config=Config, create=create, signals=frozenset({"traces"}),
-                          extension_refs=exporter_refs)
+                          extension_refs=exporter_refs, check_kept_metadata=check_kept_metadata)

@@ -5,9 +5,13 @@ carries `Authorization: Basic base64(user:password)`, checked against `htpasswd.
 `htpasswd.inline` (inline entries win for a user in both). Hashes as htpasswd writes them, verified by
 libpass: bcrypt (`$2y$`, `$2a$`, `$2b$`), `{SHA}`, `{SSHA}`, `$apr1$` and `$1$` MD5, `$5$` and `$6$`
 SHA-crypt; anything else is a plaintext password (the Collector's inline `user:password`). The file is
-re-read when it changes. A bcrypt check costs milliseconds, so it runs off the event loop, and a
-credential that passed is remembered (as a keyed digest, never in clear) until the file changes.
-The identity has the attribute `username`.
+re-read when it changes. A bcrypt check costs milliseconds, so it runs off the event loop on
+`HASH_THREADS` threads of the extension's own (never the loop's default executor, which others share),
+with at most `HASH_WAITING` checks waiting for them: past that a request is refused as retryable
+(UNAVAILABLE / 503), not queued. A credential that passed is remembered (as a keyed digest, never in
+clear) until the file changes. An unknown user's password is checked too, against a hash of a random
+password by the same scheme and cost as the users', so the time of a refusal does not tell which user
+names exist. The identity has the attribute `username`.
 
 Client side (an exporter's `auth: {authenticator: basicauth/x}`), with `client_auth`: every export call
 carries `Authorization: Basic base64(username:password)`.
@@ -22,8 +26,11 @@ import hashlib
 import hmac
 import logging
 import os
+import secrets
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +42,7 @@ from gateway.extensions.passive import Passive
 from gateway.extensions.watched_file import FileKey, file_key, read_text, watch
 from pipelines.batch import RequestContext
 from pipelines.config_types import unsupported
+from pipelines.errors import RetryableError
 
 log = logging.getLogger("gateway.extension.basicauth")
 
@@ -44,14 +52,18 @@ FILE_CHECK_INTERVAL = 1.0
 MAX_HEADER = 8192
 # Credentials that passed, remembered so a bcrypt hash is not recomputed for every request.
 VERIFIED_CACHE = 4096
+# Threads of each server instance for the slow hashes, and how many checks may wait for one.
+HASH_THREADS = 2
+HASH_WAITING = 64
+# The delay a client refused for too many waiting checks is asked to wait.
+BUSY_RETRY_AFTER = 1.0
 
 # Hash prefixes htpasswd (and Apache, nginx, go-htpasswd) write, and the libpass scheme of each.
-_SCHEMES: tuple[tuple[str, Callable[[str, str], bool]], ...] = (
-    ("$2y$", passlib_hash.bcrypt.verify), ("$2a$", passlib_hash.bcrypt.verify),
-    ("$2b$", passlib_hash.bcrypt.verify), ("{SHA}", passlib_hash.ldap_sha1.verify),
-    ("{SSHA}", passlib_hash.ldap_salted_sha1.verify), ("$apr1$", passlib_hash.apr_md5_crypt.verify),
-    ("$1$", passlib_hash.md5_crypt.verify), ("$5$", passlib_hash.sha256_crypt.verify),
-    ("$6$", passlib_hash.sha512_crypt.verify),
+_SCHEMES: tuple[tuple[str, Any], ...] = (
+    ("$2y$", passlib_hash.bcrypt), ("$2a$", passlib_hash.bcrypt), ("$2b$", passlib_hash.bcrypt),
+    ("{SHA}", passlib_hash.ldap_sha1), ("{SSHA}", passlib_hash.ldap_salted_sha1),
+    ("$apr1$", passlib_hash.apr_md5_crypt), ("$1$", passlib_hash.md5_crypt),
+    ("$5$", passlib_hash.sha256_crypt), ("$6$", passlib_hash.sha512_crypt),
 )
 
 
@@ -96,13 +108,33 @@ def parse_htpasswd(text: str) -> dict[str, str]:
 
 
 def verify(password: str, hashed: str) -> bool:
-    for prefix, check in _SCHEMES:
+    for prefix, handler in _SCHEMES:
         if hashed.startswith(prefix):
             try:
-                return check(password, hashed)
+                ok: bool = handler.verify(password, hashed)
+                return ok
             except ValueError:  # a malformed hash in the file: nobody matches it
                 return False
     return hmac.compare_digest(password.encode(), hashed.encode())
+
+
+def slow(hashed: str) -> bool:
+    """Whether checking against `hashed` costs enough to go off the event loop."""
+    return not hashed.startswith("{SHA}") and any(hashed.startswith(p) for p, _ in _SCHEMES)
+
+
+def dummy_hash(template: str) -> str:
+    """A hash of a random password by the scheme and cost of `template`: an unknown user's password is
+    checked against it, taking as long as a known user's."""
+    for prefix, handler in _SCHEMES:
+        if template.startswith(prefix):
+            try:
+                rounds = getattr(handler.from_string(template), "rounds", None)
+                made: str = (handler.using(rounds=rounds) if rounds else handler).hash(secrets.token_urlsafe(16))
+                return made
+            except ValueError:
+                break
+    return secrets.token_urlsafe(max(len(template), 16))  # plaintext: compared in constant time
 
 
 def decode_basic(value: str | None) -> tuple[str, str]:
@@ -135,20 +167,57 @@ class BasicAuthServer:
         self._verified: OrderedDict[bytes, None] = OrderedDict()
         self._stop = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
+        self._hasher = ThreadPoolExecutor(HASH_THREADS, thread_name_prefix=f"{self.id}-hash")
+        self._checks = 0  # submitted to the hasher and not finished: running or waiting
+        self._checks_lock = threading.Lock()
+        self._dummy: str | None = None
+        # Refusals for too many waiting checks, for tests and logs.
+        self.busy_refusals = 0
+
+    async def _off_loop(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """`fn(*args)` on the hasher's threads; RetryableError when `HASH_WAITING` checks already wait.
+        A check counts until its thread finishes it, even when the request that asked went away."""
+        if self._checks >= HASH_THREADS + HASH_WAITING:
+            self.busy_refusals += 1
+            if self.busy_refusals == 1 or self.busy_refusals % 1000 == 0:
+                log.warning("%s: %d password checks waiting; requests refused as retryable (%d so far)",
+                            self.id, self._checks, self.busy_refusals)
+            raise RetryableError(f"{self.id}: too many password checks waiting", BUSY_RETRY_AFTER)
+        with self._checks_lock:
+            self._checks += 1
+        future = self._hasher.submit(fn, *args)
+        future.add_done_callback(self._check_done)
+        return await asyncio.wrap_future(future)
+
+    def _check_done(self, _: object) -> None:  # on the hasher's thread
+        with self._checks_lock:
+            self._checks -= 1
+
+    async def _verify(self, password: str, hashed: str) -> bool:
+        ok: bool = await self._off_loop(verify, password, hashed) if slow(hashed) else verify(password, hashed)
+        return ok
+
+    async def _refuse_unknown(self, password: str) -> None:
+        """Check the password of a user who is not there as long as a known user's takes, then refuse."""
+        if self._dummy is None:
+            users = list(self._users.values())
+            template = next((h for h in users if slow(h)), users[0] if users else "")
+            self._dummy = await self._off_loop(dummy_hash, template) if slow(template) else dummy_hash(template)
+        await self._verify(password, self._dummy)
+        raise AuthError("invalid credentials")
 
     async def identify(self, headers: Mapping[str, str]) -> Identity:
         user, password = decode_basic(headers.get("authorization"))
         hashed = self._users.get(user)
         if hashed is None:
-            raise AuthError("invalid credentials")
+            await self._refuse_unknown(password)
+        assert hashed is not None
         digest = hmac.digest(self._digest_key, b"\0".join((user.encode(), password.encode(), hashed.encode())),
                              hashlib.sha256)
         if digest in self._verified:
             self._verified.move_to_end(digest)
         else:
-            slow = not hashed.startswith("{SHA}") and any(hashed.startswith(p) for p, _ in _SCHEMES)
-            ok = await asyncio.to_thread(verify, password, hashed) if slow else verify(password, hashed)
-            if not ok:
+            if not await self._verify(password, hashed):
                 raise AuthError("invalid credentials")
             self._verified[digest] = None
             if len(self._verified) > VERIFIED_CACHE:
@@ -167,6 +236,7 @@ class BasicAuthServer:
         self._file_key = key
         self._users = {**from_file, **self._inline}
         self._verified.clear()
+        self._dummy = None
         log.info("%s: read %d user(s) from %s", self.id, len(from_file), self.htpasswd.file)
         return True
 
@@ -190,6 +260,7 @@ class BasicAuthServer:
         if self._watcher is not None:
             await self._watcher
             self._watcher = None
+        self._hasher.shutdown(wait=False)
 
 
 class BasicAuthClient(Passive):
@@ -204,7 +275,7 @@ class BasicAuthClient(Passive):
     async def apply(self, headers: dict[str, str], context: RequestContext) -> None:
         headers["authorization"] = self._value
 
-    async def unauthorized(self) -> bool:
+    async def unauthorized(self, sent: Mapping[str, str]) -> bool:
         return False  # fixed credentials: asking again changes nothing
 
 

@@ -140,7 +140,7 @@ class BearerTokenAuth:
             raise RetryableError(f"{self.id}: no token to send (cannot read {self.config.filename})")
         headers[self._header] = self._prefix + tokens[0][0].decode()
 
-    async def unauthorized(self) -> bool:
+    async def unauthorized(self, sent: Mapping[str, str]) -> bool:
         return bool(self.config.filename) and self.reload()
 
     # -- file reloading

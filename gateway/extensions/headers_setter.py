@@ -11,6 +11,7 @@ requests with different values together (the Collector needs them listed in the 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -80,13 +81,17 @@ class Config:
         return [f"headers[{i}]: {p}" for i, h in enumerate(self.headers) for p in h.problems()]
 
 
+def context_keys(config: Config) -> tuple[str, ...]:
+    """The request headers `from_context` reads (not the identity's `auth.*`): kept by the exporter's queue."""
+    return tuple(dict.fromkeys(h.from_context.lower() for h in config.headers
+                               if h.from_context is not None and not h.from_context.startswith(AUTH_PREFIX)))
+
+
 class HeadersSetter(Passive):
     def __init__(self, settings: Settings[Config]) -> None:
         self.id = settings.id
         self.config = settings.config
-        self._keys = tuple(dict.fromkeys(
-            h.from_context.lower() for h in self.config.headers
-            if h.from_context is not None and not h.from_context.startswith(AUTH_PREFIX)))
+        self._keys = context_keys(self.config)
 
     def context_keys(self) -> tuple[str, ...]:
         return self._keys
@@ -104,7 +109,7 @@ class HeadersSetter(Passive):
             if value:
                 headers[name] = value
 
-    async def unauthorized(self) -> bool:
+    async def unauthorized(self, sent: Mapping[str, str]) -> bool:
         return False  # its headers do not change by asking again
 
 
@@ -113,4 +118,4 @@ def create(settings: Settings[Config]) -> HeadersSetter:
 
 
 FACTORY = ExtensionFactory(type="headers_setter", config=Config, create=create,
-                           roles=frozenset({"client_authenticator"}))
+                           roles=frozenset({"client_authenticator"}), context_keys=context_keys)

@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote_plus
@@ -54,6 +56,20 @@ class Config:
         if not self.token_url:
             errors.append("no TokenURL provided in OAuth Client Credentials configuration")
         return errors
+
+
+def lifetime(expires_in: Any) -> float:
+    """Seconds a token lives by its `expires_in`, read as golang/oauth2 reads it: a number or a string
+    holding one (some providers quote it); absent, null or 0: it does not expire. ValueError otherwise."""
+    if expires_in is None:
+        return float("inf")
+    if isinstance(expires_in, str):
+        expires_in = float(expires_in.strip())
+    elif isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
+        raise ValueError(f"expires_in of type {type(expires_in).__name__}")
+    if not math.isfinite(expires_in):
+        raise ValueError("expires_in is not finite")
+    return float(expires_in) if expires_in != 0 else float("inf")
 
 
 class OAuth2Client(Passive):
@@ -99,10 +115,12 @@ class OAuth2Client(Passive):
         token = answer.get("access_token") if isinstance(answer, dict) else None
         if not isinstance(token, str) or not token:
             raise RetryableError(f"{self.id}: {cfg.token_url} answered {status} without an access_token")
-        expires_in = answer.get("expires_in") if isinstance(answer, dict) else None
-        lifetime = float(expires_in) if isinstance(expires_in, int | float) and expires_in > 0 else float("inf")
+        try:
+            seconds = lifetime(answer.get("expires_in") if isinstance(answer, dict) else None)
+        except ValueError:
+            raise RetryableError(f"{self.id}: {cfg.token_url} answered an expires_in that is not a number") from None
         self._token = token
-        self._expires = time.monotonic() + lifetime
+        self._expires = time.monotonic() + seconds
 
     async def token(self) -> str:
         if self._token is None or time.monotonic() >= self._expires - self.config.expiry_buffer:
@@ -115,8 +133,10 @@ class OAuth2Client(Passive):
     async def apply(self, headers: dict[str, str], context: RequestContext) -> None:
         headers["authorization"] = f"Bearer {await self.token()}"
 
-    async def unauthorized(self) -> bool:
-        self._token = None
+    async def unauthorized(self, sent: Mapping[str, str]) -> bool:
+        # Only the token refused: another call may have fetched a new one since this one was sent.
+        if self._token is not None and sent.get("authorization") == f"Bearer {self._token}":
+            self._token = None
         return True
 
     async def shutdown(self) -> None:

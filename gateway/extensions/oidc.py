@@ -3,9 +3,11 @@ Collector's: a receiver protocol's `auth: {authenticator: oidc}`.
 
 At start the issuer's discovery document (`<issuer_url>/.well-known/openid-configuration`) and its JWKS
 are fetched (over TLS trusting `issuer_ca_path` when set) and kept. A token whose `kid` is not among the
-keys makes the JWKS be fetched again (one fetch at a time, paced to one per `MIN_REFRESH`, and once per
-`MISSED_KID_TTL` for a key id the issuer does not have), so a rotated
-key is taken without a restart; keys the issuer dropped are dropped. A provider that cannot be reached
+keys makes the JWKS be fetched again, so a rotated key is taken without a restart; keys the issuer
+dropped are dropped. Key ids not among the keys make at most one fetch per `UNKNOWN_KID_INTERVAL`
+between them all (a token arriving while a fetch is under way waits for it), and a key id the issuer
+did not have is not looked up again for `MISSED_KID_TTL`: tokens with made-up key ids cannot make us
+hammer the issuer. A provider that cannot be reached
 at start does not stop the gateway: requests are refused until its keys are had.
 
 Each token is checked for its signature (an asymmetric algorithm the key allows: RS, PS, ES, EdDSA;
@@ -21,7 +23,8 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,9 +40,11 @@ log = logging.getLogger("gateway.extension.oidc")
 
 # Leeway on exp, nbf and iat for clocks a little apart.
 CLOCK_SKEW = 30.0
-# The JWKS is fetched again for an unknown key id at most this often, and for one unknown key id at
-# most once per MISSED_KID_TTL: a client sending made-up key ids cannot make us hammer the issuer.
+# Fetches of the JWKS are at least MIN_REFRESH apart. Key ids not among the keys make at most one fetch
+# per UNKNOWN_KID_INTERVAL between them all; one the issuer did not have is refused without a fetch for
+# MISSED_KID_TTL, the last MISSED_KIDS of them remembered (the least recently seen forgotten first).
 MIN_REFRESH = 0.1
+UNKNOWN_KID_INTERVAL = 5.0
 MISSED_KID_TTL = 30.0
 MISSED_KIDS = 1024
 # Bounds on what a client or a provider can make us hold.
@@ -73,14 +78,16 @@ class Config:
 
 
 class OidcAuth(Passive):
-    def __init__(self, settings: Settings[Config]) -> None:
+    def __init__(self, settings: Settings[Config], clock: Callable[[], float] = time.monotonic) -> None:
         self.id = settings.id
         self.config: Config = settings.config
+        self._clock = clock
         self._header = self.config.attribute.lower()
         self._keys: dict[str | None, jwt.PyJWK] = {}
         self._jwks_uri = ""
         self._fetched_at = -1e9
-        self._missed: dict[str | None, float] = {}
+        self._unknown_fetched_at = -1e9  # the last fetch an unknown key id made
+        self._missed: OrderedDict[str | None, float] = OrderedDict()
         self._lock = asyncio.Lock()
         self._session: aiohttp.ClientSession | None = None
         self.fetches = 0
@@ -107,10 +114,10 @@ class OidcAuth(Passive):
         async with self._lock:
             if self._fetched_at != asked:
                 return  # fetched while this caller waited for the lock
-            wait = MIN_REFRESH - (time.monotonic() - self._fetched_at)
+            wait = MIN_REFRESH - (self._clock() - self._fetched_at)
             if wait > 0:
                 await asyncio.sleep(wait)  # paced, never skipped: a rotated key is never refused for it
-            self._fetched_at = time.monotonic()
+            self._fetched_at = self._clock()
             self.fetches += 1
             issuer = self.config.issuer_url
             try:
@@ -136,17 +143,28 @@ class OidcAuth(Passive):
 
     async def _key(self, kid: str | None) -> jwt.PyJWK:
         key = self._keys.get(kid)
-        now = time.monotonic()
-        if key is None and now - self._missed.get(kid, -1e9) >= MISSED_KID_TTL:
-            await self.refresh()  # a rotated key, or keys not had yet
+        if key is not None:
+            return key
+        now = self._clock()
+        missed = self._missed.get(kid)
+        if missed is not None and now - missed < MISSED_KID_TTL:
+            self._missed.move_to_end(kid)
+        else:
+            # A rotated key, or keys not had yet: one fetch for every unknown key id per interval.
+            if self._lock.locked():
+                async with self._lock:
+                    pass  # a fetch is under way: its keys answer this token too
+            elif now - self._unknown_fetched_at >= UNKNOWN_KID_INTERVAL:
+                self._unknown_fetched_at = now
+                await self.refresh()
             key = self._keys.get(kid)
-            if key is None:
-                if len(self._missed) >= MISSED_KIDS:
-                    self._missed.clear()
-                self._missed[kid] = now
-        if key is None:
-            raise AuthError("failed to verify token: no key of the issuer matches the token's key id")
-        return key
+            if key is not None:
+                return key
+            self._missed[kid] = now
+            self._missed.move_to_end(kid)
+            while len(self._missed) > MISSED_KIDS:
+                self._missed.popitem(last=False)
+        raise AuthError("failed to verify token: no key of the issuer matches the token's key id")
 
     # -- the Authenticator contract
     async def identify(self, headers: Mapping[str, str]) -> Identity:

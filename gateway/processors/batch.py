@@ -56,4 +56,8 @@ def batching(settings: Settings[Config]) -> BatchPolicy:
     return policy(settings.config, settings.id, observe)
 
 
-FACTORY = ProcessorFactory(type="batch", config=Config, create=create, batching=batching)
+def metadata_keys(config: Config) -> tuple[str, ...]:
+    return tuple(k.lower() for k in config.metadata_keys)
+
+
+FACTORY = ProcessorFactory(type="batch", config=Config, create=create, batching=batching, metadata_keys=metadata_keys)

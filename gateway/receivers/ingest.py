@@ -83,6 +83,10 @@ class Ingest:
             return await self._auth.identify(headers), None
         except AuthError as exc:
             return ANONYMOUS, self.fail("unauthenticated", str(exc))
+        except RetryableError as exc:  # the authenticator cannot check now (too many checks waiting)
+            self.fail("unavailable", str(exc))
+            return ANONYMOUS, Result("unavailable", f"authentication unavailable, retry later: {exc}",
+                                     retry_after=exc.delay if exc.delay is not None else 1.0)
         except Exception as exc:  # a bug or odd input in an authenticator: refused, never a crash
             log.error("%s: the authenticator failed (%s); request refused", self.receiver, type(exc).__name__)
             return ANONYMOUS, self.fail("unauthenticated", "authentication failed")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import threading
 from pathlib import Path
 
 import bcrypt
@@ -16,7 +17,10 @@ from gateway.auth import AuthError
 from gateway.component import Settings
 from gateway.extensions import basicauth
 from gateway.extensions.basicauth import BasicAuthServer, Config, HtpasswdConfig, decode_basic, verify
+from gateway.receivers.ingest import WIRE_CODES, Ingest
 from gateway.telemetry import Telemetry
+from gateway.transport.grpc_status import Status
+from pipelines.errors import RetryableError
 from tests.auth.support import gateway_config, grpc_status, http_status, send_spans
 from tests.harness import Ports, Sink, running
 
@@ -99,6 +103,84 @@ def test_htpasswd_file_and_inline_inline_wins_and_the_file_is_reread(tmp_path: P
             await a.shutdown()
 
     asyncio.run(scenario())
+
+
+def test_an_unknown_user_is_checked_against_a_hash_of_the_same_scheme_and_cost(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    checked: list[tuple[str, str, str]] = []
+    real_verify = basicauth.verify
+
+    def spy(password: str, hashed: str) -> bool:
+        checked.append((threading.current_thread().name, password, hashed))
+        return real_verify(password, hashed)
+
+    monkeypatch.setattr(basicauth, "verify", spy)
+    known = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(5)).decode().replace("$2b$", "$2y$", 1)
+    a = server(inline=f"alice:{known}\nbob:plain-pw\n")
+
+    async def scenario() -> None:
+        with pytest.raises(AuthError, match=r"^invalid credentials$"):
+            await a.identify({"authorization": basic("alice", "wrong")})
+        for user in ("nobody", "mallory"):
+            with pytest.raises(AuthError, match=r"^invalid credentials$"):
+                await a.identify({"authorization": basic(user, "s3cret")})
+        await a.shutdown()
+
+    asyncio.run(scenario())
+    assert [password for _, password, _ in checked] == ["wrong", "s3cret", "s3cret"]
+    assert all(thread.startswith("basicauth-hash") for thread, _, _ in checked), "on the extension's own threads"
+    dummies = {hashed for _, _, hashed in checked[1:]}
+    assert len(dummies) == 1 and known not in dummies, "one dummy hash, not a user's"
+    dummy = dummies.pop()
+    assert ph.bcrypt.from_string(dummy).rounds == ph.bcrypt.from_string(known).rounds == 5
+
+
+def test_password_checks_run_on_a_bounded_executor_and_past_it_are_refused_as_retryable(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    release = threading.Event()
+
+    def stuck(password: str, hashed: str) -> bool:
+        release.wait(30)
+        return False
+
+    monkeypatch.setattr(basicauth, "verify", stuck)
+    monkeypatch.setattr(basicauth, "HASH_WAITING", 3)
+    a = server(inline=f"alice:{ph.md5_crypt.hash('s3cret')}\n")
+
+    async def scenario() -> None:
+        capacity = basicauth.HASH_THREADS + basicauth.HASH_WAITING
+        held = [asyncio.ensure_future(a.identify({"authorization": basic("alice", f"pw-{i}")}))
+                for i in range(capacity)]
+        await asyncio.sleep(0)
+        with pytest.raises(RetryableError, match="too many password checks waiting") as refused:
+            await a.identify({"authorization": basic("alice", "one-more")})
+        assert refused.value.delay == basicauth.BUSY_RETRY_AFTER
+        assert a.busy_refusals == 1
+        # Through a receiver's Ingest: 503 / UNAVAILABLE with a retry delay, counted as unavailable.
+        telemetry = Telemetry()
+        ingest = Ingest("otlp", "http", "traces", None, telemetry, a, False)  # type: ignore[arg-type]
+        _, result = await ingest.authenticate({"authorization": basic("alice", "another")})
+        assert result is not None and result.outcome == "unavailable" and result.retry_after == 1.0
+        assert WIRE_CODES[result.outcome] == (Status.UNAVAILABLE, 503)
+        assert sum(sample.value for metric in telemetry.registry.collect() for sample in metric.samples
+                   if sample.name == "otelcol_gateway_receiver_failed_requests_total"
+                   and sample.labels.get("reason") == "unavailable") == 1
+        release.set()
+        for task in held:
+            with pytest.raises(AuthError):
+                await task
+        for _ in range(100):  # the threads report their checks done
+            if a._checks == 0:
+                break
+            await asyncio.sleep(0.01)
+        with pytest.raises(AuthError, match="invalid credentials"):  # room again: checked, not refused
+            await a.identify({"authorization": basic("alice", "again")})
+        await a.shutdown()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        release.set()
 
 
 def test_a_running_gateway_takes_basic_credentials_from_the_sdks_and_refuses_the_rest(

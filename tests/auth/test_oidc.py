@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.auth import AuthError
 from gateway.component import Settings
+from gateway.extensions import oidc
 from gateway.extensions.oidc import Config, OidcAuth
 from gateway.telemetry import Telemetry
 from tests.auth.idp import Idp
@@ -69,7 +70,6 @@ def test_oidc_through_a_running_gateway(ports: Ports, sink: Sink, certs: Certs) 
                                                        algorithm="HS256", headers={"kid": "key-1"}),
                 "no expiry": idp.token(exp=None),
                 "garbage": "abc.def.ghi",
-                "unknown kid": idp.token(kid="key-404", key=stranger),
             }
             expected = {
                 "expired": "failed to verify token: Signature has expired",
@@ -80,7 +80,6 @@ def test_oidc_through_a_running_gateway(ports: Ports, sink: Sink, certs: Certs) 
                 "alg none": "failed to verify token: unsupported signing algorithm",
                 "hmac with the public key": "failed to verify token: unsupported signing algorithm",
                 "garbage": "failed to verify token: malformed token",
-                "unknown kid": "failed to verify token: no key of the issuer matches the token's key id",
             }
             for name, token in bad.items():
                 code, details = grpc_status(ports, f"Bearer {token}")
@@ -109,8 +108,16 @@ def test_oidc_through_a_running_gateway(ports: Ports, sink: Sink, certs: Certs) 
             whos = {span.name: {kv.key: kv.value.string_value for kv in span.attributes} for _, _, span in spans}
             assert whos["g-1"]["who"] == whos["h-1"]["who"] == "svc-a" and whos["g-1"]["groups"] == "dev;ops"
             assert whos["rotated"]["who"] == "svc-b"
-            # The old key left the JWKS: its tokens are refused now.
+            # The old key left the JWKS: its tokens are refused now. A key id the issuer never had is
+            # refused too, and neither makes another fetch so soon after the rotation's.
+            fetches = idp.jwks_fetches
             assert grpc_status(ports, f"Bearer {old}")[0] == grpc.StatusCode.UNAUTHENTICATED
+            unknown = idp.token(kid="key-404", key=stranger)
+            assert grpc_status(ports, f"Bearer {unknown}") == (
+                grpc.StatusCode.UNAUTHENTICATED,
+                "failed to verify token: no key of the issuer matches the token's key id")
+            assert http_status(ports, f"Bearer {unknown}")[0] == 401
+            assert idp.jwks_fetches == fetches
             assert gw.metric("otelcol_receiver_accepted_spans_total") == 3
             assert good not in gw.stderr()
             assert gw.stop() == 0
@@ -147,6 +154,44 @@ def test_a_provider_down_at_start_refuses_tokens_until_it_answers(idp: Idp) -> N
         try:
             with pytest.raises(AuthError, match="no key of the issuer"):
                 await auth.identify({"authorization": f"Bearer {idp.token()}"})
+        finally:
+            await auth.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_made_up_key_ids_make_at_most_one_fetch_per_interval(idp: Idp, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(oidc, "MISSED_KIDS", 8)
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = [1000.0]
+    auth = OidcAuth(Settings("oidc", Config(issuer_url=idp.issuer, audience="gateway"), Telemetry(),
+                             None), clock=lambda: now[0])  # type: ignore[arg-type]
+
+    async def refused(kid: str) -> None:
+        with pytest.raises(AuthError, match="no key of the issuer matches"):
+            await auth.identify({"authorization": f"Bearer {idp.token(kid=kid, key=stranger)}"})
+
+    async def scenario() -> None:
+        await auth.start()
+        try:
+            assert idp.jwks_fetches == 1  # at start
+            # A made-up key id every 0.2 s, then 40 at once: one fetch for the first interval.
+            for i in range(24):
+                await refused(f"random-{i}")
+                now[0] += 0.2
+            await asyncio.gather(*(refused(f"burst-{i}") for i in range(40)))
+            assert idp.jwks_fetches == 2
+            now[0] += oidc.UNKNOWN_KID_INTERVAL
+            await asyncio.gather(*(refused(f"later-{i}") for i in range(40)))
+            assert idp.jwks_fetches == 3
+            # Remembered misses are bounded, the least recently seen dropped first.
+            assert list(auth._missed) == [f"later-{i}" for i in range(32, 40)]
+            # A key the issuer rotated in is still taken, at the next interval.
+            idp.rotate("key-2")
+            now[0] += oidc.UNKNOWN_KID_INTERVAL
+            identity = await auth.identify({"authorization": f"Bearer {idp.token(sub='svc-b')}"})
+            assert identity.attributes["subject"] == ("svc-b",)
+            assert idp.jwks_fetches == 4
         finally:
             await auth.shutdown()
 

@@ -386,6 +386,9 @@ EVIDENCE: dict[str, Evidence] = {
         "helper.QueueConfig.queue_size": Proven(FAULTS + "test_full_queue_refuses_with_retryable_answer"),
         "helper.QueueConfig.sizer": Proven(HELPER + "test_sizer_counts_queue_size_in_requests_or_items"),
         "helper.QueueConfig.storage": Proven(NO_SECRETS + "test_queue_files_hold_no_request_headers"),
+        "helper.QueueConfig.persist_metadata_keys": Proven(
+            "tests/config/test_kept_metadata.py::test_any_other_header_needs_persist_metadata_keys",
+            NO_SECRETS + "test_queue_files_hold_no_request_headers"),
         "helper.QueueConfig.blocking": Proven(HELPER + "test_blocking_waits_for_room_instead_of_refusing"),
         "helper.QueueConfig.wait_for_result":
             Proven(HELPER + "test_wait_for_result_answers_once_the_backend_took_the_request"),

@@ -1,5 +1,6 @@
-"""A persistent queue keeps what the batching needs (tenant, the batch processor's metadata_keys) and
-never writes request headers such as the bearer token to disk."""
+"""A persistent queue keeps what the batching needs (tenant, the batch processor's metadata_keys, here
+`x-team`, listed in `persist_metadata_keys` as free of credentials) and never writes request headers such
+as the bearer token to disk."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ exporters:
   otlp:
     endpoint: "127.0.0.1:{down}"
     tls: {{insecure: true}}
-    sending_queue: {{storage: file_storage/q}}
+    sending_queue: {{storage: file_storage/q, persist_metadata_keys: [x-team]}}
     retry_on_failure: {{initial_interval: 10s}}
 extensions:
   health_check: {{endpoint: "127.0.0.1:{ports.health}"}}

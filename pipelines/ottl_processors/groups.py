@@ -103,6 +103,15 @@ def points(metric: Any) -> Any:
     return getattr(metric, kind).data_points if kind is not None else ()
 
 
+# Items the statements of one group may append to one scope and then visit (the Collector has no bound:
+# `copy_metric()` with no where clause copies its copies until the process dies).
+MAX_APPENDED = 10_000
+
+
+class Runaway(Exception):
+    """A group's statements keep appending items for it to visit."""
+
+
 def visit(msg: Any, signal: str, context: str, ctx: RequestContext) -> Iterator[Env]:
     """Each item of `context` in the request, as the Env a statement of that context sees. The Env
     is reused from item to item: use it before asking for the next.
@@ -126,8 +135,13 @@ def visit(msg: Any, signal: str, context: str, ctx: RequestContext) -> Iterator[
                 yield env
                 continue
             items = getattr(scope, shape.items)
+            limit = len(items) + MAX_APPENDED
             k = 0
             while k < len(items):
+                if k >= limit:
+                    raise Runaway(f"the statements appended more than {MAX_APPENDED} items to one scope "
+                                  "(a copy_metric without a where clause that leaves out its copies?): "
+                                  "the rest of this group is skipped for the request")
                 item = items[k]
                 k += 1
                 env.item = item

@@ -72,3 +72,22 @@ def test_format_refuses_a_width_or_precision_past_a_million() -> None:
     assert go_sprintf("%.*f", [2_000_000, 1.5]) == "%!(BADPREC)1.500000"
     assert go_sprintf("%2000000d", [1]) == "%!(NOVERB)%!(EXTRA int64=1)"
     assert go_sprintf("%*d", [5, 1]) == "    1"
+
+
+def test_a_group_that_keeps_appending_what_it_visits_is_stopped() -> None:
+    """`copy_metric()` with no where clause copies its own copies: the Collector never ends that request;
+    here the group stops after MAX_APPENDED items, reported under error_mode, and the request goes on."""
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+    from pipelines.ottl_processors.groups import MAX_APPENDED
+
+    req = ExportMetricsServiceRequest()
+    req.resource_metrics.add().scope_metrics.add().metrics.add(name="m").gauge.data_points.add(as_int=1)
+    reports: list[str] = []
+    cfg = _config({"metric_statements": [{"context": "metric", "statements": ["copy_metric()"]}]})
+    out = tf.TransformProcessor(cfg, "metrics", reports.append).process(
+        Batch("metrics", req.SerializeToString(), 1))
+    assert out is not None
+    metrics = out.message().resource_metrics[0].scope_metrics[0].metrics
+    assert len(metrics) == 1 + MAX_APPENDED + 1
+    assert len(reports) == 1 and "appended more than" in reports[0]

@@ -220,8 +220,12 @@ def _total(m: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels
 def dropped_in_pipeline(m: dict[str, list[tuple[dict[str, str], float]]]) -> int:
     """Items the processors let go on purpose (the sampler), from either side's own metrics."""
     if "otelcol_gateway_pipeline_incoming_items_total" in m:
+        # A request a processor refused (the tail sampler's max_pending_bytes) entered the pipeline, but
+        # its client was told so: it is not accepted, not dropped.
+        refused = sum(_total(m, f"otelcol_processor_refused_{kind}_total")
+                      for kind in ("spans", "metric_points", "log_records"))
         return int(_total(m, "otelcol_gateway_pipeline_incoming_items_total")
-                   - _total(m, "otelcol_gateway_pipeline_outgoing_items_total"))
+                   - _total(m, "otelcol_gateway_pipeline_outgoing_items_total") - refused)
     if "otelcol_processor_incoming_items_total" in m:
         by_proc: dict[str, float] = {}
         for lab, v in m["otelcol_processor_incoming_items_total"]:

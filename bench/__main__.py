@@ -96,6 +96,12 @@ def raise_nofile(needed: int) -> str:
     return note
 
 
+def _payload(key: str, spans: int, args: argparse.Namespace) -> PayloadSpec:
+    """What a scenario's requests hold: one span per trace, or (tail sampling) traces of 5-50 spans."""
+    return PayloadSpec(spans, args.attributes, args.attribute_size, pool=16 if args.smoke else 64,
+                       trace_spans=(5, 50) if SCENARIOS[key].decision_wait else None)
+
+
 def main_run(args: argparse.Namespace, argv: list[str] | None) -> int:
     setup = _setup(args)
     if setup is None:
@@ -110,7 +116,7 @@ def main_run(args: argparse.Namespace, argv: list[str] | None) -> int:
     results: list[RunResult] = []
     for key in keys:
         for spans in sizes:
-            payload = PayloadSpec(spans, args.attributes, args.attribute_size, pool=16 if args.smoke else 64)
+            payload = _payload(key, spans, args)
             load = LoadSpec("", "grpc", args.concurrency, args.connections, args.duration, payload)
             for target in targets:
                 for n in workers if target == "gateway" else [1]:
@@ -148,10 +154,11 @@ def main_rate(args: argparse.Namespace, argv: list[str] | None) -> int:
         return 2
     # The target holds one descriptor per connection, and its children inherit the limit.
     print(raise_nofile(args.connections + 1024), file=sys.stderr)
-    payload = PayloadSpec(args.spans, args.attributes, args.attribute_size, pool=16 if args.smoke else 64)
-    spec = RateSpec("", args.connections, args.rate, args.duration, args.warmup, args.jitter, args.senders, payload)
     results: list[RateResult] = []
     for key in keys:
+        payload = _payload(key, args.spans, args)
+        spec = RateSpec("", args.connections, args.rate, args.duration, args.warmup, args.jitter, args.senders,
+                        payload)
         for target in targets:
             for n in workers if target == "gateway" else [1]:
                 r = run_rate(SCENARIOS[key], target, spec, n, keep=args.keep)
@@ -163,7 +170,7 @@ def main_rate(args: argparse.Namespace, argv: list[str] | None) -> int:
                       f"cpu={100 * r.cpu_share:.1f}% (max {100 * r.cpu_share_max:.1f}%) "
                       f"rss={r.steady_rss_process / 2**20:.0f}/{r.peak_rss_process / 2**20:.0f}MiB "
                       f"generator={100 * r.generator_share:.0f}%", file=sys.stderr, flush=True)
-    senders = len(spec.shares())
+    senders = len(RateSpec(connections=args.connections, senders=args.senders).shares())
     desc = (f"{args.connections:,} client connections, each one request of {args.spans} spans every "
             f"{1 / args.rate:g} s ({args.connections * args.rate:,.0f} requests/s, "
             f"{args.connections * args.rate * args.spans:,.0f} spans/s offered), random phase and "

@@ -7,12 +7,12 @@ loopback)."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from bench.payload import PayloadSpec, build_pool
+from bench.payload import PayloadSpec, build_pool, spans_per_trace, stream
 
 TRACES_PATH = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 Transport = Literal["grpc", "http"]
@@ -37,6 +37,7 @@ class LoadResult:
     latencies: list[float] = field(default_factory=list)
     started: float = 0.0
     elapsed: float = 0.0
+    spans_per_trace: float = 1.0  # in the payload's pool
 
     def error(self, what: str) -> None:
         self.failed_requests += 1
@@ -68,7 +69,7 @@ async def export(call: Any, body: bytes, spans: int, tally: Tally) -> None:
     tally.ok(time.perf_counter() - t0, spans)
 
 
-async def _grpc(spec: LoadSpec, pool: list[bytes], spans: int, res: LoadResult) -> None:
+async def _grpc(spec: LoadSpec, requests: Iterator[bytes], spans: int, res: LoadResult) -> None:
     import grpc
 
     channels = [grpc.aio.insecure_channel(spec.target, options=[("grpc.use_local_subchannel_pool", 1)])
@@ -76,7 +77,6 @@ async def _grpc(spec: LoadSpec, pool: list[bytes], spans: int, res: LoadResult) 
     calls = [ch.unary_unary(TRACES_PATH, None, None) for ch in channels]
     for ch in channels:
         await ch.channel_ready()
-    requests = itertools.cycle(pool)
     end = time.perf_counter() + spec.duration
     res.started = time.time()
 
@@ -91,12 +91,11 @@ async def _grpc(spec: LoadSpec, pool: list[bytes], spans: int, res: LoadResult) 
         await ch.close(None)
 
 
-async def _http(spec: LoadSpec, pool: list[bytes], spans: int, res: LoadResult) -> None:
+async def _http(spec: LoadSpec, requests: Iterator[bytes], spans: int, res: LoadResult) -> None:
     import aiohttp
 
     url = f"http://{spec.target}/v1/traces"
     headers = {"Content-Type": "application/x-protobuf"}
-    requests = itertools.cycle(pool)
     # HTTP/1.1 has one request in flight per connection: a connection per sender, or the senders
     # would queue for a connection inside the client and the latency would measure that queue.
     connector = aiohttp.TCPConnector(limit=max(spec.connections, spec.concurrency))
@@ -126,9 +125,10 @@ async def _http(spec: LoadSpec, pool: list[bytes], spans: int, res: LoadResult) 
 def run(spec: LoadSpec) -> LoadResult:
     """Send for `spec.duration` seconds; the pool is built before the clock starts."""
     pool = build_pool(spec.payload)
-    res = LoadResult()
+    requests = stream(spec.payload, pool)
+    res = LoadResult(spans_per_trace=spans_per_trace(spec.payload, pool))
     send = _grpc if spec.transport == "grpc" else _http
-    asyncio.run(send(spec, pool, spec.payload.spans_per_request, res))
+    asyncio.run(send(spec, requests, spec.payload.spans_per_request, res))
     return res
 
 

@@ -27,7 +27,7 @@ from multiprocessing.synchronize import Barrier
 from typing import Any
 
 from bench.loadgen import TRACES_PATH, LoadResult, export
-from bench.payload import PayloadSpec, build_pool
+from bench.payload import PayloadSpec, build_pool, stream
 
 CONNECTIONS_PER_SENDER = 250
 MAX_SENDERS = 4
@@ -103,8 +103,8 @@ def sender(index: int, spec: RateSpec, connections: int, barrier: Barrier, out: 
 async def _send(index: int, spec: RateSpec, n: int, barrier: Barrier, res: RateLoadResult) -> None:
     import grpc
 
-    pool = build_pool(replace(spec.payload, seed=spec.payload.seed + index))
-    requests = itertools.cycle(pool)
+    payload = replace(spec.payload, seed=spec.payload.seed + index)
+    requests = stream(payload, build_pool(payload))
     spans = spec.payload.spans_per_request
     rng = random.Random(1000 + index)
     # A subchannel pool per channel: without it grpcio shares one TCP connection among the channels.

@@ -17,7 +17,7 @@ import re
 import subprocess
 import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,24 @@ def _ratio(r: RunResult, results: Sequence[RunResult]) -> float | None:
     return r.spans_per_cpu_s / col.spans_per_cpu_s
 
 
+def _rows(runs: Sequence[RunResult]) -> Iterator[tuple[int, RunResult | None, RunResult | None]]:
+    """(request size, gateway run, Collector run) for each size and gateway worker count in a scenario."""
+    for spans in dict.fromkeys(r.spans for r in runs):
+        col = next((r for r in runs if r.spans == spans and r.target == "collector"), None)
+        gws: list[RunResult | None] = [r for r in runs if r.spans == spans and r.target == "gateway"]
+        for gw in gws or [None]:
+            yield spans, gw, col
+
+
+def _cell(r: RunResult | None) -> tuple[str, str, str]:
+    """(spans per CPU-s, RSS, lost) of one side of a row."""
+    if r is None:
+        return "not run", "-", "-"
+    if r.status != "ok":
+        return r.status, "-", "-"
+    return _fmt(r.spans_per_cpu_s), _rss(r.steady_rss_process, r.peak_rss_process), _lost(r.lost)
+
+
 def side_by_side(results: Sequence[RunResult]) -> str:
     """One table per scenario, a row per request size (and gateway worker count): the gateway's
     spans per CPU-second beside the Collector's, the ratio, RSS and lost."""
@@ -101,23 +119,49 @@ def side_by_side(results: Sequence[RunResult]) -> str:
                 "| gateway / Collector | RSS steady / peak (MiB), gateway | RSS steady / peak (MiB), otelcol-ref "
                 "| lost, gateway / otelcol-ref |",
                 "|" + "---|" * 8]
-        for spans in dict.fromkeys(r.spans for r in runs):
-            col = next((r for r in runs if r.spans == spans and r.target == "collector"), None)
-            gws: list[RunResult | None] = [r for r in runs if r.spans == spans and r.target == "gateway"]
-            for gw in gws or [None]:
-                def cell(r: RunResult | None) -> tuple[str, str, str]:
-                    if r is None:
-                        return "not run", "-", "-"
-                    if r.status != "ok":
-                        return r.status, "-", "-"
-                    return _fmt(r.spans_per_cpu_s), _rss(r.steady_rss_process, r.peak_rss_process), _lost(r.lost)
-
-                g, c = cell(gw), cell(col)
-                ratio = _ratio(gw, results) if gw is not None else None
-                out.append(f"| {spans} | {_label(gw) if gw else '-'} | {g[0]} | {c[0]} "
-                           f"| {'-' if ratio is None else f'**{ratio:.2f}x**'} | {g[1]} | {c[1]} | {g[2]} / {c[2]} |")
+        for spans, gw, col in _rows(runs):
+            g, c = _cell(gw), _cell(col)
+            ratio = _ratio(gw, results) if gw is not None else None
+            out.append(f"| {spans} | {_label(gw) if gw else '-'} | {g[0]} | {c[0]} "
+                       f"| {'-' if ratio is None else f'**{ratio:.2f}x**'} | {g[1]} | {c[1]} | {g[2]} / {c[2]} |")
         out.append("")
+        if any(r.pending_source for r in runs):
+            out += pending_memory(runs)
     return "\n".join(out)
+
+
+def _pending(r: RunResult | None) -> tuple[str, str, str]:
+    """(bytes per pending span, pending spans and how they were counted, RSS before -> steady)."""
+    if r is None or r.status != "ok" or not r.pending_source:
+        return ("not run" if r is None else r.status), "-", "-"
+    if r.pending_source == "metrics":
+        how = f"{r.pending_traces:,.0f} traces x {r.spans_per_trace:.1f}"
+    else:
+        how = f"estimate: {r.accepted_per_s:,.0f}/s x decision_wait"
+    return (_fmt(r.bytes_per_pending_span), f"{_fmt(r.pending_spans)} ({how})",
+            f"{_fmt(r.rss_before_process / MIB, digits=1)} → {_fmt(r.steady_rss_process / MIB, digits=1)}")
+
+
+def pending_memory(runs: Sequence[RunResult]) -> list[str]:
+    """Memory per pending span of a tail-sampling scenario, a row per request size (and gateway
+    worker count): each side's RSS grown under the load over the spans it held undecided."""
+    out = ["Memory per pending span: (steady RSS - the same process's RSS before the load) / spans pending a "
+           "decision. Pending spans are the traces pending (new trace ids less decisions, from each side's own "
+           "counters, the median of a scrape a second over the second half of the load) x the payload's spans "
+           "per trace, or where a side has no counters, an estimate: accepted spans/s x decision_wait.", "",
+           "| spans/request | gateway | bytes of RSS per pending span, gateway | otelcol-ref "
+           "| otelcol-ref / gateway | pending spans, gateway | pending spans, otelcol-ref "
+           "| RSS before → steady (MiB), gateway | otelcol-ref |",
+           "|" + "---|" * 9]
+    for spans, gw, col in _rows(runs):
+        g, c = _pending(gw), _pending(col)
+        ratio = "-"
+        if gw is not None and col is not None and gw.pending_source and col.pending_source \
+                and gw.bytes_per_pending_span > 0 and not math.isnan(col.bytes_per_pending_span):
+            ratio = f"**{col.bytes_per_pending_span / gw.bytes_per_pending_span:.2f}x**"
+        out.append(f"| {spans} | {_label(gw) if gw else '-'} | {g[0]} | {c[0]} | {ratio} | {g[1]} | {c[1]} "
+                   f"| {g[2]} | {c[2]} |")
+    return [*out, ""]
 
 
 def table(results: Sequence[RunResult]) -> str:
@@ -218,7 +262,10 @@ _GRID_HOW = (
     "hold the request). Lost = accepted x fan-out - sampled out - delivered at the sink. The load generator "
     "and the counting sink run in their own processes on the same cores, so throughput (spans/s) is bounded "
     "by them too; spans per CPU-second is the comparable figure. RSS is the largest process's: steady is the "
-    "median of the samples (every 0.25 s) over the second half of the load, peak the largest sample.")
+    "median of the samples (every 0.25 s) over the second half of the load, peak the largest sample. A tail-sampling "
+    "scenario also has the RSS each side needs per span it holds pending a decision (above 1 in otelcol-ref / "
+    "gateway: the gateway holds a span in less memory); its traces have 5-50 spans over a few requests, so its "
+    "CPU figure is not comparable with the other scenarios'.")
 
 _RATE_HOW = (
     "Each client connection sends one request every period whatever happened to the previous one (open "

@@ -95,6 +95,22 @@ class RunResult(Outcome):
     processes: int = 0
     p50_ms: float = float("nan")
     p99_ms: float = float("nan")
+    # Tail sampling (scenarios with a decision_wait) only: the largest process's RSS before the load,
+    # the traces pending a decision (the median of the target's own counters over the second half of
+    # the load), spans per trace in the payload, and pending spans with where that figure came from:
+    # "metrics" (pending traces x spans per trace) or "estimate" (accepted spans/s x decision_wait).
+    rss_before_process: int = 0
+    pending_traces: float = 0.0
+    spans_per_trace: float = 0.0
+    pending_spans: float = 0.0
+    pending_source: str = ""
+
+    @property
+    def bytes_per_pending_span(self) -> float:
+        """(steady RSS - RSS before the load) / pending spans, of the largest process."""
+        if not self.pending_spans:
+            return float("nan")
+        return (self.steady_rss_process - self.rss_before_process) / self.pending_spans
 
     @property
     def accepted_per_s(self) -> float:
@@ -115,7 +131,8 @@ class RunResult(Outcome):
     def as_dict(self) -> dict[str, object]:
         d = asdict(self)
         d.update(accepted_per_s=self.accepted_per_s, delivered_per_s=self.delivered_per_s,
-                 spans_per_cpu_s=self.spans_per_cpu_s, cpu_per_million=self.cpu_per_million)
+                 spans_per_cpu_s=self.spans_per_cpu_s, cpu_per_million=self.cpu_per_million,
+                 bytes_per_pending_span=self.bytes_per_pending_span)
         return d
 
 
@@ -220,8 +237,12 @@ def _total(m: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels
 def dropped_in_pipeline(m: dict[str, list[tuple[dict[str, str], float]]]) -> int:
     """Items the processors let go on purpose (the sampler), from either side's own metrics."""
     if "otelcol_gateway_pipeline_incoming_items_total" in m:
+        # A request a processor refused (the tail sampler's max_pending_bytes) entered the pipeline, but
+        # its client was told so: it is not accepted, not dropped.
+        refused = sum(_total(m, f"otelcol_processor_refused_{kind}_total")
+                      for kind in ("spans", "metric_points", "log_records"))
         return int(_total(m, "otelcol_gateway_pipeline_incoming_items_total")
-                   - _total(m, "otelcol_gateway_pipeline_outgoing_items_total"))
+                   - _total(m, "otelcol_gateway_pipeline_outgoing_items_total") - refused)
     if "otelcol_processor_incoming_items_total" in m:
         by_proc: dict[str, float] = {}
         for lab, v in m["otelcol_processor_incoming_items_total"]:
@@ -229,7 +250,33 @@ def dropped_in_pipeline(m: dict[str, list[tuple[dict[str, str], float]]]) -> int
         for lab, v in m.get("otelcol_processor_outgoing_items_total", []):
             by_proc[lab.get("processor", "")] = by_proc.get(lab.get("processor", ""), 0) - v
         return int(sum(by_proc.values()))
+    if _TAIL_SPANS in m:
+        # The Collector's tail sampler counts spans per policy only. With sample_on_first_match (scenario
+        # f), each policy sees the traces no earlier one kept, so the last policy's not-sampled spans (the
+        # fewest of any policy's) are the spans of the traces dropped; plus late spans of dropped traces.
+        not_sampled: dict[str, float] = {}
+        for lab, v in m[_TAIL_SPANS]:
+            if lab.get("sampled") == "false":
+                not_sampled[lab.get("policy", "")] = not_sampled.get(lab.get("policy", ""), 0) + v
+        late = _total(m, "otelcol_processor_tail_sampling_early_releases_from_cache_decision_total", sampled="false")
+        return int(min(not_sampled.values(), default=0) + late)
     return int(_total(m, "otelcol_processor_probabilistic_sampler_count_traces_sampled_total", sampled="false"))
+
+
+_TAIL_SPANS = "otelcol_processor_tail_sampling_count_spans_sampled_total"
+
+
+def pending_traces(m: dict[str, list[tuple[dict[str, str], float]]]) -> float | None:
+    """Traces a tail sampler holds undecided: new trace ids less decisions, from either side's own
+    counters (the same names on both). Not `sampling_traces_on_memory`: the Collector's also counts
+    decided traces it keeps for late spans (until `num_traces` pushes them out)."""
+    new = m.get("otelcol_processor_tail_sampling_new_trace_id_received_total")
+    if new is None:
+        return None
+    # A trace the Collector let go undecided (num_traces reached) is no longer pending either.
+    gone = _total(m, "otelcol_processor_tail_sampling_sampling_trace_dropped_too_early_total")
+    decided = _total(m, "otelcol_processor_tail_sampling_global_count_traces_sampled_total")
+    return sum(v for _, v in new) - decided - gone
 
 
 def _validate(config: Path) -> str | None:
@@ -241,7 +288,8 @@ def _validate(config: Path) -> str | None:
     return "; ".join(lines[:3]) or f"validate exited {proc.returncode}"
 
 
-def _start(target: Target, config: Path, workdir: Path, profile: Path | None) -> subprocess.Popen[bytes]:
+def _start(target: Target, config: Path, workdir: Path, profile: Path | None,
+           collector_flags: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
     log = (workdir / "target.log").open("wb")
     if target == "gateway":
         cmd = [sys.executable, "-m", "gateway", "--config", str(config)]
@@ -253,7 +301,7 @@ def _start(target: Target, config: Path, workdir: Path, profile: Path | None) ->
     else:
         binary = collector_binary()
         assert binary is not None
-        cmd = [str(binary), "--config", str(config)]
+        cmd = [str(binary), "--config", str(config), *collector_flags]
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             cwd=REPO if target == "gateway" else workdir, env=env)
@@ -309,7 +357,7 @@ def _run_target(res: Outcome, scenario: Scenario, workers: int, keep: bool, prof
                 if problem:
                     res.status, res.reason = "skipped", f"gateway cannot run this config yet: {problem}"
                     return
-            proc = _start(target, config, workdir, profile if target == "gateway" else None)
+            proc = _start(target, config, workdir, profile if target == "gateway" else None, scenario.collector_flags)
             try:
                 deadline = time.monotonic() + 60
                 while _http_status(f"http://127.0.0.1:{ports.health}/") != 200:
@@ -355,14 +403,24 @@ def _measure(res: RunResult, scenario: Scenario, t: _Running, load: loadgen.Load
         peak_total, peak_proc, nproc = before.rss_bytes, before.max_rss_bytes, before.processes
         started = time.monotonic()
         steady: list[int] = []  # samples once half the load's time has passed
+        held: list[float] = []  # traces pending in a tail sampler, about once a second, over the same half
+        scraped = 0.0
         while not pending.ready():
             s = procstat.sample(t.proc.pid)
             peak_total, peak_proc = max(peak_total, s.rss_bytes), max(peak_proc, s.max_rss_bytes)
             nproc = max(nproc, s.processes)
-            if time.monotonic() - started >= load.duration / 2:
+            now = time.monotonic()
+            if now - started >= load.duration / 2:
                 steady.append(s.max_rss_bytes)
+                if scenario.decision_wait and now - scraped >= 1.0:
+                    scraped = now
+                    n = pending_traces(_metrics(t.ports.metrics))
+                    if n is not None:
+                        held.append(n)
             pending.wait(0.25)
         out: loadgen.LoadResult = pending.get()
+    if scenario.decision_wait:
+        _decided(t.ports.metrics, scenario.decision_wait)
     _drain(t.sink)
     after = procstat.sample(t.proc.pid)
     metrics = _metrics(t.ports.metrics)
@@ -377,8 +435,30 @@ def _measure(res: RunResult, scenario: Scenario, t: _Running, load: loadgen.Load
     res.steady_rss_process = int(statistics.median(steady)) if steady else peak_proc
     res.p50_ms = loadgen.percentile(out.latencies, 0.50) * 1000
     res.p99_ms = loadgen.percentile(out.latencies, 0.99) * 1000
+    if scenario.decision_wait:
+        res.rss_before_process, res.spans_per_trace = before.max_rss_bytes, out.spans_per_trace
+        if held:
+            res.pending_traces = statistics.median(held)
+            res.pending_spans, res.pending_source = res.pending_traces * out.spans_per_trace, "metrics"
+        else:
+            res.pending_spans, res.pending_source = res.accepted_per_s * scenario.decision_wait, "estimate"
     if out.errors:
         res.reason = "refused: " + ", ".join(f"{k} x{v}" for k, v in out.errors.items())
+        why = [f"{lab.get('reason', '?')}: {v:,.0f} spans" for lab, v in
+               metrics.get("otelcol_gateway_processor_tail_sampling_refused_spans_total", []) if v]
+        if why:
+            res.reason += f" (tail_sampling refused {', '.join(why)})"
+
+
+def _decided(metrics_port: int, decision_wait: float) -> None:
+    """Wait until the tail sampler has decided every trace it holds (its counters say so), so the drain
+    that follows waits for the last kept traces rather than stopping in a gap between ticks."""
+    deadline = time.monotonic() + decision_wait + 60
+    while time.monotonic() < deadline:
+        n = pending_traces(_metrics(metrics_port))
+        if n is None or n <= 0:
+            return
+        time.sleep(0.2)
 
 
 def run_rate(scenario: Scenario, target: Target, load: rateload.RateSpec, workers: int = 1,
@@ -470,6 +550,8 @@ def _measure_rate(res: RateResult, scenario: Scenario, t: _Running, load: ratelo
         res.status = "failed"
         res.reason = "; ".join(out.problems) or "the senders did not start"
         return
+    if scenario.decision_wait:
+        _decided(t.ports.metrics, scenario.decision_wait)
     _drain(t.sink)
     metrics = _metrics(t.ports.metrics)
     res.connected = out.connected

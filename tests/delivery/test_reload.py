@@ -132,3 +132,29 @@ def test_a_changed_config_file_is_reloaded_when_watched(ports: Ports, sink: Sink
         assert all(tagged[n] == 1 for n in client.acked if n.startswith("after-"))
         assert "config file changed: reloading" in gw.stderr()
         client.close()
+
+
+def test_a_changed_exporter_with_a_persistent_queue_reopens_it(ports: Ports, sink: Sink, tmp_path: Path) -> None:
+    storage = f"  file_storage/q:\n    directory: {tmp_path}\n"
+    queue = "{storage: file_storage/q, num_consumers: 4, queue_size: 100000}"
+    before = config(ports, [exporter("a", sink, queue=queue)], ["otlp/a"], extensions=storage)
+    after = config(ports, [exporter("a", sink, queue=queue, timeout="3s")], ["otlp/a"], extensions=storage)
+    with running(before, ports) as gw:
+        client = Client(ports.grpc, ports.http)
+        load = Load(client, "p", per_request=20, threads=4).start()
+        try:
+            sink.fail_next(Fault(-1))  # a backlog on disk when the exporter is replaced
+            wait_until(lambda: gw.metric("otelcol_exporter_queue_size", exporter="otlp/a") > 50, 60,
+                       "a backlog in the persistent queue")
+            _reload(gw, after, "applied", 1)
+            clear_faults(sink)
+            _more_acked(client, 2000)
+        finally:
+            load.stop()
+        assert client.refused == [], client.codes
+        got = wait_all(sink, client.acked, timeout=60)
+        dups = sum(n - 1 for n in got.values())
+        report("reload_persistent_queue", len(client.acked), len(got), len(client.refused), dups)
+        assert set(got) == set(client.acked) and dups == 0
+        assert "queued request(s) reopened from its persistent queue" in gw.stderr()
+        client.close()

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("%s", warning)
     if loaded.config.service.workers > 1:
         return asyncio.run(supervise(paths, loaded))
-    return asyncio.run(serve(loaded.config))
+    return asyncio.run(serve(loaded.config, paths=paths))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ in the branches that had room.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from gateway.component import Consumer
@@ -71,3 +72,46 @@ async def consume_all(deliveries: Sequence[tuple[Consumer, Batch]]) -> None:
                 first = exc
     if first is not None:
         raise first
+
+
+class Activity:
+    """The requests a graph is handling: a config reload waits for the old graph's to finish."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        self.count += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self._idle.set()
+
+    async def idle(self) -> None:
+        await self._idle.wait()
+
+
+class Switch:
+    """A receiver's consumer for one signal: the graph it hands requests to, replaced as a whole by a
+    config reload between two requests. A request runs to its answer on the graph it started on."""
+
+    def __init__(self, target: Consumer, activity: Activity) -> None:
+        self._to = (target, activity)
+
+    def point(self, target: Consumer, activity: Activity) -> None:
+        self._to = (target, activity)
+
+    def admit(self, batch: Batch) -> None:
+        self._to[0].admit(batch)
+
+    async def consume(self, batch: Batch) -> None:
+        target, activity = self._to
+        activity.enter()
+        try:
+            await target.consume(batch)
+        finally:
+            activity.leave()

@@ -22,13 +22,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal, Protocol, cast
 
 from gateway import registry
 from gateway.component import Component, Consumer, ExporterNode, Extension, Settings, Stage
 from gateway.config.model import GatewayConfig, pipeline_order
 from gateway.exporters.helper import ExporterCommon
-from gateway.fanout import Counted, Fanout
+from gateway.fanout import Activity, Counted, Fanout, Switch
 from gateway.join import RequestJoiner
 from gateway.telemetry import Telemetry
 from pipelines.batch import Signal
@@ -61,6 +61,10 @@ class Node:
 @dataclass(eq=False)
 class ReceiverNode(Node):
     component: Component | None = None
+    # Per signal: the fan-out into this graph's pipelines, and the switch the receiver hands requests
+    # to, pointed at it (a receiver a config reload keeps has its switches pointed at the new graph's).
+    targets: dict[Signal, Consumer] = field(default_factory=dict)
+    switches: dict[Signal, Switch] = field(default_factory=dict)
 
 
 @dataclass(eq=False)
@@ -89,6 +93,8 @@ class Graph:
     pipelines: dict[str, list[StageNode]] = field(default_factory=dict)
     # Exporter id -> the key of the `batch` processor node whose policy it batches by.
     batching: dict[str, str] = field(default_factory=dict)
+    # The requests in this graph, from its receivers' switches to their answer.
+    activity: Activity = field(default_factory=Activity)
 
     def nodes(self) -> Iterator[Node]:
         yield from self.receivers.values()
@@ -157,29 +163,54 @@ def _label(node: Node) -> str:
 SettingsFor = Callable[[str, Any], Settings[Any]]
 
 
+class Reuse(Protocol):
+    """What a config reload keeps running from the graph it replaces, asked per component with its new
+    config (and a receiver with the signals it will feed): the running one, or None to build it anew."""
+
+    def extension(self, eid: str, config: Any) -> Extension | None: ...
+
+    def exporter(self, xid: str, config: Any) -> ExporterNode | None: ...
+
+    def receiver(self, rid: str, config: Any, signals: frozenset[Signal]) -> ReceiverNode | None: ...
+
+
+class _BuildAll:
+    def extension(self, eid: str, config: Any) -> Extension | None:
+        return None
+
+    def exporter(self, xid: str, config: Any) -> ExporterNode | None:
+        return None
+
+    def receiver(self, rid: str, config: Any, signals: frozenset[Signal]) -> ReceiverNode | None:
+        return None
+
+
 def signal_of(pipeline_id: str) -> Signal:
     return cast(Signal, pipeline_id.partition("/")[0])
 
 
-def build(config: GatewayConfig, telemetry: Telemetry, settings_for: SettingsFor, graph: Graph | None = None) -> Graph:
+def build(config: GatewayConfig, telemetry: Telemetry, settings_for: SettingsFor, graph: Graph | None = None,
+          reuse: Reuse | None = None) -> Graph:
     """Create every component of `config` and join them, into `graph` if given (a host may look up the
-    extensions, created first, while the rest is built). Nothing is started."""
+    extensions, created first, while the rest is built), taking from `reuse` what a reload keeps
+    running. Nothing is started."""
     graph = graph if graph is not None else Graph()
+    reuse = reuse or _BuildAll()
     for eid in config.service.extensions:
-        graph.extensions[eid] = registry.extension(eid.partition("/")[0]).create(
-            settings_for(eid, config.extensions[eid]))
+        graph.extensions[eid] = reuse.extension(eid, config.extensions[eid]) or registry.extension(
+            eid.partition("/")[0]).create(settings_for(eid, config.extensions[eid]))
     entries: dict[str, StageNode] = {}
     for pid in pipeline_order(config.service.pipelines, frozenset(config.connectors)):
-        entries[pid] = _build_pipeline(graph, config, pid, entries, telemetry, settings_for)
+        entries[pid] = _build_pipeline(graph, config, pid, entries, telemetry, settings_for, reuse)
     graph.pipelines = {pid: graph.pipelines[pid] for pid in config.service.pipelines}
-    _build_receivers(graph, config, entries, settings_for)
+    _build_receivers(graph, config, entries, settings_for, reuse)
     _apply_batching(graph, config)
     _tell_metadata_keys(graph, config)
     return graph
 
 
 def _build_pipeline(graph: Graph, config: GatewayConfig, pid: str, entries: Mapping[str, StageNode],
-                    telemetry: Telemetry, settings_for: SettingsFor) -> StageNode:
+                    telemetry: Telemetry, settings_for: SettingsFor, reuse: Reuse) -> StageNode:
     pipe = config.service.pipelines[pid]
     signal = signal_of(pid)
     targets: list[Node] = []
@@ -193,7 +224,8 @@ def _build_pipeline(graph: Graph, config: GatewayConfig, pid: str, entries: Mapp
             continue
         xnode = graph.exporters.get(xid)
         if xnode is None:
-            made = registry.exporter(xid.partition("/")[0]).create(settings_for(xid, config.exporters[xid]))
+            made = reuse.exporter(xid, config.exporters[xid]) or registry.exporter(xid.partition("/")[0]).create(
+                settings_for(xid, config.exporters[xid]))
             xnode = graph.exporters[xid] = ExporterNodeData("exporter", xid, (signal,), component=made)
         elif signal not in xnode.signals:
             xnode.signals = (*xnode.signals, signal)
@@ -261,7 +293,7 @@ def _connector(graph: Graph, config: GatewayConfig, cid: str, signal: Signal, en
 
 
 def _build_receivers(graph: Graph, config: GatewayConfig, entries: Mapping[str, StageNode],
-                     settings_for: SettingsFor) -> None:
+                     settings_for: SettingsFor, reuse: Reuse) -> None:
     by_receiver: dict[str, dict[Signal, list[StageNode]]] = {}
     for pid, pipe in config.service.pipelines.items():
         for rid in pipe.receivers:
@@ -277,8 +309,15 @@ def _build_receivers(graph: Graph, config: GatewayConfig, entries: Mapping[str, 
                 pipeline_consumers.append(n.consumer)
             consumers[signal] = Fanout(pipeline_consumers)
             targets.extend(nodes)
-        made = registry.receiver(rid.partition("/")[0]).create(settings_for(rid, config.receivers[rid]), consumers)
-        graph.receivers[rid] = ReceiverNode("receiver", rid, tuple(by_signal), None, targets, component=made)
+        kept = reuse.receiver(rid, config.receivers[rid], frozenset(by_signal))
+        if kept is not None:
+            component, switches = kept.component, kept.switches
+        else:
+            switches = {signal: Switch(c, graph.activity) for signal, c in consumers.items()}
+            component = registry.receiver(rid.partition("/")[0]).create(settings_for(rid, config.receivers[rid]),
+                                                                          switches)
+        graph.receivers[rid] = ReceiverNode("receiver", rid, tuple(by_signal), None, targets, component=component,
+                                            targets=consumers, switches=switches)
 
 
 def _tell_metadata_keys(graph: Graph, config: GatewayConfig) -> None:

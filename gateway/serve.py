@@ -11,9 +11,10 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from gateway.config.model import GatewayConfig, LogsTelemetry
+from gateway.reload import Reloader
 from gateway.service import Service, ShutdownErrors
 
 log = logging.getLogger("gateway")
@@ -81,12 +82,19 @@ def stop_event() -> asyncio.Event:
 
 
 async def serve(config: GatewayConfig, *, reuse_port: bool = False, stop: asyncio.Event | None = None,
-                on_started: Callable[[Service], None] | None = None, name: str = "gateway") -> int:
+                on_started: Callable[[Service], None] | None = None, name: str = "gateway",
+                paths: Sequence[str] = (), transform: Callable[[GatewayConfig], GatewayConfig] = lambda c: c) -> int:
     """Run `config` until `stop` (by default SIGTERM or SIGINT) is set, then drain within
-    `service::shutdown_timeout`; `on_started` is told once everything listens. The exit status: 1 if
+    `service::shutdown_timeout`; `on_started` is told once everything listens. With the config's
+    `paths`, SIGHUP (and with `service::reload::watch`, a change of a file) reloads them in place
+    (`gateway.reload`; `transform` makes the config to run of what they hold). The exit status: 1 if
     the gateway could not start, else 0 (a shutdown with errors is logged, as the Collector does)."""
     service = Service(config, reuse_port=reuse_port)
     stop = stop or stop_event()
+    reloader = Reloader(service, paths, transform) if paths else None
+    if reloader is not None:
+        # From the start: a SIGHUP during start-up reloads once it is done, never kills the process.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader.request)
     try:
         await service.start()
     except Exception as exc:
@@ -98,7 +106,10 @@ async def serve(config: GatewayConfig, *, reuse_port: bool = False, stop: asynci
     # it out of the collector's full passes, which would otherwise walk it again and again under load.
     gc.collect()
     gc.freeze()
-    await stop.wait()
+    if reloader is not None:
+        await reloader.run(stop)  # returns between two reloads, never during one
+    else:
+        await stop.wait()
     log.info("shutting down: draining within %.0fs", config.service.shutdown_timeout)
     try:
         await service.shutdown()

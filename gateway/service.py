@@ -43,13 +43,13 @@ class Service:
     def extensions(self) -> list[Extension]:
         return list(self.graph.extensions.values()) if self.graph is not None else []
 
-    def _settings(self, cid: str, config: Any) -> Settings[Any]:
+    def settings(self, cid: str, config: Any) -> Settings[Any]:
         return Settings(cid, config, self.telemetry, self, self.reuse_port)
 
     def build(self) -> graph.Graph:
         # Extensions are created first and looked up (`extension`) while the rest is built.
         self.graph = graph.Graph()
-        graph.build(self.config, self.telemetry, self._settings, self.graph)
+        graph.build(self.config, self.telemetry, self.settings, self.graph)
         address = self.config.metrics_address()
         if address:
             self.metrics_server = MetricsServer(address, self.telemetry.registry, self.reuse_port)
@@ -88,6 +88,12 @@ class Service:
             ext.ready()
         log.info("gateway started: %d pipeline(s), %d receiver(s), %d connector(s), %d exporter(s)",
                  len(g.pipelines), len(g.receivers), len(g.connectors), len(g.exporters))
+
+    def swap(self, config: GatewayConfig, g: graph.Graph) -> None:
+        """Run `g` (of `config`) from now on, every component of it started (`gateway.reload`)."""
+        self.config = config
+        self.graph = g
+        self._started = [c for phase in self._phases(g) for _, c in phase]
 
     async def shutdown(self, deadline: float | None = None) -> None:
         """Receivers first (stop accepting), then processors and connectors one by one (upstream first),

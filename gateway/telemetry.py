@@ -55,6 +55,7 @@ LEVELS: dict[str, Level] = {
     "otelcol_gateway_pipeline_outgoing_items": "basic",
     "otelcol_gateway_connector_unrouted": "basic",
     "otelcol_gateway_processor_ottl_errors": "basic",
+    "otelcol_gateway_config_reloads": "basic",
     # The tail sampler's (gateway/processors/tail_sampling_metrics.py): the Collector's at `basic`, as
     # its processor metrics are; ours with them, since they count what the delivery promise must.
     "otelcol_processor_tail_sampling_": "basic",
@@ -235,6 +236,10 @@ class Telemetry:
         self._ottl_errors = counter(
             "otelcol_gateway_processor_ottl_errors", "OTTL statements or conditions that failed on an item and "
             "were skipped (error_mode: ignore or silent)", ["processor", "signal"],
+        )
+        self.config_reloads = counter(
+            "otelcol_gateway_config_reloads", "Config reloads (SIGHUP or a changed config file), by outcome: "
+            "applied, invalid (refused by validate), failed (the new graph did not start)", ["outcome"],
         )
         self._unrouted = counters("otelcol_gateway_connector_unrouted", "Items a routing connector sent nowhere "
                                   "(no route matched and no default_pipelines)", ["connector"])

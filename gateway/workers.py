@@ -23,7 +23,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -158,6 +158,8 @@ class _Worker:
     started_at: float = 0.0
     backoff: float = _BACKOFF_FIRST
     last_scrape: dict[str, _Family] = field(default_factory=dict)
+    # A SIGHUP came while it was starting: it reloads once ready.
+    reload_due: bool = False
 
 
 class _Health(HealthCheck):
@@ -213,6 +215,7 @@ class Supervisor:
         """Start worker `w` and wait for it to report ready; False if it died first."""
         r, wr = os.pipe()
         env = {**os.environ, STATUS_FD_ENV: str(wr)}
+        w.reload_due = False  # it reads the files from here on
         try:
             w.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "gateway.workers", *self.config_args, "--index", str(w.index),
@@ -240,6 +243,8 @@ class Supervisor:
         w.health = [(int(port), str(path)) for port, path in status.get("health", [])]
         w.ready = True
         log.info("worker %d ready (pid %d)", w.index, w.proc.pid)
+        if w.reload_due:
+            self._tell_reload(w)
         return True
 
     def _watch(self, w: _Worker) -> None:
@@ -329,8 +334,26 @@ class Supervisor:
         }
 
     # -- the whole run
+    def _reload_workers(self) -> None:
+        """SIGHUP: each worker reads, validates and swaps in the config files itself (`gateway.reload`).
+        A worker still starting may have read the files before they changed: it is told once ready."""
+        log.info("SIGHUP: the workers reload the config")
+        for w in self.workers:
+            if w.ready:
+                self._tell_reload(w)
+            else:
+                w.reload_due = True
+
+    @staticmethod
+    def _tell_reload(w: _Worker) -> None:
+        w.reload_due = False
+        if w.proc is not None and w.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                w.proc.send_signal(signal.SIGHUP)
+
     async def run(self) -> int:
         stop = stop_event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._reload_workers)
         servers: list[Any] = [*self._health, *([self._metrics] if self._metrics else [])]
         try:
             for server in servers:
@@ -408,9 +431,18 @@ def _make_storage_dirs(config: GatewayConfig) -> None:
                 os.makedirs(directory, mode=0o750, exist_ok=True)
 
 
-async def _serve_worker(loaded: Loaded, index: int, status_fd: int | None) -> int:
-    config = worker_config(loaded.config, index)
-    _make_storage_dirs(config)
+def _for_worker(index: int) -> Callable[[GatewayConfig], GatewayConfig]:
+    def transform(config: GatewayConfig) -> GatewayConfig:
+        mine = worker_config(config, index)
+        _make_storage_dirs(mine)
+        return mine
+
+    return transform
+
+
+async def _serve_worker(loaded: Loaded, paths: list[str], index: int, status_fd: int | None) -> int:
+    transform = _for_worker(index)
+    config = transform(loaded.config)
     stop = stop_event()
     loop = asyncio.get_running_loop()
 
@@ -431,7 +463,8 @@ async def _serve_worker(loaded: Loaded, index: int, status_fd: int | None) -> in
 
     with contextlib.suppress(OSError, ValueError):
         loop.add_reader(0, supervisor_gone)
-    return await serve(config, reuse_port=True, stop=stop, on_started=report_ready, name="worker")
+    return await serve(config, reuse_port=True, stop=stop, on_started=report_ready, name="worker", paths=paths,
+                       transform=transform)
 
 
 def worker_main(argv: list[str] | None = None) -> int:
@@ -446,7 +479,7 @@ def worker_main(argv: list[str] | None = None) -> int:
         return 1
     setup_logging(loaded.config.service.telemetry.logs, worker=args.index)
     fd = os.environ.pop(STATUS_FD_ENV, None)
-    return asyncio.run(_serve_worker(loaded, args.index, int(fd) if fd else None))
+    return asyncio.run(_serve_worker(loaded, args.config, args.index, int(fd) if fd else None))
 
 
 if __name__ == "__main__":

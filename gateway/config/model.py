@@ -71,6 +71,18 @@ class TelemetryConfig:
 
 
 @dataclass(frozen=True)
+class ReloadConfig:
+    """Beyond the Collector (which restarts its whole service on SIGHUP): reload in place, and when to."""
+
+    # Reload when a config file changes (its inode, size or mtime), checked every `watch_interval`.
+    watch: bool = False
+    watch_interval: Duration = 5.0
+
+    def validate(self) -> list[str]:
+        return [] if self.watch_interval > 0 else ["watch_interval must be positive"]
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     pipelines: dict[str, PipelineConfig] = field(default_factory=dict)
     extensions: tuple[str, ...] = ()
@@ -79,6 +91,7 @@ class ServiceConfig:
     workers: int = 1
     # Beyond the Collector: how long shutdown may spend draining batches and exporters.
     shutdown_timeout: Duration = 30.0
+    reload: ReloadConfig = field(default_factory=ReloadConfig)
 
     def validate(self) -> list[str]:
         errors = []

@@ -171,6 +171,9 @@ class Exporter:
         self.queue: SendingQueue | None = None
         self._consumers: list[asyncio.Task[None]] = []
         self._drained = False
+        # Set once `start` opened the queue: a reload starts a persistent queue's new exporter only after
+        # its predecessor closed the storage, while requests may already reach it.
+        self._opened = asyncio.Event()
 
     def set_batching(self, policy: BatchPolicy) -> None:
         """From the graph, when a `batch` processor is upstream: its settings shape this exporter's batches."""
@@ -203,6 +206,7 @@ class Exporter:
             log.info("exporter %s: %d request(s) from the persistent queue to send", self.id, loaded)
         loop = asyncio.get_running_loop()
         self._consumers = [loop.create_task(self._consume_loop()) for _ in range(qc.num_consumers)]
+        self._opened.set()
 
     # -- the pipeline's side
     def admit(self, batch: Batch) -> None:
@@ -230,6 +234,10 @@ class Exporter:
         raise RetryableError(f"exporter {self.id}: {reason}", QUEUE_FULL_RETRY_AFTER)
 
     async def consume(self, batch: Batch) -> None:
+        if self.queue is None and self.queue_config.enabled:
+            await self._opened.wait()
+            if self.queue is None:
+                raise RetryableError(f"exporter {self.id}: its sending queue did not open", QUEUE_FULL_RETRY_AFTER)
         queue = self.queue
         self.admit(batch)
         if self.policy.combinations is not None:
@@ -329,6 +337,53 @@ class Exporter:
         kind = "permanent" if isinstance(exc, PermanentError) else "retries exhausted"
         if self._log_gate.allow(f"{kind}:{exc}"):
             log.error("exporter %s dropped %d %s (%s): %s", self.id, items, signal, kind, exc)
+
+    # -- a config reload
+    async def park(self, within: float) -> list[tuple[Entry, bytes]]:
+        """Take no more requests and stop sending: a push under way finishes (within `within`, then it
+        is cut short and its batch counts as still queued), a batch waiting to retry goes back to the
+        queue. What is left, with its data, for the exporter of the new config to `adopt`; a
+        persistent queue keeps it on disk until `release`d."""
+        self._drained = True
+        self._opened.set()
+        self._stop.set()
+        queue = self.queue
+        if queue is None:
+            return []
+        queue.closed = queue.parked = True
+        queue.wake()
+        if self._consumers:
+            _, still = await asyncio.wait(self._consumers, timeout=max(0.0, within))
+            for task in still:
+                task.cancel()
+            await asyncio.gather(*self._consumers, return_exceptions=True)
+        left = sorted(queue.leftovers(), key=lambda e: e.seq)
+        out: list[tuple[Entry, bytes]] = []
+        for e in left:
+            try:
+                out.append((e, queue.store.read(e)))
+            except OSError as exc:
+                self._refused(e.signal, e.items, PermanentError(f"cannot read the queued data back: {exc}"))
+        return out
+
+    def adopt(self, entries: list[tuple[Entry, bytes]]) -> int:
+        """Queue what the same-named exporter of the old config held; the number of requests taken (a
+        write refused by the disk is counted as failed)."""
+        queue = self.queue
+        assert queue is not None
+        taken = 0
+        for old, data in entries:
+            try:
+                queue.adopt(old, data, self.policy)
+                taken += 1
+            except RetryableError as exc:
+                self._refused(old.signal, old.items, exc)
+        return taken
+
+    def release(self, entries: list[Entry]) -> None:
+        """The exporter of the new config holds these entries now: forget them here (off the disk)."""
+        if self.queue is not None:
+            self.queue.store.ack(entries)
 
     # -- shutdown
     async def drain(self, within: float) -> None:

@@ -121,6 +121,7 @@ class SendingQueue:
         self.closed = False  # no more puts
         self.flushing = False  # batches go out without waiting for their timeout
         self.draining = False  # consumers stop once nothing is pending
+        self.parked = False  # consumers stop after the batch they have (a reload hands the rest on)
 
     def units_of(self, items: int, nbytes: int) -> int:
         return 1 if self.sizer == "requests" else items if self.sizer == "items" else nbytes
@@ -154,14 +155,22 @@ class SendingQueue:
             return f"sending queue is full ({self.used}/{self.capacity} {self.sizer})"
         return self.store.refusal(nbytes)
 
+    def adopt(self, old: Entry, data: bytes, policy: BatchPolicy) -> None:
+        """Queue a request another exporter's queue held (a config reload hands it on). Acknowledged
+        data is never refused: past the capacity, new requests are refused until it drains."""
+        self._append(old.signal, old.items, old.context, data, old.enqueued, policy)
+
     def put(self, batch: Batch, policy: BatchPolicy) -> Entry:
         """Queue a request (after `refusal` said yes). May raise RetryableError from the store (disk full)."""
-        data = batch.data()
+        return self._append(batch.signal, batch.items, batch.context, batch.data(), time.monotonic(), policy)
+
+    def _append(self, signal: Signal, items: int, context: RequestContext, data: bytes, enqueued: float,
+                policy: BatchPolicy) -> Entry:
         self._seq += 1
-        context = policy.kept(batch.context)
-        entry = Entry(self._seq, batch.signal, batch.items, len(data), context, None, time.monotonic())
+        kept = policy.kept(context)
+        entry = Entry(self._seq, signal, items, len(data), kept, None, enqueued)
         entry.units = self.units_of(entry.items, entry.nbytes)
-        entry.key = policy.key(context)
+        entry.key = policy.key(kept)
         self.store.write(entry, data)
         self._pending.append(entry)
         self.used += entry.units
@@ -178,8 +187,8 @@ class SendingQueue:
     async def take(self, policy: BatchPolicy) -> list[Entry] | None:
         """The next batch of entries, or None once draining and nothing is left."""
         async with self._assembly:
-            while not self._pending:
-                if self.draining:
+            while self.parked or not self._pending:
+                if self.draining or self.parked:
                     return None
                 self._arrived.clear()
                 await self._arrived.wait()
@@ -191,7 +200,7 @@ class SendingQueue:
             deadline = first.enqueued + policy.timeout
             while True:
                 items, nbytes = self._gather(entries, items, nbytes, policy)
-                if items >= policy.send_batch_size or self.flushing or self.draining:
+                if items >= policy.send_batch_size or self.flushing or self.draining or self.parked:
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:

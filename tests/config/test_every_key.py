@@ -138,6 +138,7 @@ E2E = "tests/e2e/test_processors_e2e.py::"
 BAD_INPUT = "tests/e2e/test_bad_input.py::"
 E2E_TLS = "tests/e2e/test_tls.py::"
 PERSISTENCE = "tests/delivery/test_persistence.py::"
+RELOAD = "tests/delivery/test_reload.py::"
 FAULTS = "tests/delivery/test_faults.py::"
 NO_SECRETS = "tests/delivery/test_no_secrets_on_disk.py::"
 DELIVERY = "tests/delivery/test_units.py::"
@@ -204,6 +205,9 @@ EVIDENCE: dict[str, Evidence] = {
         "ServiceConfig.workers": Proven(WORKERS + "test_spans_over_many_connections_arrive_once_and_metrics_add_up"),
         "ServiceConfig.shutdown_timeout":
             Proven(PERSISTENCE + "test_sigterm_with_backend_down_counts_what_the_memory_queue_drops"),
+        "ServiceConfig.reload": Proven(RELOAD + "test_a_changed_config_file_is_reloaded_when_watched"),
+        "ReloadConfig.watch": Proven(RELOAD + "test_a_changed_config_file_is_reloaded_when_watched"),
+        "ReloadConfig.watch_interval": Proven(RELOAD + "test_a_changed_config_file_is_reloaded_when_watched"),
         "ServiceConfig.telemetry": Proven(TELEMETRY + "test_metrics_address_is_where_metrics_are_served"),
         "TelemetryConfig.metrics": Proven(TELEMETRY + "test_metrics_address_is_where_metrics_are_served"),
         "MetricsTelemetry.address": Proven(TELEMETRY + "test_metrics_address_is_where_metrics_are_served"),

@@ -13,7 +13,8 @@ import sys
 import time
 from collections.abc import Callable
 
-from gateway.config.model import GatewayConfig, LogsTelemetry
+from gateway.config.model import GatewayConfig
+from gateway.config.telemetry import LogsTelemetry
 from gateway.service import Service, ShutdownErrors
 
 log = logging.getLogger("gateway")

@@ -5,6 +5,8 @@ processors and `metrics` periodic readers, each with what it changes."""
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +17,9 @@ from opentelemetry.sdk.resources import Resource
 from gateway.config.load import load_text
 from gateway.config.telemetry import Header, OtlpExporter
 from gateway.own_telemetry.exporters import exporter
+from gateway.own_telemetry.logs import OtlpHandler, filters
 from gateway.own_telemetry.traces import OwnTraces
+from gateway.serve import JsonFormatter
 from gateway.service import Service
 from tests.e2e.support import Certs, http_request, spans_request
 from tests.harness import Sink, free_ports, wait_until
@@ -322,3 +326,73 @@ def test_own_telemetry_arrives_at_the_reference_collector() -> None:
             assert [p["asDouble"] for p in accepted] == [3]
     finally:
         backend.stop()
+
+
+def test_logs_processors_send_the_gateways_log_records_over_otlp() -> None:
+    backend, own = Sink().start(), Sink().start()
+    gateway_log = logging.getLogger("gateway")
+    before = gateway_log.level
+    gateway_log.setLevel(logging.INFO)  # as setup_logging's root level does in a running gateway
+    try:
+        receiver, metrics = free_ports(2)
+        telemetry = f"""
+    resource: {{service.name: gateway-a}}
+    metrics: {{address: "127.0.0.1:{metrics}"}}
+    logs:
+      level: info
+      processors:
+        - batch:
+            schedule_delay: 100
+            exporter: {{otlp: {{protocol: http/protobuf, endpoint: "http://127.0.0.1:{own.http_port}"}}}}
+"""
+        _run(_config(receiver, backend.grpc_port, telemetry), 1, {}, then=lambda: backend.wait_spans(3))
+        records = [(_attrs(rl.resource.attributes), sl.scope.name, lr) for r in own.requests("logs")
+                   for rl in r.request.resource_logs for sl in rl.scope_logs for lr in sl.log_records]
+        started = [lr for _, _, lr in records if lr.body.string_value.startswith("gateway started")]
+        assert len(started) == 1 and started[0].severity_text == "INFO"
+        assert {res["service.name"] for res, _, _ in records} == {"gateway-a"}
+        assert {"gateway.service", "gateway.receiver.http"} <= {scope for _, scope, _ in records}
+        # The handler is gone with the service: nothing is sent after shutdown.
+        assert not [h for h in gateway_log.handlers if isinstance(h, OtlpHandler)]
+    finally:
+        gateway_log.setLevel(before)
+        backend.stop()
+        own.stop()
+
+
+def _records(n: int, level: int = logging.INFO, msg: str = "queue full: %d") -> list[logging.LogRecord]:
+    return [logging.getLogger("gateway.t").makeRecord("gateway.t", level, __file__, 1, msg, (i,), None)
+            for i in range(n)]
+
+
+def test_logs_sampling_keeps_initial_then_every_thereafter_per_message_and_tick() -> None:
+    config = load_text(_config(*free_ports(2), """{logs: {sampling: {enabled: true, tick: 1h, initial: 2,
+        thereafter: 3}}}"""), env={}).config.service.telemetry.logs
+    (sampler,) = filters(config)
+    kept = [i for i, r in enumerate(_records(10)) if sampler.filter(r)]
+    assert kept == [0, 1, 4, 7]
+    # Another message, or another level, is counted on its own.
+    assert all(sampler.filter(r) for r in _records(2, msg="other"))
+    assert all(sampler.filter(r) for r in _records(2, level=logging.WARNING))
+    # A second handler carrying the filter writes the same lines (the 11th kept, the 12th not, once each).
+    eleventh, twelfth = _records(2)
+    assert sampler.filter(eleventh) is sampler.filter(eleventh) is True
+    assert sampler.filter(twelfth) is sampler.filter(twelfth) is False
+    # A tick that has passed starts the counts again.
+    short = filters(load_text(_config(*free_ports(2), "{logs: {sampling: {tick: 1ns, initial: 1, thereafter: 0}}}"),
+                              env={}).config.service.telemetry.logs)[0]
+    assert all(short.filter(r) for r in _records(3))
+    assert filters(load_text(_config(*free_ports(2), "{logs: {sampling: {enabled: false}}}"),
+                             env={}).config.service.telemetry.logs) == []
+
+
+def test_logs_development_gives_warnings_a_stacktrace() -> None:
+    config = load_text(_config(*free_ports(2), "{logs: {development: true, encoding: json}}"), env={}).config
+    (dev,) = filters(config.service.telemetry.logs)
+    warn, info = _records(1, logging.WARNING)[0], _records(1)[0]
+    assert dev.filter(warn) and dev.filter(info)
+    line = json.loads(JsonFormatter({}).format(warn))
+    assert "test_logs_development_gives_warnings_a_stacktrace" in line["stacktrace"]
+    assert "stacktrace" not in json.loads(JsonFormatter({}).format(info))
+    assert filters(load_text(_config(*free_ports(2), "{logs: {development: false}}"),
+                             env={}).config.service.telemetry.logs) == []

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pipelines.config_types import unsupported
+from pipelines.config_types import Duration, unsupported
 
 _NO_CONSOLE = "the gateway's own telemetry goes out over OTLP; its log lines already go to stderr"
 _NO_VIEWS = "the gateway's metrics have fixed names and buckets, as the Collector's default views give them"
@@ -189,9 +189,34 @@ class TracesTelemetry:
 
 
 @dataclass(frozen=True)
+class LogSampling:
+    """zap's sampler: per level and message in each `tick`, the first `initial` lines, then every
+    `thereafter`-th."""
+
+    enabled: bool = True
+    tick: Duration = 10.0
+    initial: int = 10
+    thereafter: int = 100
+
+    def validate(self) -> list[str]:
+        return [] if self.tick > 0 and self.initial >= 0 and self.thereafter >= 0 else [
+            "tick must be positive, initial and thereafter not negative"]
+
+
+@dataclass(frozen=True)
 class LogsTelemetry:
     level: Literal["debug", "info", "warn", "error", "DEBUG", "INFO", "WARN", "ERROR"] = "info"
     encoding: Literal["console", "json"] = "console"
+    # zap's development mode: a stack trace with every line from `warn` up.
+    development: bool = False
+    # None: every line is written (the Collector samples by default; the gateway only when asked).
+    sampling: LogSampling | None = None
+    processors: tuple[Processor, ...] = ()
+    disable_caller: bool = unsupported("the JSON lines always carry `caller`", default=False)
+    disable_stacktrace: bool = unsupported("an error's stack trace is always written", default=False)
+    output_paths: tuple[str, ...] = unsupported("the log goes to stderr", default=())
+    error_output_paths: tuple[str, ...] = unsupported("the log goes to stderr", default=())
+    initial_fields: dict[str, Any] = unsupported("use `resource` for what the exported logs carry")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.config.telemetry import TelemetryConfig
 from gateway.own_telemetry.exporters import resource
+from gateway.own_telemetry.logs import OwnLogs
 from gateway.own_telemetry.metrics import MetricsPusher
 from gateway.own_telemetry.traces import OwnTraces
 
@@ -19,11 +20,13 @@ class OwnTelemetry:
     def __init__(self, config: TelemetryConfig, registry: CollectorRegistry, env: Mapping[str, str]) -> None:
         self.resource = resource(config.resource, env)
         self.traces = OwnTraces(config.traces, self.resource)
+        self.logs = OwnLogs(config.logs, self.resource)
         self.metrics = [] if config.metrics.level == "none" else [
             MetricsPusher(r.periodic, registry, self.resource) for r in config.metrics.readers if r.periodic]
 
     def start(self) -> None:
         self.traces.start()
+        self.logs.start()
         for reader in self.metrics:
             reader.start()
 
@@ -33,5 +36,6 @@ class OwnTelemetry:
 
     def _shutdown(self) -> None:
         self.traces.shutdown()
+        self.logs.shutdown()
         for reader in self.metrics:
             reader.shutdown()

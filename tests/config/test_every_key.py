@@ -139,6 +139,7 @@ OWN_ARRIVE = OWN + "test_own_spans_and_metrics_arrive_at_a_backend_with_resource
 OWN_TLS = OWN + "test_certificate_client_key_and_client_certificate_send_own_spans_over_tls"
 OWN_BATCH = OWN + "test_batch_processor_keys_shape_the_sdks_batch_span_processor"
 OWN_SAMPLER = OWN + "test_sampler_decides_which_receiver_spans_are_kept"
+OWN_LOG_SAMPLING = OWN + "test_logs_sampling_keeps_initial_then_every_thereafter_per_message_and_tick"
 E2E = "tests/e2e/test_processors_e2e.py::"
 BAD_INPUT = "tests/e2e/test_bad_input.py::"
 E2E_TLS = "tests/e2e/test_tls.py::"
@@ -275,6 +276,18 @@ EVIDENCE: dict[str, Evidence] = {
         "LogsTelemetry.encoding":
             Proven(TELEMETRY + "test_logs_encoding_json_writes_each_line_as_one_json_object",
                    TELEMETRY + "test_logs_encoding_console_is_the_default_layout"),
+        "LogsTelemetry.processors": Proven(OWN + "test_logs_processors_send_the_gateways_log_records_over_otlp"),
+        "LogsTelemetry.development": Proven(OWN + "test_logs_development_gives_warnings_a_stacktrace"),
+        "LogsTelemetry.sampling": Proven(OWN_LOG_SAMPLING),
+        "LogSampling.enabled": Proven(OWN_LOG_SAMPLING),
+        "LogSampling.tick": Proven(OWN_LOG_SAMPLING),
+        "LogSampling.initial": Proven(OWN_LOG_SAMPLING),
+        "LogSampling.thereafter": Proven(OWN_LOG_SAMPLING),
+        "LogsTelemetry.disable_caller": Refused(),
+        "LogsTelemetry.disable_stacktrace": Refused(),
+        "LogsTelemetry.output_paths": Refused(),
+        "LogsTelemetry.error_output_paths": Refused(),
+        "LogsTelemetry.initial_fields": Refused(),
     }),
 
     # receivers: otlp

@@ -13,7 +13,9 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from gateway.config.model import GatewayConfig, LogsTelemetry
+from gateway.config.model import GatewayConfig
+from gateway.config.telemetry import LogsTelemetry
+from gateway.own_telemetry.logs import filters
 from gateway.reload import Reloader
 from gateway.service import Service, ShutdownErrors
 
@@ -69,6 +71,8 @@ def setup_logging(logs: LogsTelemetry, worker: int | None = None) -> None:
     else:
         tag_field = "" if worker is None else f"worker-{worker}\t"
         handler.setFormatter(logging.Formatter(f"%(asctime)s\t%(levelname)s\t{tag_field}%(name)s\t%(message)s"))
+    for f in filters(logs):
+        handler.addFilter(f)
     logging.basicConfig(level=_LEVELS.get(logs.level.lower(), logging.INFO), handlers=[handler])
 
 

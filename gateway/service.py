@@ -7,12 +7,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+from collections.abc import Mapping
 from typing import Any
 
 from gateway import graph
 from gateway.component import Component, ExporterNode, Extension, Settings
 from gateway.config.model import GatewayConfig
 from gateway.metrics_server import MetricsServer
+from gateway.own_telemetry.setup import OwnTelemetry
 from gateway.telemetry import Telemetry
 
 log = logging.getLogger("gateway.service")
@@ -25,9 +28,14 @@ class ShutdownErrors(Exception):
 
 
 class Service:
-    def __init__(self, config: GatewayConfig, telemetry: Telemetry | None = None, reuse_port: bool = False) -> None:
+    def __init__(self, config: GatewayConfig, telemetry: Telemetry | None = None, reuse_port: bool = False,
+                 env: Mapping[str, str] | None = None) -> None:
+        """`env`: where the pod's name and namespace for the own telemetry's resource are read (os.environ)."""
         self.config = config
         self.telemetry = telemetry or Telemetry(level=config.service.telemetry.metrics.level)
+        self.own = OwnTelemetry(config.service.telemetry, self.telemetry.registry,
+                                os.environ if env is None else env)
+        self.telemetry.tracer = self.own.traces.tracer
         self.reuse_port = reuse_port
         self.graph: graph.Graph | None = None
         self.metrics_server: MetricsServer | None = None
@@ -76,6 +84,7 @@ class Service:
         g = self.graph if self.graph is not None else self.build()
         receivers, stages, exporters, last = self._phases(g)
         order = [*reversed(last), *exporters, *reversed(stages), *receivers]
+        self.own.start()
         try:
             for _, component in order:
                 await component.start()
@@ -125,6 +134,11 @@ class Service:
         # Extensions (file storage among them) close after every exporter, one by one in reverse order.
         await self._stop_in_turn(last, started, end, errors)
         self._started.clear()
+        # Last, so the spans and metrics of the shutdown itself go out too.
+        try:
+            await self.own.shutdown()
+        except Exception as exc:
+            errors.append(exc)
         if errors:
             raise ShutdownErrors(errors)
 

@@ -12,11 +12,14 @@ import os
 import resource
 import time
 from collections.abc import Iterator
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
 
 Level = Literal["none", "basic", "normal", "detailed"]
 _RANK: dict[Level, int] = {"none": 0, "basic": 1, "normal": 2, "detailed": 3}
@@ -66,6 +69,15 @@ LEVELS: dict[str, Level] = {
 def shown(family: str, level: Level) -> bool:
     """Whether `family` (a key of LEVELS) is exposed at `level`."""
     return _RANK[level] > 0 and _RANK[LEVELS[family]] <= _RANK[level]
+
+
+class OwnTracer(Protocol):
+    """The gateway's own tracer (gateway.own_telemetry.traces.Sampled): `keep()` is the sampler's
+    decision, asked before any span is made; `tracer` makes the spans kept."""
+
+    tracer: Tracer
+
+    def keep(self) -> bool: ...
 
 
 class CounterLike(Protocol):
@@ -157,6 +169,8 @@ class Telemetry:
     def __init__(self, registry: CollectorRegistry | None = None, level: Level = "normal") -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         self.level: Level = level
+        # The gateway's own spans (`service::telemetry::traces`), set by the service; None: no span is made.
+        self.tracer: OwnTracer | None = None
         r = self.registry
         if shown("otelcol_process_cpu_seconds", level):
             r.register(ProcessCollector())

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from gateway.config.telemetry import TelemetryConfig
 from pipelines.config_types import Duration
 
 SIGNALS = ("traces", "metrics", "logs")
@@ -48,26 +49,6 @@ def pipeline_order(pipes: Mapping[str, PipelineConfig], connectors: frozenset[st
     for pid in pipes:
         place(pid, ())
     return order
-
-
-@dataclass(frozen=True)
-class MetricsTelemetry:
-    address: str = "localhost:8888"
-    level: Literal["none", "basic", "normal", "detailed"] = "normal"
-    # The Collector's newer `readers:` form; `pull.exporter.prometheus.{host,port}` is honoured.
-    readers: tuple[Any, ...] = ()
-
-
-@dataclass(frozen=True)
-class LogsTelemetry:
-    level: Literal["debug", "info", "warn", "error", "DEBUG", "INFO", "WARN", "ERROR"] = "info"
-    encoding: Literal["console", "json"] = "console"
-
-
-@dataclass(frozen=True)
-class TelemetryConfig:
-    metrics: MetricsTelemetry = field(default_factory=MetricsTelemetry)
-    logs: LogsTelemetry = field(default_factory=LogsTelemetry)
 
 
 @dataclass(frozen=True)
@@ -117,7 +98,7 @@ class GatewayConfig:
         if m.level == "none":
             return None
         for reader in m.readers:
-            prom = (((reader or {}).get("pull") or {}).get("exporter") or {}).get("prometheus")
-            if prom:
-                return f"{prom.get('host', 'localhost')}:{prom.get('port', 8888)}"
+            prom = reader.pull.exporter.prometheus if reader.pull is not None else None
+            if prom is not None:
+                return f"{prom.host}:{prom.port}"
         return m.address

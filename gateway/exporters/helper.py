@@ -20,6 +20,7 @@ from typing import Any, Literal, Protocol
 
 from gateway.component import ExtensionRef, Settings
 from gateway.exporters.retry import Interrupted, RetryConfig, RetrySender
+from gateway.own_telemetry.traces import end, exporter_span
 from gateway.queue.sending import Entry, MemoryStore, QueueStorage, SendingQueue, Store
 from gateway.telemetry import UNITS
 from pipelines.batch import Batch
@@ -167,6 +168,7 @@ class Exporter:
         self._log_gate = _OncePerInterval()
         self._stop = asyncio.Event()
         self._retry = RetrySender(settings.id, self.retry_config, self._stop)
+        self._tracer = t.tracer
         self.policy = self._with_context_keys(BatchPolicy())
         self.queue: SendingQueue | None = None
         self._consumers: list[asyncio.Task[None]] = []
@@ -261,7 +263,7 @@ class Exporter:
 
     async def _send_now(self, batch: Batch) -> None:
         try:
-            rejected = await self._retry.send(self.pusher.push, batch)
+            rejected = await self._send(batch)
         except Interrupted as exc:
             self._failed[batch.signal].inc(batch.items)
             raise RetryableError(f"exporter {self.id} is shutting down: {exc}") from None
@@ -303,7 +305,7 @@ class Exporter:
             return True
         for chunk in self._chunks(batch):
             try:
-                rejected = await self._retry.send(self.pusher.push, chunk)
+                rejected = await self._send(chunk)
             except Interrupted:
                 return False
             except ConsumerError as exc:
@@ -311,6 +313,29 @@ class Exporter:
                 continue
             self._count_sent(chunk.signal, chunk.items, rejected)
         return True
+
+    async def _send(self, batch: Batch) -> int | None:
+        """One export call (with its retries), in a span of the gateway's own when its traces are on."""
+        if self._tracer is None or not self._tracer.keep():
+            return await self._retry.send(self.pusher.push, batch)
+        span = exporter_span(self._tracer.tracer, self.id, batch.signal)
+        outcome = "ok"
+        try:
+            return await self._retry.send(self.pusher.push, batch)
+        except Interrupted:
+            outcome = "interrupted"
+            raise
+        except PermanentError:
+            outcome = "permanent_error"
+            raise
+        except ConsumerError:
+            outcome = "retries_exhausted"
+            raise
+        except BaseException:
+            outcome = "error"
+            raise
+        finally:
+            end(span, outcome, batch.items)
 
     def _chunks(self, batch: Batch) -> list[Batch]:
         """A single queued request may exceed the batch bounds; split it (bigger than any merge would)."""

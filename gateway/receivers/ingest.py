@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from gateway.auth import ANONYMOUS, Authenticator, AuthError, Identity
 from gateway.component import Consumer
+from gateway.own_telemetry.traces import end, receiver_span
 from gateway.telemetry import Telemetry
 from gateway.transport.grpc_status import Status
 from pipelines import otlp
@@ -45,6 +46,8 @@ class Result:
     message: str = ""
     retry_after: float | None = None
     response: bytes = b""
+    # The items the request carried, when it could be read (the gateway's own span reports them).
+    items: int = 0
 
 
 class Ingest:
@@ -71,6 +74,10 @@ class Ingest:
         self._accepted = telemetry.receiver_accepted(signal, receiver, transport)
         self._refused = telemetry.receiver_refused(signal, receiver, transport)
         self._ok_response = otlp.SHAPES[signal].response().SerializeToString()
+        self._tracer = telemetry.tracer
+        # With own traces off, `push` is the untraced path itself: no span object, no check per request.
+        self.traced = self._tracer is not None
+        self.push = self._push_traced if self.traced else self._push
 
     def fail(self, reason: Outcome, message: str) -> Result:
         self._telemetry.receiver_failed_request(self.receiver, self.transport, reason).inc()
@@ -97,7 +104,19 @@ class Ingest:
         return RequestContext(identity.tenant, dict(metadata) if self.include_metadata and metadata else {},
                               identity.attributes)
 
-    async def push(self, data: bytes | None, msg: Any, context: RequestContext) -> Result:
+    async def _push_traced(self, data: bytes | None, msg: Any, context: RequestContext,
+                           traceparent: str | None = None) -> Result:
+        """`_push` inside a span of the gateway's own (sampled by its sampler; the client's traceparent a link)."""
+        assert self._tracer is not None
+        if not self._tracer.keep():
+            return await self._push(data, msg, context)
+        span = receiver_span(self._tracer.tracer, self.receiver, self.transport, self.signal, traceparent)
+        result = await self._push(data, msg, context)
+        end(span, result.outcome, result.items)
+        return result
+
+    async def _push(self, data: bytes | None, msg: Any, context: RequestContext,
+                    traceparent: str | None = None) -> Result:
         """Validate a decoded request and hand it to the pipelines."""
         ids = None
         try:
@@ -116,13 +135,13 @@ class Ingest:
             await self._consumer.consume(batch)
         except RetryableError as exc:
             self._refused.inc(items)
-            return Result("unavailable", f"data refused, retry later: {exc}", retry_after=exc.delay)
+            return Result("unavailable", f"data refused, retry later: {exc}", retry_after=exc.delay, items=items)
         except PermanentError as exc:
             self._refused.inc(items)
-            return Result("invalid", f"data refused: {exc}")
+            return Result("invalid", f"data refused: {exc}", items=items)
         except Exception:
             self._refused.inc(items)
             log.exception("pipeline failed on a request to %s", self.receiver)
-            return Result("unavailable", "internal error in the gateway; retry later")
+            return Result("unavailable", "internal error in the gateway; retry later", items=items)
         self._accepted.inc(items)
-        return Result("ok", response=self._ok_response)
+        return Result("ok", response=self._ok_response, items=items)

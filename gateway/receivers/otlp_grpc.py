@@ -68,8 +68,10 @@ class GrpcServer:
     @staticmethod
     def _handler(ingest: Ingest) -> Handler:
         async def export(request: bytes, metadata: Metadata) -> bytes:
-            identity, failure = await ingest.authenticate(first_values(metadata))
-            result = failure or await ingest.push(request, None, ingest.context(identity, collect(ingest, metadata)))
+            headers = first_values(metadata)
+            identity, failure = await ingest.authenticate(headers)
+            result = failure or await ingest.push(request, None, ingest.context(identity, collect(ingest, metadata)),
+                                                  headers.get("traceparent") if ingest.traced else None)
             if result.outcome == "ok":
                 return result.response
             raise grpc_error(result)

@@ -121,14 +121,15 @@ class HttpServer:
                 for k, v in request.headers.items():
                     multi[k.lower()] = (*multi.get(k.lower(), ()), v)
             context = ingest.context(identity, multi)
+            traceparent = headers.get("traceparent") if ingest.traced else None
             if content_type == JSON:
                 try:
                     msg = otlp_json.decode(ingest.signal, body)
                 except PermanentError as exc:
                     return self._respond(ingest, ingest.fail("invalid", str(exc)), content_type)
-                result = await ingest.push(None, msg, context)
+                result = await ingest.push(None, msg, context, traceparent)
             else:
-                result = await ingest.push(body, None, context)
+                result = await ingest.push(body, None, context, traceparent)
             return self._respond(ingest, result, content_type)
 
         return handle

@@ -11,14 +11,8 @@ import yaml
 
 from gateway import registry
 from gateway.config.load import ConfigError, load_file, load_text
-from gateway.config.model import (
-    GatewayConfig,
-    LogsTelemetry,
-    MetricsTelemetry,
-    PipelineConfig,
-    ServiceConfig,
-    TelemetryConfig,
-)
+from gateway.config.model import GatewayConfig, PipelineConfig, ServiceConfig
+from gateway.config.telemetry import LogsTelemetry, MetricsTelemetry, TelemetryConfig
 from gateway.exporters import debug, otlp_grpc, otlp_http
 from gateway.exporters.helper import QueueConfig
 from gateway.exporters.retry import RetryConfig

@@ -134,6 +134,12 @@ def inventory() -> dict[str, Key]:
 GRAPH = "tests/test_graph.py::"
 WORKERS = "tests/test_workers.py::"
 TELEMETRY = "tests/test_service_telemetry.py::"
+OWN = "tests/test_own_telemetry.py::"
+OWN_ARRIVE = OWN + "test_own_spans_and_metrics_arrive_at_a_backend_with_resource_headers_and_link"
+OWN_TLS = OWN + "test_certificate_client_key_and_client_certificate_send_own_spans_over_tls"
+OWN_BATCH = OWN + "test_batch_processor_keys_shape_the_sdks_batch_span_processor"
+OWN_SAMPLER = OWN + "test_sampler_decides_which_receiver_spans_are_kept"
+OWN_LOG_SAMPLING = OWN + "test_logs_sampling_keeps_initial_then_every_thereafter_per_message_and_tick"
 E2E = "tests/e2e/test_processors_e2e.py::"
 BAD_INPUT = "tests/e2e/test_bad_input.py::"
 E2E_TLS = "tests/e2e/test_tls.py::"
@@ -209,18 +215,83 @@ EVIDENCE: dict[str, Evidence] = {
         "ReloadConfig.watch": Proven(RELOAD + "test_a_changed_config_file_is_reloaded_when_watched"),
         "ReloadConfig.watch_interval": Proven(RELOAD + "test_a_changed_config_file_is_reloaded_when_watched"),
         "ServiceConfig.telemetry": Proven(TELEMETRY + "test_metrics_address_is_where_metrics_are_served"),
+    }),
+    **under("gateway.config.telemetry.", {
         "TelemetryConfig.metrics": Proven(TELEMETRY + "test_metrics_address_is_where_metrics_are_served"),
         "MetricsTelemetry.address": Proven(TELEMETRY + "test_metrics_address_is_where_metrics_are_served"),
         "MetricsTelemetry.level":
             Proven(TELEMETRY + "test_metrics_level_none_serves_no_metrics",
                    TELEMETRY + "test_metrics_level_basic_normal_detailed_show_the_collectors_metrics_of_each_level"),
         "MetricsTelemetry.readers":
+            Proven(TELEMETRY + "test_metrics_readers_prometheus_pull_is_where_metrics_are_served", OWN_ARRIVE),
+        "MetricsTelemetry.views": Refused(),
+        "Reader.pull": Proven(TELEMETRY + "test_metrics_readers_prometheus_pull_is_where_metrics_are_served"),
+        "PullReader.exporter": Proven(TELEMETRY + "test_metrics_readers_prometheus_pull_is_where_metrics_are_served"),
+        "PullExporter.prometheus":
             Proven(TELEMETRY + "test_metrics_readers_prometheus_pull_is_where_metrics_are_served"),
+        "Prometheus.host": Proven(TELEMETRY + "test_metrics_readers_prometheus_pull_is_where_metrics_are_served"),
+        "Prometheus.port": Proven(TELEMETRY + "test_metrics_readers_prometheus_pull_is_where_metrics_are_served"),
+        "Prometheus.without_units": Refused(),
+        "Prometheus.without_type_suffix": Refused(),
+        "Prometheus.without_scope_info": Refused(),
+        "Reader.periodic": Proven(OWN_ARRIVE),
+        "PeriodicReader.exporter": Proven(OWN_ARRIVE),
+        "PeriodicReader.interval": Proven(OWN_ARRIVE),
+        "PeriodicReader.timeout": Proven(OWN_ARRIVE),
+        "PushExporter.otlp": Proven(OWN_ARRIVE),
+        "PushExporter.console": Refused(),
+        "OtlpExporter.endpoint": Proven(OWN_ARRIVE, OWN + "test_otlp_exporter_keys_reach_the_sdks_exporter"),
+        "OtlpExporter.protocol": Proven(OWN_ARRIVE, OWN + "test_otlp_exporter_keys_reach_the_sdks_exporter"),
+        "OtlpExporter.headers": Proven(OWN_ARRIVE, OWN + "test_otlp_exporter_keys_reach_the_sdks_exporter"),
+        "Header.name": Proven(OWN_ARRIVE),
+        "Header.value": Proven(OWN_ARRIVE),
+        "OtlpExporter.headers_list": Proven(OWN + "test_otlp_exporter_keys_reach_the_sdks_exporter"),
+        "OtlpExporter.insecure": Proven(OWN_ARRIVE, OWN + "test_otlp_exporter_keys_reach_the_sdks_exporter"),
+        "OtlpExporter.compression": Proven(OWN + "test_otlp_exporter_keys_reach_the_sdks_exporter"),
+        "OtlpExporter.timeout": Proven(OWN + "test_otlp_exporter_keys_reach_the_sdks_exporter"),
+        "OtlpExporter.certificate": Proven(OWN_TLS),
+        "OtlpExporter.client_key": Proven(OWN_TLS),
+        "OtlpExporter.client_certificate": Proven(OWN_TLS),
+        "OtlpExporter.temporality_preference": Refused(),
+        "OtlpExporter.default_histogram_aggregation": Refused(),
+        "TelemetryConfig.resource": Proven(OWN_ARRIVE),
+        "TelemetryConfig.traces": Proven(OWN_ARRIVE),
+        "TracesTelemetry.level": Proven(OWN + "test_traces_level_none_or_no_processors_makes_no_tracer"),
+        "TracesTelemetry.processors":
+            Proven(OWN_ARRIVE, OWN + "test_traces_level_none_or_no_processors_makes_no_tracer"),
+        "TracesTelemetry.propagators": Refused(),
+        "Processor.batch": Proven(OWN_ARRIVE),
+        "Processor.simple": Proven(OWN_TLS),
+        "SimpleProcessor.exporter": Proven(OWN_TLS),
+        "BatchProcessor.exporter": Proven(OWN_ARRIVE),
+        "BatchProcessor.schedule_delay": Proven(OWN_BATCH),
+        "BatchProcessor.export_timeout": Proven(OWN_BATCH),
+        "BatchProcessor.max_queue_size": Proven(OWN_BATCH),
+        "BatchProcessor.max_export_batch_size": Proven(OWN_BATCH),
+        "TracesTelemetry.sampler": Proven(OWN_SAMPLER),
+        "Sampler.always_on": Proven(OWN_SAMPLER),
+        "Sampler.always_off": Proven(OWN_SAMPLER),
+        "Sampler.trace_id_ratio_based": Proven(OWN_SAMPLER),
+        "Sampler.parent_based": Proven(OWN_SAMPLER),
+        "ParentBased.root": Proven(OWN_SAMPLER),
+        "Ratio.ratio": Proven(OWN_SAMPLER),
         "TelemetryConfig.logs": Proven(TELEMETRY + "test_logs_level_filters_the_gateways_log"),
         "LogsTelemetry.level": Proven(TELEMETRY + "test_logs_level_filters_the_gateways_log"),
         "LogsTelemetry.encoding":
             Proven(TELEMETRY + "test_logs_encoding_json_writes_each_line_as_one_json_object",
                    TELEMETRY + "test_logs_encoding_console_is_the_default_layout"),
+        "LogsTelemetry.processors": Proven(OWN + "test_logs_processors_send_the_gateways_log_records_over_otlp"),
+        "LogsTelemetry.development": Proven(OWN + "test_logs_development_gives_warnings_a_stacktrace"),
+        "LogsTelemetry.sampling": Proven(OWN_LOG_SAMPLING),
+        "LogSampling.enabled": Proven(OWN_LOG_SAMPLING),
+        "LogSampling.tick": Proven(OWN_LOG_SAMPLING),
+        "LogSampling.initial": Proven(OWN_LOG_SAMPLING),
+        "LogSampling.thereafter": Proven(OWN_LOG_SAMPLING),
+        "LogsTelemetry.disable_caller": Refused(),
+        "LogsTelemetry.disable_stacktrace": Refused(),
+        "LogsTelemetry.output_paths": Refused(),
+        "LogsTelemetry.error_output_paths": Refused(),
+        "LogsTelemetry.initial_fields": Refused(),
     }),
 
     # receivers: otlp

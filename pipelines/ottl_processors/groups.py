@@ -103,16 +103,15 @@ def points(metric: Any) -> Any:
     return getattr(metric, kind).data_points if kind is not None else ()
 
 
-# Items the statements of one group may append to one scope and then visit (the Collector has no bound:
-# `copy_metric()` with no where clause copies its copies until the process dies).
-MAX_APPENDED = 10_000
+# How many items the statements of one group may append to a scope of n and then visit: at most
+# APPEND_FACTOR * n + APPEND_SLACK in all (the Collector has no bound: `copy_metric()` with no where
+# clause copies its copies until the process dies).
+APPEND_FACTOR = 4
+APPEND_SLACK = 16
 
 
-class Runaway(Exception):
-    """A group's statements keep appending items for it to visit."""
-
-
-def visit(msg: Any, signal: str, context: str, ctx: RequestContext) -> Iterator[Env]:
+def visit(msg: Any, signal: str, context: str, ctx: RequestContext,
+          on_runaway: Callable[[str], None] | None = None) -> Iterator[Env]:
     """Each item of `context` in the request, as the Env a statement of that context sees. The Env
     is reused from item to item: use it before asking for the next.
 
@@ -135,13 +134,17 @@ def visit(msg: Any, signal: str, context: str, ctx: RequestContext) -> Iterator[
                 yield env
                 continue
             items = getattr(scope, shape.items)
-            limit = len(items) + MAX_APPENDED
+            original = len(items)
+            limit = APPEND_FACTOR * original + APPEND_SLACK
             k = 0
             while k < len(items):
                 if k >= limit:
-                    raise Runaway(f"the statements appended more than {MAX_APPENDED} items to one scope "
-                                  "(a copy_metric without a where clause that leaves out its copies?): "
-                                  "the rest of this group is skipped for the request")
+                    del items[original:]
+                    if on_runaway is not None:
+                        on_runaway(f"the statements appended more than {limit - original} items to one scope "
+                                   f"of {original} (a copy_metric without a where clause that leaves out "
+                                   "its copies?): what they appended there is taken back")
+                    break
                 item = items[k]
                 k += 1
                 env.item = item

@@ -30,7 +30,6 @@ from pipelines.ottl_processors.groups import (
     ErrorMode,
     OttlRefusal,
     Report,
-    Runaway,
     Runner,
     check_context,
     compile_conditions,
@@ -153,11 +152,11 @@ class TransformProcessor:
     def _run(self, group: Group, runner: Runner, msg: object, batch: Batch) -> None:
         conditions = group.conditions
         statements = group.statements
-        try:
-            for env in visit(msg, self.signal, group.context, batch.context):
-                if conditions and not any(runner.holds(p, t, env) for t, p in conditions):  # type: ignore[arg-type]
-                    continue
-                for stmt in statements:
-                    runner.run(stmt.run, stmt.text, env)
-        except Runaway as exc:
-            runner.fail(f"the group of {statements[0].text!r}", exc)
+        def runaway(message: str) -> None:
+            runner.fail(f"the group of {statements[0].text!r}", RuntimeError(message))
+
+        for env in visit(msg, self.signal, group.context, batch.context, runaway):
+            if conditions and not any(runner.holds(p, t, env) for t, p in conditions):  # type: ignore[arg-type]
+                continue
+            for stmt in statements:
+                runner.run(stmt.run, stmt.text, env)

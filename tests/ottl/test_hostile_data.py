@@ -76,18 +76,46 @@ def test_format_refuses_a_width_or_precision_past_a_million() -> None:
 
 def test_a_group_that_keeps_appending_what_it_visits_is_stopped() -> None:
     """`copy_metric()` with no where clause copies its own copies: the Collector never ends that request;
-    here the group stops after MAX_APPENDED items, reported under error_mode, and the request goes on."""
+    here a scope may grow to APPEND_FACTOR times its size (plus a little), then what the group appended
+    there is taken back, the failure reported under error_mode, and the next scope is done as usual."""
     from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
-    from pipelines.ottl_processors.groups import MAX_APPENDED
-
     req = ExportMetricsServiceRequest()
-    req.resource_metrics.add().scope_metrics.add().metrics.add(name="m").gauge.data_points.add(as_int=1)
+    for _ in range(2):
+        req.resource_metrics.add().scope_metrics.add().metrics.add(name="m").gauge.data_points.add(as_int=1)
     reports: list[str] = []
     cfg = _config({"metric_statements": [{"context": "metric", "statements": ["copy_metric()"]}]})
     out = tf.TransformProcessor(cfg, "metrics", reports.append).process(
-        Batch("metrics", req.SerializeToString(), 1))
+        Batch("metrics", req.SerializeToString(), 2))
     assert out is not None
-    metrics = out.message().resource_metrics[0].scope_metrics[0].metrics
-    assert len(metrics) == 1 + MAX_APPENDED + 1
-    assert len(reports) == 1 and "appended more than" in reports[0]
+    assert [len(rm.scope_metrics[0].metrics) for rm in out.message().resource_metrics] == [1, 1]
+    assert len(reports) == 2 and "taken back" in reports[0]
+    # A copy the where clause keeps from being copied again is fine.
+    cfg = _config({"metric_statements": [{"context": "metric",
+                                          "statements": ['copy_metric(name="m2") where metric.name == "m"']}]})
+    out = tf.TransformProcessor(cfg, "metrics").process(Batch("metrics", req.SerializeToString(), 2))
+    assert out is not None
+    assert [[m.name for m in rm.scope_metrics[0].metrics] for rm in out.message().resource_metrics] == \
+        [["m", "m2"], ["m", "m2"]]
+
+
+def test_random_distribution_of_a_huge_count_is_bounded_work() -> None:
+    from pipelines.ottl.functions.metrics import _random
+
+    out = [0] * 5
+    _random(2**62, 10.0, 0.5, [1.0, 2.0, 4.0, 8.0, 16.0], out)
+    assert sum(out) == 2**62
+
+
+def test_parse_xml_expands_no_declared_entity_and_bounds_depth() -> None:
+    """Go's decoder expands no entity a document declares; expat would, and a few hundred bytes of
+    nested entities grow to megabytes. A doctype without entities is fine, as in Go."""
+    from pipelines.ottl.functions.xml_funcs import parse_xml
+
+    bomb = ('<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa">'
+            '<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]><l>&c;</l>')
+    with pytest.raises(ValueError, match="not expanded"):
+        parse_xml(bomb)
+    with pytest.raises(ValueError, match="nested deeper"):
+        parse_xml("<a>" * 1000 + "</a>" * 1000)
+    assert parse_xml("<!DOCTYPE note><note>hi</note>") == {"tag": "note", "content": "hi"}

@@ -540,8 +540,20 @@ def _random(count: int, upper: float, lower: float, bounds: list[float], out: li
         given = int(random.random() * share)
         out[j] += given
         allocated += given
-    for _ in range(count - allocated):
+    rest = count - allocated
+    if rest > _ONE_BY_ONE:
+        # A count from the data can be 2**63: hand most of the rest out evenly, so the work depends on
+        # the number of buckets, not on the count (the Collector loops once per unit).
+        n = end - start + 1
+        for j in range(start, end + 1):
+            out[j] += (rest - _ONE_BY_ONE) // n
+        rest = _ONE_BY_ONE + (rest - _ONE_BY_ONE) % n
+    for _ in range(rest):
         out[random.randint(start, end)] += 1
+
+
+# Up to this many units of a count are placed one by one at random, as the Collector places them.
+_ONE_BY_ONE = 10_000
 
 
 _DISTRIBUTIONS: dict[str, Callable[[int, float, float, list[float], list[int]], None]] = {

@@ -60,6 +60,11 @@ class _Element:
         return out
 
 
+# How deep elements may nest: the converted value is built recursively, and a deeper document is an
+# attack more than a log line.
+_MAX_DEPTH = 200
+
+
 def parse_xml(text: str) -> dict[str, Any]:
     """The document as plain data; ValueError with the reason when Go's decoder would refuse it."""
     declared = _ENCODING.match(text)
@@ -85,14 +90,25 @@ def parse_xml(text: str) -> dict[str, Any]:
 
     def chars(data: str) -> None:
         if stack:
-            stack[-1].text += data.strip(GO_SPACE)
+            stack[-1].text += data.strip(GO_SPACE)  # buffer_text hands over whole runs: few appends
 
     def ignore(*args: Any) -> None:  # comments and processing instructions: they end a run of text
         return None
 
-    parser.StartElementHandler = start
+    def no_dtd(*args: Any) -> None:
+        # Go's decoder expands no entity a document declares ("invalid character entity"); expat
+        # would, and a few hundred bytes of nested entities expand to megabytes on the event loop.
+        raise ValueError("unmarshal xml: entities a document declares are not expanded (as Go's decoder)")
+
+    def depth_checked(name: str, attributes: list[str]) -> None:
+        if len(stack) >= _MAX_DEPTH:
+            raise ValueError(f"unmarshal xml: elements nested deeper than {_MAX_DEPTH}")
+        start(name, attributes)
+
+    parser.StartElementHandler = depth_checked
     parser.EndElementHandler = end
     parser.CharacterDataHandler = chars
+    parser.EntityDeclHandler = no_dtd
     parser.CommentHandler = ignore
     parser.ProcessingInstructionHandler = ignore
     parser.StartCdataSectionHandler = ignore

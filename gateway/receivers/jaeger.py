@@ -16,10 +16,11 @@ gRPC and HTTP answer once every pipeline holds the request (`Ingest`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -101,10 +102,11 @@ class _Grpc(GrpcServer):
             if failure is not None:
                 raise grpc_error(failure)
             try:
-                msg = model.proto_request(proto.decode(request))
-            except PermanentError as exc:
-                ingest.fail("invalid", str(exc))
-                raise GrpcError(Status.INTERNAL, f"grpc: error unmarshalling request: {exc}") from None
+                msg = await _decode(lambda: model.proto_request(proto.decode(request)), len(request))
+            except Exception as exc:
+                reason = str(exc) if isinstance(exc, PermanentError) else f"cannot decode: {type(exc).__name__}"
+                ingest.fail("invalid", reason)
+                raise GrpcError(Status.INTERNAL, f"grpc: error unmarshalling request: {reason}") from None
             result = await ingest.push(None, msg, ingest.context(identity, collect(ingest, metadata)))
             if result.outcome != "ok":
                 raise grpc_error(result)
@@ -140,9 +142,10 @@ class _ThriftHttp(HttpServer):
             if request.content_type not in THRIFT_TYPES:
                 return self._answer(ingest.fail("invalid", f"Unsupported content type: {request.content_type}"))
             try:
-                msg = thrift.decode_batch(body)
-            except PermanentError as exc:
-                return self._answer(ingest.fail("invalid", f"Unable to process request body: {exc}"))
+                msg = await _decode(lambda: thrift.decode_batch(body), len(body))
+            except Exception as exc:
+                reason = str(exc) if isinstance(exc, PermanentError) else f"cannot decode: {type(exc).__name__}"
+                return self._answer(ingest.fail("invalid", f"Unable to process request body: {reason}"))
             context = ingest.context(identity, collect_http(ingest, request))
             return self._answer(await ingest.push(None, msg, context))
 
@@ -201,3 +204,16 @@ def extension_refs(config: Config) -> list[ExtensionRef]:
 
 FACTORY = ReceiverFactory(type="jaeger", config=Config, create=create, signals=frozenset({"traces"}),
                           extension_refs=extension_refs)
+
+
+T = TypeVar("T")
+
+# Bodies up to this size decode on the event loop (milliseconds); bigger ones in a thread, so a
+# 20 MiB batch (seconds of pure-Python Thrift) does not stall every other client.
+_DECODE_INLINE = 256 * 1024
+
+
+async def _decode(decode: Callable[[], T], size: int) -> T:
+    if size > _DECODE_INLINE:
+        return await asyncio.to_thread(decode)
+    return decode()

@@ -75,12 +75,16 @@ class UdpServer:
             packet = await self._queue.get()
             try:
                 msg = thrift.decode_agent(packet, self._protocol)
-            except PermanentError as exc:
-                self._ingest.fail("invalid", str(exc))
-                log.debug("%s: dropped a %s packet: %s", self._ingest.receiver, self._protocol, exc)
+            except Exception as exc:  # any packet, however odd, costs this worker nothing but the packet
+                reason = str(exc) if isinstance(exc, PermanentError) else f"cannot decode: {type(exc).__name__}"
+                self._ingest.fail("invalid", reason)
+                log.debug("%s: dropped a %s packet: %s", self._ingest.receiver, self._protocol, reason)
                 continue
             if msg is not None:
-                await self._ingest.push(None, msg, self._ingest.context(ANONYMOUS, None))
+                try:
+                    await self._ingest.push(None, msg, self._ingest.context(ANONYMOUS, None))
+                except Exception:  # the pipeline's own failure is counted there; the worker goes on
+                    log.exception("%s: a %s packet could not be handed on", self._ingest.receiver, self._protocol)
 
     async def start(self) -> None:
         host, port = split_endpoint(self.config.endpoint)

@@ -121,8 +121,8 @@ def _http_code(value: Value) -> int | None:
         return None
     text = str(value[1])
     digits = text[1:] if text[:1] in ("+", "-") else text
-    if not digits or not digits.isascii() or not digits.isdigit():
-        return None
+    if not digits or not digits.isascii() or not digits.isdigit() or len(digits.lstrip("0")) > 19:
+        return None  # past 19 digits it is past int64, where Go's ParseInt fails (and Python's int() is slow)
     n = int(text)
     return n if -_INT64_MAX - 1 <= n <= _INT64_MAX else None  # Go's ParseInt fails past int64
 

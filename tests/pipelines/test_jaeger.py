@@ -76,3 +76,12 @@ def test_mutated_batches_translate_or_are_refused(data: st.DataObject) -> None:
         for candidate in (bytes(mutated), bytes(mutated[:cut])):
             with contextlib.suppress(PermanentError):
                 decode(candidate)
+
+
+def test_a_status_code_tag_of_thousands_of_digits_is_no_status_code() -> None:
+    """Past int64 Go's ParseInt fails; Python's int() of 5,000 digits raises (its digit limit) or is slow."""
+    from pipelines.jaeger.model import _http_code
+
+    assert _http_code(("s", "9" * 5000)) is None
+    assert _http_code(("s", "0" * 30 + "404")) == 404
+    assert _http_code(("s", "9223372036854775808")) is None

@@ -12,8 +12,13 @@ class PermanentError(ConsumerError):
 
 
 class RetryableError(ConsumerError):
-    """The data may be accepted later; `delay` is the wait the refusing side asked for, if any."""
+    """The data may be accepted later; `delay` is the wait the refusing side asked for, if any.
+    Where the sender can tell (OTLP/gRPC): `answered`, the backend itself sent this refusal;
+    `unreachable`, there is no connection to the backend (cannot connect, or the connection was lost)."""
 
-    def __init__(self, message: str, delay: float | None = None) -> None:
+    def __init__(self, message: str, delay: float | None = None, *, answered: bool = False,
+                 unreachable: bool = False) -> None:
         super().__init__(message)
         self.delay = delay
+        self.answered = answered
+        self.unreachable = unreachable

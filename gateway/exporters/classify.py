@@ -41,13 +41,13 @@ def retry_info_delay(trailing: Iterable[tuple[str, Any]] | None) -> float | None
     return None
 
 
-def from_grpc(code: Status, details: str, trailing: Iterable[tuple[str, Any]] | None) -> ConsumerError:
+def from_grpc(code: Status, details: str, trailing: Iterable[tuple[str, Any]] | None, *, answered: bool = True,
+              unreachable: bool = False) -> ConsumerError:
+    """`answered` / `unreachable`: as `GrpcCallError`'s (the server sent the status, or no connection)."""
     delay = retry_info_delay(trailing)
     message = f"gRPC {code.name}: {details}"
-    if code in RETRYABLE_GRPC_CODES:
-        return RetryableError(message, delay)
-    if code == Status.RESOURCE_EXHAUSTED and delay is not None:
-        return RetryableError(message, delay)
+    if code in RETRYABLE_GRPC_CODES or (code == Status.RESOURCE_EXHAUSTED and delay is not None):
+        return RetryableError(message, delay, answered=answered, unreachable=unreachable)
     return PermanentError(message)
 
 

@@ -14,7 +14,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -137,7 +137,7 @@ class _OncePerInterval:
         return False
 
 
-# The delay a refused client is asked to wait when a queue is full.
+# The delay a refused client is asked to wait when a queue is full (or the pusher cannot take requests now).
 QUEUE_FULL_RETRY_AFTER = 1.0
 # How long `shutdown()` drains when the service did not call `drain()` first.
 _FALLBACK_DRAIN = 5.0
@@ -147,11 +147,13 @@ class Exporter:
     """An exporter: a pusher behind a sending queue and retry, with its metrics. Consumers see this object."""
 
     def __init__(self, settings: Settings[Any], pusher: Pusher, common: ExporterCommon | None = None,
-                 context_keys: tuple[str, ...] = ()) -> None:
+                 context_keys: tuple[str, ...] = (), refusal: Callable[[], str | None] | None = None) -> None:
         """`common`: the exporter's `sending_queue` and `retry_on_failure`; an exporter without those keys
         (debug) sends synchronously, without retry, as in the Collector. `context_keys`: request metadata
         the pusher reads (a `headers_setter`'s `from_context`): kept in the queue with each request, and
-        requests with different values never share a batch."""
+        requests with different values never share a batch. `refusal`: why the pusher cannot take new
+        requests now (None: it can); such requests are refused at admission (retryable, counted)."""
+        self._refusal = refusal
         self._context_keys = tuple(k.lower() for k in context_keys)
         self.id = settings.id
         self.pusher = pusher
@@ -167,6 +169,7 @@ class Exporter:
             t.queue_capacity.labels(settings.id).set(self.queue_config.queue_size)
         self._log_gate = _OncePerInterval()
         self._stop = asyncio.Event()
+        self.stopping = self._stop  # set once sending must stop (the shutdown deadline, or a persistent queue's drain)
         self._retry = RetrySender(settings.id, self.retry_config, self._stop)
         self._tracer = t.tracer
         self.policy = self._with_context_keys(BatchPolicy())
@@ -221,6 +224,9 @@ class Exporter:
             except PermanentError:
                 self._enqueue_failed[batch.signal].inc(batch.items)
                 raise
+        reason = self._refusal() if self._refusal is not None else None
+        if reason is not None:
+            self._refuse(batch, reason)
         if self.queue is None:
             return
         try:
@@ -230,6 +236,9 @@ class Exporter:
             raise
         if reason is None or (self.queue_config.blocking and not self.queue.closed):
             return
+        self._refuse(batch, reason)
+
+    def _refuse(self, batch: Batch, reason: str) -> None:
         self._enqueue_failed[batch.signal].inc(batch.items)
         if self._log_gate.allow("enqueue"):
             log.warning("exporter %s refused %d %s: %s", self.id, batch.items, batch.signal, reason)

@@ -4,11 +4,16 @@ a tier of tail samplers behind it sees each trace whole. Traces only.
 Unlike the Collector's, which puts each part in the queue of the endpoint owning it at that moment, a
 request waits in one sending queue (memory or disk) and is cut up by the ring as it is sent. So:
 - data queued while an endpoint leaves goes to the new owners: nothing waits for an endpoint that is gone;
-- a part whose endpoint stops answering (no connection, the connection lost, no answer in time) is
-  sent at once to the part's owners under the ring without that endpoint; a backend that answers
-  "not now" (UNAVAILABLE or RESOURCE_EXHAUSTED with RetryInfo) stays and is asked again after its delay;
-- an endpoint that stopped answering is out of the ring until an empty export to it succeeds (asked every
-  `PROBE_INTERVAL`), then it is back with its share.
+- a part whose endpoint cannot be reached (cannot connect, TLS failure, the connection lost or going
+  away) is sent at once to the part's owners under the ring without that endpoint. A backend that
+  answers with a retryable status (busy: UNAVAILABLE, RESOURCE_EXHAUSTED with RetryInfo, ABORTED, ...)
+  or does not answer in time stays in the ring and is asked again after the server's delay or the
+  backoff: moving its traces would split them across samplers. Only after `EJECT_AFTER` failed
+  attempts of a part in a row is it taken out;
+- an endpoint taken out is back in the ring, with its share, as soon as it answers an empty export with
+  anything at all (asked every `PROBE_INTERVAL`): a gRPC status from the server shows it is up;
+- with no endpoint in the ring, queued data waits in the queue (on disk with `storage`) without
+  spending its retry time, and new requests are refused at admission with a retryable answer.
 
 `protocol::otlp` is the `otlp` exporter's config for each endpoint: TLS, headers, compression,
 keepalive, `timeout` per call, and `retry_on_failure` for the waits between attempts of one part (its
@@ -30,7 +35,7 @@ from gateway.component import ExporterFactory, ExtensionRef, Settings
 from gateway.exporters import lb_resolvers, otlp_grpc
 from gateway.exporters.helper import Exporter, ExporterCommon, QueueConfig, storage_refs
 from gateway.exporters.otlp_common import CallHeaders, exporter_refs
-from gateway.exporters.retry import Backoff, RetryConfig
+from gateway.exporters.retry import Backoff, Interrupted, RetryConfig
 from pipelines.batch import Batch
 from pipelines.config_types import Duration, unsupported
 from pipelines.errors import PermanentError, RetryableError
@@ -41,6 +46,7 @@ log = logging.getLogger("gateway.exporter")
 
 PROBE_INTERVAL = 1.0  # how often an endpoint out of the ring is asked whether it answers again
 PROBE_TIMEOUT = 2.0
+EJECT_AFTER = 3  # failed attempts in a row of one part at its endpoint, of any kind, that take the endpoint out
 _EMPTY = Batch("traces", b"", 0)  # an export of nothing: a backend that answers it is up
 
 
@@ -124,11 +130,13 @@ class _Outcome:
     delivered: int = 0
     rejected: int = 0  # refused for good, or given up: counted as failed
     error: RetryableError | None = None  # the last retryable failure of a part given up
+    interrupted: bool = False  # the exporter stopped while a part waited for an endpoint
 
     def add(self, other: _Outcome) -> None:
         self.delivered += other.delivered
         self.rejected += other.rejected
         self.error = self.error or other.error
+        self.interrupted = self.interrupted or other.interrupted
 
 
 class LoadBalancer:
@@ -145,6 +153,9 @@ class LoadBalancer:
         self.ring = Ring(())
         self._ring_changed = asyncio.Event()
         self._closing: set[asyncio.Task[None]] = set()
+        # With a queue the data is acknowledged: it waits there for an endpoint rather than be given up.
+        self.queued = self.config.sending_queue.enabled
+        self.stopping = asyncio.Event()  # the exporter's: set, a part waiting for an endpoint stops waiting
 
     # -- membership
     async def start(self) -> None:
@@ -171,11 +182,15 @@ class LoadBalancer:
             self._ring_changed.set()
             self._ring_changed = asyncio.Event()
 
+    def refusal(self) -> str | None:
+        """Why new requests are refused at admission: the ring is empty."""
+        return None if self.ring else "no endpoint in the ring (none answers); retry later"
+
     def _eject(self, backend: _Backend, error: RetryableError) -> None:
         if not backend.healthy:
             return
         backend.healthy = False
-        log.warning("exporter %s: %s stopped answering (%s); out of the ring until it answers again",
+        log.warning("exporter %s: %s failed (%s); out of the ring until it answers again",
                     self.id, backend.endpoint, error)
         self._rebuild()
         if backend.probe is None and backend.resolved:
@@ -188,9 +203,12 @@ class LoadBalancer:
                 try:
                     async with asyncio.timeout(PROBE_TIMEOUT):
                         await backend.pusher.push(_EMPTY)
-                except (RetryableError, TimeoutError) as exc:
-                    if not isinstance(exc, RetryableError) or exc.delay is None:
-                        continue  # still no answer; one with a delay is a backend that is up and busy
+                except TimeoutError:
+                    continue  # no answer
+                except RetryableError as exc:
+                    if not exc.answered:
+                        continue  # no connection, or no answer in time
+                    # the server answered (busy, say): it is up
                 except PermanentError:
                     pass  # it answered
                 backend.healthy = True
@@ -220,6 +238,10 @@ class LoadBalancer:
     # -- sending
     async def push(self, batch: Batch) -> int:
         outcome = await self._send(None, self.ring, batch, time.monotonic(), Backoff(self.retry))
+        if outcome.interrupted:
+            # Given back to the queue whole (a persistent one keeps it): a part already delivered may be
+            # delivered again after the restart (at-least-once).
+            raise Interrupted(f"exporter {self.id}: stopped while no endpoint was in the ring")
         if outcome.delivered == 0 and outcome.error is not None:
             raise outcome.error  # nothing of it went out: the top-level retry may send it all again
         if outcome.error is not None:
@@ -229,9 +251,11 @@ class LoadBalancer:
     async def _send(self, endpoint: str | None, cut: Ring, batch: Batch, start: float,
                     backoff: Backoff) -> _Outcome:
         """Deliver `batch`, all of whose spans `endpoint` owned under the ring `cut` (None: not cut yet)."""
+        failures = 0  # failed attempts in a row at `endpoint`
         while True:
             backend = self._routable(endpoint, cut)
             if backend is None:
+                failures = 0
                 cut = self.ring
                 try:
                     parts = partition(batch.data(), batch.items, cut, self.config.routing_key,
@@ -240,6 +264,12 @@ class LoadBalancer:
                     log.error("exporter %s: dropped %d spans that do not parse: %s", self.id, batch.items, exc)
                     return _Outcome(rejected=batch.items)
                 except NoEndpoint as exc:
+                    if self.queued:  # acknowledged: it waits for an endpoint, its retry time not running
+                        waited = await self._until_endpoint()
+                        if waited is None:
+                            return _Outcome(interrupted=True)
+                        start += waited
+                        continue
                     error = RetryableError(f"exporter {self.id}: {exc}")
                 else:
                     if len(parts) == 1:
@@ -260,11 +290,12 @@ class LoadBalancer:
                     log.error("exporter %s: %s refused %d spans: %s", self.id, backend.endpoint, batch.items, exc)
                     return _Outcome(rejected=batch.items)
                 except RetryableError as exc:
-                    if exc.delay is None:  # no answer from it: the part goes to its owners without it
+                    failures += 1
+                    if exc.unreachable or failures >= EJECT_AFTER:  # the part goes to its owners without it
                         self._eject(backend, exc)
                         endpoint = None
                         continue
-                    error = exc
+                    error = exc  # busy, or slow: asked again after the server's delay or the backoff
             if not await self._wait(error, start, backoff):
                 return _Outcome(rejected=batch.items, error=error)
 
@@ -283,6 +314,21 @@ class LoadBalancer:
                 await changed.wait()
         return True
 
+    async def _until_endpoint(self) -> float | None:
+        """Wait until the ring has an endpoint (a probe or the resolver brings one back); the seconds
+        waited, or None if the exporter stops first."""
+        began = time.monotonic()
+        while not self.ring:
+            if self.stopping.is_set():
+                return None
+            waits = [asyncio.ensure_future(self._ring_changed.wait()), asyncio.ensure_future(self.stopping.wait())]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+        return time.monotonic() - began
+
     async def shutdown(self) -> None:
         await self.resolver.shutdown()
         tasks = [*self._closing, *(b.probe for b in self.backends.values() if b.probe is not None)]
@@ -295,7 +341,10 @@ class LoadBalancer:
 def create(settings: Settings[Config]) -> Exporter:
     # The keys of request metadata a client authenticator reads (headers_setter's from_context).
     context_keys = CallHeaders(settings.id, settings.config.protocol.otlp, settings.host).context_keys()
-    return Exporter(settings, LoadBalancer(settings), settings.config, context_keys)
+    balancer = LoadBalancer(settings)
+    exporter = Exporter(settings, balancer, settings.config, context_keys, refusal=balancer.refusal)
+    balancer.stopping = exporter.stopping
+    return exporter
 
 
 FACTORY = ExporterFactory(type="loadbalancing", config=Config, create=create, signals=frozenset({"traces"}),

@@ -165,11 +165,12 @@ class GrpcPusher:
                         and await self.headers.refresh(dict(metadata)):
                     refreshed = True
                     continue
-                raise classify.from_grpc(exc.code, exc.message, exc.trailing) from None
+                raise classify.from_grpc(exc.code, exc.message, exc.trailing, answered=exc.answered,
+                                         unreachable=exc.unreachable) from None
         try:
             response = otlp.SHAPES[batch.signal].response.FromString(data)
         except DecodeError as exc:
-            raise RetryableError(f"gRPC: cannot parse the backend's response: {exc}") from None
+            raise RetryableError(f"gRPC: cannot parse the backend's response: {exc}", answered=True) from None
         return log_partial_success(self.id, batch.signal, response)
 
     async def shutdown(self) -> None:

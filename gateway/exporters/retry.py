@@ -98,7 +98,7 @@ class RetrySender:
         while True:
             try:
                 return await push(batch)
-            except PermanentError:
+            except (PermanentError, Interrupted):  # Interrupted: the pusher itself saw the stop
                 raise
             except ConsumerError as exc:
                 error: ConsumerError = exc

@@ -30,6 +30,7 @@ from gateway.transport.grpc_client import (
     _Refused,
     _Unprocessed,
     grpc_timeout,
+    no_connection,
 )
 from gateway.transport.grpc_status import Status
 from gateway.transport.h2 import U32, hpack_indexed_name, hpack_literal
@@ -75,7 +76,7 @@ class _Endpoint:
         self._set_aside()
         conn = await asyncio.shield(self.connecting or self._task())
         if not conn.usable():
-            raise GrpcCallError(Status.UNAVAILABLE, f"the connection to {self.client.name} closed as it opened")
+            raise no_connection(f"the connection to {self.client.name} closed as it opened")
         return conn
 
     def _set_aside(self) -> None:
@@ -180,6 +181,7 @@ class H2Client:
         the whole call, connecting included, and is sent as `grpc-timeout`."""
         deadline = time.monotonic() + time_limit if time_limit else None
         pieces = [message] if isinstance(message, (bytes, bytearray, memoryview)) else list(message)
+        connected = False
         try:
             async with asyncio.timeout(time_limit or None) as scope:
                 flag = 0
@@ -193,6 +195,7 @@ class H2Client:
                 error: GrpcCallError | None = None
                 for attempt in range(ATTEMPTS):
                     conn = await self._pick()
+                    connected = True
                     try:
                         return await conn.call(self._block(path, metadata, deadline), [prefix, *pieces])
                     except _NotSent:
@@ -204,10 +207,13 @@ class H2Client:
                         await asyncio.sleep(0.005 * (attempt + 1))
                 if error is not None:
                     raise error
-                raise GrpcCallError(Status.UNAVAILABLE, f"no connection to {self.name} takes new calls")
+                raise no_connection(f"no connection to {self.name} takes new calls")
         except TimeoutError:
             if scope.expired():
-                raise GrpcCallError(Status.DEADLINE_EXCEEDED, f"deadline of {time_limit}s exceeded") from None
+                # Still connecting: the server is out of reach; else it did not answer in time.
+                where = "" if connected else f" connecting to {self.name}"
+                raise GrpcCallError(Status.DEADLINE_EXCEEDED, f"deadline of {time_limit}s exceeded{where}",
+                                    answered=False, unreachable=not connected) from None
             raise
 
     def _block(self, path: str, metadata: Sequence[tuple[str, str]], deadline: float | None) -> bytes:
@@ -241,7 +247,7 @@ class H2Client:
     async def _reach(self) -> _Connection:
         """No connection is ready: resolve if never done, then connect to the addresses in turn."""
         if self.closed:
-            raise GrpcCallError(Status.UNAVAILABLE, "the client is closed")
+            raise no_connection("the client is closed")
         if self.target.dns:
             if self._resolver is None:
                 self._resolver = asyncio.get_running_loop().create_task(self._resolve_periodically())
@@ -249,11 +255,11 @@ class H2Client:
                 try:
                     self._update(await resolve(self.target))
                 except OSError as exc:
-                    raise GrpcCallError(Status.UNAVAILABLE, f"cannot resolve {self.name}: {exc}") from None
+                    raise no_connection(f"cannot resolve {self.name}: {exc}") from None
         eps = self._endpoints
         if not eps:
-            raise GrpcCallError(Status.UNAVAILABLE, f"{self.name} resolves to no address")
-        error = GrpcCallError(Status.UNAVAILABLE, f"cannot connect to {self.name}")
+            raise no_connection(f"{self.name} resolves to no address")
+        error = no_connection(f"cannot connect to {self.name}")
         for i in range(len(eps)):
             index = (self._next + i) % len(eps)
             try:
@@ -338,12 +344,12 @@ class H2Client:
         except GrpcCallError as exc:
             if conn is not None:
                 conn.close(exc.message)
-            raise GrpcCallError(Status.UNAVAILABLE, f"cannot connect to {where}: {exc.message}") from None
+            raise no_connection(f"cannot connect to {where}: {exc.message}") from None
         except (OSError, EOFError) as exc:  # refused, unreachable, TLS handshake or verification, timeout
             if conn is not None:
                 conn.close(str(exc))
             why = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
-            raise GrpcCallError(Status.UNAVAILABLE, f"cannot connect to {where}: {why}") from None
+            raise no_connection(f"cannot connect to {where}: {why}") from None
         except BaseException:
             if conn is not None:
                 conn.close("connect cancelled")

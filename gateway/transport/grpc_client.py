@@ -99,13 +99,23 @@ Trailing = list[tuple[str, str | bytes]]
 
 class GrpcCallError(Exception):
     """A call that did not return OK: the gRPC status code, its message, and the trailing metadata
-    (`-bin` values decoded to bytes)."""
+    (`-bin` values decoded to bytes). `answered`: the server sent this status (or a response, however
+    malformed); else our side made it up. `unreachable`: made up because there is no connection to the
+    server (cannot connect, TLS failure, the connection lost or going away)."""
 
-    def __init__(self, code: Status, message: str, trailing: Trailing | None = None) -> None:
+    def __init__(self, code: Status, message: str, trailing: Trailing | None = None, *,
+                 answered: bool = True, unreachable: bool = False) -> None:
         super().__init__(f"{int(code)}: {message}")
         self.code = code
         self.message = message
         self.trailing: Trailing = trailing or []
+        self.answered = answered and not unreachable
+        self.unreachable = unreachable
+
+
+def no_connection(message: str) -> GrpcCallError:
+    """UNAVAILABLE made up by our side: no connection to the server."""
+    return GrpcCallError(Status.UNAVAILABLE, message, unreachable=True)
 
 
 class _Refused(GrpcCallError):
@@ -209,7 +219,7 @@ class _Connection(asyncio.Protocol):
             self.ping_timer.cancel()
             self.ping_timer = None
         why = f"connection lost: {exc}" if exc else "connection closed by the server"
-        self._fail_all(GrpcCallError(Status.UNAVAILABLE, why))
+        self._fail_all(no_connection(why))
         if not self.lost.done():
             self.lost.set_result(None)
 
@@ -305,14 +315,14 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
             self.transport = None
         self.out.clear()
-        self._fail_all(GrpcCallError(Status.UNAVAILABLE, why))
+        self._fail_all(no_connection(why))
 
     def close(self, why: str) -> None:
         """Drop the connection at once (no TLS close_notify to wait for); every call fails as UNAVAILABLE."""
         if self.transport is not None:
             self.transport.abort()
             self.transport = None
-        self._fail_all(GrpcCallError(Status.UNAVAILABLE, why))
+        self._fail_all(no_connection(why))
 
     def _finished(self) -> None:
         """A call left `calls`: a stream slot is free; a connection told to go away closes once idle."""
@@ -521,7 +531,8 @@ class _Connection(asyncio.Protocol):
             call = self.calls.pop(sid)
             call.reset = True
             if not call.done.done():
-                call.done.set_exception(_Unprocessed(Status.UNAVAILABLE, f"{why}; the call was not processed"))
+                call.done.set_exception(_Unprocessed(Status.UNAVAILABLE, f"{why}; the call was not processed",
+                                                      unreachable=True))
         if not self.calls and self.transport is not None:
             self.transport.close()
         self._wake()

@@ -168,7 +168,8 @@ def make_certs(directory: Path, ca_name: str = "test-ca") -> Certs:
 
 class StrictGrpcSink:
     """A trace backend with gRPC's default 4 MiB receive limit (or `max_mib`), an optional delay per
-    request and optional TLS; it records the span count and size of every request it accepts."""
+    request and optional TLS; it records the span count and size of every request it accepts. Codes put
+    in `failures` answer the next calls, one each, instead (a busy or failing backend)."""
 
     def __init__(self, max_mib: int = 4, delay: float = 0.0, tls: tuple[bytes, bytes] | None = None,
                  port: int = 0, host: str = "127.0.0.1") -> None:
@@ -176,6 +177,7 @@ class StrictGrpcSink:
         self.span_counts: list[int] = []
         self.names: list[str] = []
         self.metadata: list[dict[str, str]] = []
+        self.failures: list[grpc.StatusCode] = []
         self._cond = threading.Condition()
         self._delay = delay
         self._release = threading.Event()
@@ -185,6 +187,10 @@ class StrictGrpcSink:
         def export(request: bytes, context: grpc.ServicerContext) -> bytes:
             if self._delay:
                 self._release.wait(self._delay)
+            with self._cond:
+                failure = self.failures.pop(0) if self.failures else None
+            if failure is not None:
+                context.abort(failure, "failing as the test asked")
             msg = trace_service_pb2.ExportTraceServiceRequest.FromString(request)
             names = [s.name for rs in msg.resource_spans for ss in rs.scope_spans for s in ss.spans]
             with self._cond:

@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import random
+from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
@@ -22,6 +24,7 @@ from pipelines.batch import Batch
 from pipelines.errors import RetryableError
 from pipelines.loadbalancing import Ring, partition
 from tests.e2e.support import StrictGrpcSink
+from tests.extensions.test_file_storage_keys import _Host, storage
 from tests.transport.test_grpc_channel import DnsServer
 
 
@@ -88,12 +91,12 @@ def test_each_routing_key_keeps_what_it_names_on_one_endpoint(key: str) -> None:
 # ---------------------------------------------------------------- in-process, against backends
 
 
-def _exporter(config: dict[str, Any]) -> tuple[Any, Telemetry]:
+def _exporter(config: dict[str, Any], host: Any = None) -> tuple[Any, Telemetry]:
     errors = Errors()
     cfg = decode(loadbalancing.Config, config, "exporters::loadbalancing", errors)
     assert not errors, errors.lines
     telemetry = Telemetry()
-    return loadbalancing.create(Settings("loadbalancing", cfg, telemetry, None)), telemetry  # type: ignore[arg-type]
+    return loadbalancing.create(Settings("loadbalancing", cfg, telemetry, host)), telemetry
 
 
 def _static(backends: list[StrictGrpcSink], **extra: Any) -> dict[str, Any]:
@@ -236,6 +239,136 @@ def test_an_endpoint_that_stops_answering_loses_nothing_and_comes_back(backends:
     assert telemetry.registry.get_sample_value("otelcol_exporter_send_failed_spans_total",
                                                {"exporter": "loadbalancing"}) in (None, 0.0)
     assert backends[2].total() > 0  # the restarted endpoint is back in the ring
+
+
+def test_a_busy_or_slow_endpoint_stays_in_the_ring_and_keeps_its_traces(backends: list[StrictGrpcSink]) -> None:
+    """Statuses a live server answers with when busy or slow (UNAVAILABLE without RetryInfo, as the
+    Collector's memory limiter and our receivers answer; DEADLINE_EXCEEDED, ABORTED, CANCELLED,
+    DATA_LOSS), fewer than EJECT_AFTER in a row: each part is asked again on the same endpoint, so every
+    trace reaches the endpoint that owns it under the full ring, once."""
+    code = grpc.StatusCode
+    backends[0].failures = [code.UNAVAILABLE, code.DEADLINE_EXCEEDED]
+    backends[1].failures = [code.ABORTED, code.CANCELLED]
+    backends[2].failures = [code.DATA_LOSS, code.UNAVAILABLE]
+    config = _static(backends, sending_queue={"num_consumers": 1})
+    exporter, telemetry = _exporter(config)
+    ring = Ring(config["resolver"]["static"]["hostnames"])
+    requests = [_request(10, 3, f"r{r}", seed=r) for r in range(10)]
+    owned: dict[str, list[str]] = collections.defaultdict(list)
+    for data in requests:
+        for part in partition(data, 30, ring):
+            owned[part.endpoint] += _service_of(part.data)
+
+    async def body() -> None:
+        await exporter.start()
+        try:
+            for data in requests:
+                await exporter.consume(Batch("traces", data, 30))
+            await exporter.drain(10)
+            assert len(exporter.pusher.ring) == 3
+        finally:
+            await exporter.shutdown()
+
+    asyncio.run(asyncio.wait_for(body(), 30))
+    assert not any(b.failures for b in backends)  # every failure was answered
+    assert [sorted(b.names) for b in backends] == [sorted(owned[e]) for e in ring.endpoints]
+    assert telemetry.registry.get_sample_value("otelcol_exporter_send_failed_spans_total",
+                                               {"exporter": "loadbalancing"}) in (None, 0.0)
+
+
+def test_an_endpoint_out_of_the_ring_is_back_once_it_answers_even_busy(backends: list[StrictGrpcSink]) -> None:
+    """Backend 2 cannot be reached: out of the ring. Restarted answering UNAVAILABLE (no RetryInfo) to
+    every call, it is alive: the probe puts it back; once it takes data it gets its traces again."""
+    exporter, _ = _exporter(_static(backends))
+    port = backends[0].port
+    backends[2].stop()
+
+    async def body() -> None:
+        await exporter.start()
+        try:
+            await exporter.consume(Batch("traces", _request(30, 2, "down", seed=1), 60))
+            await _until(lambda: len(exporter.pusher.ring) == 2, "the stopped endpoint out of the ring")
+            busy = StrictGrpcSink(port=port, host="127.0.0.3")
+            busy.failures = [grpc.StatusCode.UNAVAILABLE] * 1000
+            backends[2] = busy
+            await _until(lambda: len(exporter.pusher.ring) == 3, "the busy endpoint back in the ring")
+            busy.failures.clear()
+            await exporter.consume(Batch("traces", _request(30, 2, "up", seed=2), 60))
+            await exporter.drain(10)
+        finally:
+            await exporter.shutdown()
+
+    asyncio.run(asyncio.wait_for(body(), 30))
+    assert sum(b.total() for b in backends) == 120 and backends[2].total() > 0
+
+
+def test_with_every_endpoint_down_requests_are_refused_and_queued_data_waits(backends: list[StrictGrpcSink]) -> None:
+    """Both endpoints cannot be reached and `protocol::otlp` does not retry: the request already queued
+    (acknowledged) is not given up but waits in the queue; new requests are refused with a retryable
+    answer and counted. One endpoint back: the queued request is delivered, exactly once."""
+    port = backends[0].port
+    for b in backends:
+        b.stop()
+    exporter, telemetry = _exporter({
+        "resolver": {"static": {"hostnames": [f"127.0.0.1:{port}", f"127.0.0.2:{port}"]}},
+        "protocol": {"otlp": {"tls": {"insecure": True}, "retry_on_failure": {"enabled": False}}},
+        "sending_queue": {"num_consumers": 2},
+    })
+
+    def metric(name: str) -> float | None:
+        return telemetry.registry.get_sample_value(name, {"exporter": "loadbalancing"})
+
+    async def body() -> None:
+        await exporter.start()
+        try:
+            await exporter.consume(Batch("traces", _request(20, 2, "queued", seed=1), 40))
+            await _until(lambda: len(exporter.pusher.ring) == 0, "every endpoint out of the ring")
+            with pytest.raises(RetryableError, match="no endpoint in the ring"):
+                await exporter.consume(Batch("traces", _request(5, 2, "refused", seed=2), 10))
+            assert metric("otelcol_exporter_enqueue_failed_spans_total") == 10
+            backends[1] = StrictGrpcSink(port=port, host="127.0.0.2")
+            await _until(lambda: backends[1].total() >= 40, "the queued spans at the endpoint back")
+            await exporter.drain(10)
+        finally:
+            await exporter.shutdown()
+
+    asyncio.run(asyncio.wait_for(body(), 30))
+    assert sorted(backends[1].names) == sorted(_service_of(_request(20, 2, "queued", seed=1)))
+    assert metric("otelcol_exporter_send_failed_spans_total") in (None, 0.0)
+    assert metric("otelcol_exporter_sent_spans_total") == 40
+
+
+def test_with_every_endpoint_down_a_persistent_queue_keeps_the_data_for_the_next_start(
+        backends: list[StrictGrpcSink], tmp_path: Path) -> None:
+    """No endpoint in the ring at shutdown: the drain stops at once (not at its deadline) and the
+    queued request stays on disk; the next start, with an endpoint up, delivers it once."""
+    port = backends[0].port
+    backends[0].stop()
+    config = {"resolver": {"static": {"hostnames": [f"127.0.0.1:{port}"]}},
+              "protocol": {"otlp": {"tls": {"insecure": True}}},
+              "sending_queue": {"storage": "file_storage"}}
+    data = _request(20, 2, "kept", seed=1)
+
+    async def run(up: bool) -> None:
+        ext = storage({"directory": str(tmp_path)})
+        await ext.start()
+        exporter, _ = _exporter(config, _Host(ext))
+        await exporter.start()
+        try:
+            if up:
+                await _until(lambda: backends[0].total() >= 40, "the kept spans delivered")
+            else:
+                await exporter.consume(Batch("traces", data, 40))
+                await _until(lambda: len(exporter.pusher.ring) == 0, "the endpoint out of the ring")
+            await exporter.drain(60)  # the body's own bound (30s) is shorter: the drain must stop by itself
+        finally:
+            await exporter.shutdown()
+            await ext.shutdown()
+
+    asyncio.run(asyncio.wait_for(run(up=False), 30))
+    backends[0] = StrictGrpcSink(port=port)
+    asyncio.run(asyncio.wait_for(run(up=True), 30))
+    assert sorted(backends[0].names) == sorted(_service_of(data))
 
 
 def test_dns_resolver_follows_the_addresses_of_a_name(backends: list[StrictGrpcSink]) -> None:

@@ -54,6 +54,9 @@ class Drainable(Protocol):
 
 
 class ExporterNode(Stage, Drainable, Protocol):
+    # The request headers its sending reads (a client authenticator's `from_context`).
+    context_keys: tuple[str, ...]
+
     def set_batching(self, policy: BatchPolicy) -> None:
         """How this exporter forms batches: given by the graph when the pipeline that feeds it has a
         `batch` processor (the first such pipeline wins when several do)."""
@@ -112,8 +115,9 @@ ExtensionRefs = Callable[[C], list[ExtensionRef]]
 # a `batch` processor's `metadata_keys`, a client authenticator's `from_context` headers.
 MetadataKeys = Callable[[C], tuple[str, ...]]
 
-# An exporter's check of the request headers its queue would keep, each with the config path that asks
-# for it: (config, {header: path}) -> (key path below the exporter, message) for each refusal.
+# An exporter's (or a processor's) check of the request headers its queue (its storage) would keep, each
+# with the config path that asks for it: (config, {header: path}) -> (key path below it, message) for each
+# refusal.
 KeptMetadataCheck = Callable[[C, Mapping[str, str]], list[tuple[str, str]]]
 
 
@@ -140,9 +144,12 @@ class ProcessorFactory(Generic[C]):
     # The request headers that batching keeps with each request downstream (the `batch` processor's).
     metadata_keys: MetadataKeys[C] | None = None
     extension_refs: ExtensionRefs[C] | None = None
-    # A processor that writes requests down (tail_sampling's `storage`) is told the request metadata
-    # the exporters downstream batch by (their batch processors' `metadata_keys`): all it may keep.
-    keep_metadata: Callable[[Stage, tuple[str, ...]], None] | None = None
+    # A processor that holds requests (tail_sampling) is told the request metadata the exporters
+    # downstream batch by (their batch processors' `metadata_keys`: all it may write down) and the further
+    # headers their client authenticators read (`from_context`): all it keeps.
+    keep_metadata: Callable[[Stage, tuple[str, ...], tuple[str, ...]], None] | None = None
+    # Refuses, at config load, the batching headers (`keep_metadata`'s first) it would write to disk.
+    check_kept_metadata: KeptMetadataCheck[C] | None = None
 
 
 @dataclass(frozen=True)

@@ -322,7 +322,7 @@ def _build_receivers(graph: Graph, config: GatewayConfig, entries: Mapping[str, 
 
 def _tell_metadata_keys(graph: Graph, config: GatewayConfig) -> None:
     """Give each processor that asks (`ProcessorFactory.keep_metadata`) the metadata keys the exporters
-    downstream of it batch by."""
+    downstream of it batch by, and the further ones their sending reads."""
     policies = {n.key: n.policy for nodes in graph.pipelines.values() for n in nodes if n.policy is not None}
     for pid in config.service.pipelines:
         for node in graph.pipelines[pid]:
@@ -332,11 +332,16 @@ def _tell_metadata_keys(graph: Graph, config: GatewayConfig) -> None:
             if tell is None:
                 continue
             keys: dict[str, None] = {}
+            read: dict[str, None] = {}
             for x in graph.downstream(node):
-                given = graph.batching.get(x.id) if isinstance(x, ExporterNodeData) else None
+                if not isinstance(x, ExporterNodeData):
+                    continue
+                given = graph.batching.get(x.id)
                 if given is not None:
                     keys.update(dict.fromkeys(policies[given].metadata_keys))
-            tell(node.stage, tuple(keys))
+                if x.component is not None:
+                    read.update(dict.fromkeys(x.component.context_keys))
+            tell(node.stage, tuple(keys), tuple(k for k in read if k not in keys))
 
 
 def _apply_batching(graph: Graph, config: GatewayConfig) -> None:

@@ -152,3 +152,24 @@ def test_a_join_never_groups_more_than_a_sending_queue_holds() -> None:
     join = next(n for n in graph.pipelines["traces/a"] if n.kind == "join")
     assert isinstance(join.consumer, RequestJoiner)
     assert join.consumer._max_items == 50
+
+
+def test_tail_sampling_is_told_the_headers_downstream_batches_by_and_its_authenticators_read() -> None:
+    config = """
+receivers:
+  otlp: {protocols: {grpc: {endpoint: "127.0.0.1:1", include_metadata: true}}}
+processors:
+  tail_sampling: {policies: [{name: all, type: always_sample}]}
+  batch: {metadata_keys: [X-Team]}
+extensions:
+  headers_setter: {headers: [{key: x-out, from_context: X-Org}, {key: x-t, from_context: x-team}]}
+exporters:
+  otlp/a: {endpoint: "127.0.0.1:9", tls: {insecure: true}, auth: {authenticator: headers_setter}}
+service:
+  extensions: [headers_setter]
+  pipelines:
+    traces: {receivers: [otlp], processors: [tail_sampling, batch], exporters: [otlp/a]}
+"""
+    graph = Service(load_text(config, env={}).config).build()
+    stage = next(n.stage for n in graph.pipelines["traces"] if n.id == "tail_sampling")
+    assert (stage.metadata_keys, stage.read_keys) == (("x-team",), ("x-org",))  # type: ignore[union-attr]

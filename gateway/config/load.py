@@ -260,15 +260,15 @@ def _check_kept_metadata(service: ServiceConfig, sections: dict[str, dict[str, A
     """The request headers each exporter's queue would keep with every request, from the `batch`
     processors upstream of it (through connectors too: any of them, not only the one whose batching
     wins) and its client authenticator, are checked by the exporter (a persistent queue must not write
-    credentials to disk). Refused whether or not a receiver keeps metadata today."""
+    credentials to disk); the batching ones of every exporter a processor's data reaches, by the
+    processor (tail_sampling's `storage`). Refused whether or not a receiver keeps metadata today."""
     pipes = {pid: p for pid, p in service.pipelines.items() if valid_id(pid) and pid.partition("/")[0] in SIGNALS}
+    reached = {pid: _exporters_reached(pid, pipes, sections["connectors"]) for pid in pipes}
+    batched: dict[str, dict[str, str]] = {}
     for xid, cfg in sections["exporters"].items():
-        factory = registry.lookup("exporters", xid.partition("/")[0])
-        if not isinstance(factory, ExporterFactory) or factory.check_kept_metadata is None:
-            continue
-        kept: dict[str, str] = {}
+        kept = batched[xid] = {}
         for pid, pipe in pipes.items():
-            if xid not in _exporters_reached(pid, pipes, sections["connectors"]):
+            if xid not in reached[pid]:
                 continue
             for prid in pipe.processors:
                 proc = registry.lookup("processors", prid.partition("/")[0])
@@ -276,6 +276,10 @@ def _check_kept_metadata(service: ServiceConfig, sections: dict[str, dict[str, A
                         prid in sections["processors"]:
                     for key in proc.metadata_keys(sections["processors"][prid]):
                         kept.setdefault(key, f"processors::{prid}::metadata_keys")
+        factory = registry.lookup("exporters", xid.partition("/")[0])
+        if not isinstance(factory, ExporterFactory) or factory.check_kept_metadata is None:
+            continue
+        kept = dict(kept)
         for ref in factory.extension_refs(cfg) if factory.extension_refs is not None else []:
             ext = registry.lookup("extensions", ref.extension.partition("/")[0])
             if ref.role == "client_authenticator" and isinstance(ext, ExtensionFactory) and \
@@ -284,6 +288,18 @@ def _check_kept_metadata(service: ServiceConfig, sections: dict[str, dict[str, A
                     kept.setdefault(key, f"the authenticator extensions::{ref.extension}")
         for key, message in factory.check_kept_metadata(cfg, kept):
             errors.add(join(join("exporters", xid), key), message)
+    for prid, cfg in sections["processors"].items():
+        proc = registry.lookup("processors", prid.partition("/")[0])
+        if not isinstance(proc, ProcessorFactory) or proc.check_kept_metadata is None:
+            continue
+        kept = {}
+        for pid, pipe in pipes.items():
+            if prid in pipe.processors:
+                for xid in sorted(reached[pid]):
+                    for key, source in batched.get(xid, {}).items():
+                        kept.setdefault(key, source)
+        for key, message in proc.check_kept_metadata(cfg, kept):
+            errors.add(join(join("processors", prid), key), message)
 
 
 def _exporters_reached(pid: str, pipes: Mapping[str, PipelineConfig], connectors: Mapping[str, Any]) -> set[str]:

@@ -26,6 +26,7 @@ from gateway.telemetry import UNITS
 from pipelines.batch import Batch
 from pipelines.config_types import Duration
 from pipelines.errors import ConsumerError, PermanentError, RetryableError
+from pipelines.headers_on_disk import disk_refusals, listed_credentials
 from pipelines.processors.batch import Batcher, BatchPolicy
 from pipelines.processors.batch import Config as BatcherConfig
 
@@ -41,8 +42,8 @@ class QueueConfig:
     storage: str | None = None
     blocking: bool = False
     wait_for_result: bool = False
-    # Ours: request headers, beyond `PERSISTABLE_HEADERS`, that the operator declares free of credentials,
-    # so that a persistent queue may write them to its files (see `kept_on_disk_refusals`).
+    # Ours: request headers, beyond the tenant headers (`pipelines.headers_on_disk`), that the operator
+    # declares free of credentials, so that a persistent queue may write them to its files.
     persist_metadata_keys: tuple[str, ...] = ()
 
     def validate(self) -> list[str]:
@@ -51,44 +52,19 @@ class QueueConfig:
             errors.append("num_consumers must be at least 1")
         if self.enabled and self.queue_size < 1:
             errors.append("queue_size must be positive")
-        errors.extend(f"persist_metadata_keys: {key.lower()!r} may carry credentials; it is never written to disk"
-                      for key in self.persist_metadata_keys if may_carry_credentials(key))
+        errors.extend(listed_credentials(self.persist_metadata_keys, "persist_metadata_keys"))
         return errors
-
-
-# Request headers a persistent queue writes to its files without being told: they name a tenant and
-# never carry a credential. Any other header a queue would keep (a `batch` processor's `metadata_keys`,
-# a `headers_setter`'s `from_context`) must be listed in `sending_queue::persist_metadata_keys`.
-PERSISTABLE_HEADERS = frozenset({"x-scope-orgid", "x-tenant", "x-tenant-id", "tenant"})
-# Headers that carry credentials, by name or by a part of it: never written to disk, even when listed.
-CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "x-honeycomb-team",
-                                "api-key", "apikey", "x-api-key", "dd-api-key", "x-sf-token"})
-_CREDENTIAL_PARTS = ("auth", "token", "key", "secret", "password", "passwd", "cookie", "session", "credential",
-                     "signature")
-
-
-def may_carry_credentials(header: str) -> bool:
-    name = header.lower()
-    return name in CREDENTIAL_HEADERS or any(part in name for part in _CREDENTIAL_PARTS)
 
 
 def kept_on_disk_refusals(queue: QueueConfig, kept: Mapping[str, str]) -> list[str]:
     """Why a persistent queue must not keep the request headers in `kept` (header -> the config path
     that asks for it): only `PERSISTABLE_HEADERS` and the `persist_metadata_keys` listed, and never one
-    that may carry credentials, are written to its files. Nothing for an in-memory queue."""
+    that may carry credentials, are written to its files (`pipelines.headers_on_disk`). Nothing for an
+    in-memory queue."""
     if not (queue.enabled and queue.storage):
         return []
-    allowed = PERSISTABLE_HEADERS | {k.lower() for k in queue.persist_metadata_keys}
-    refusals = []
-    for header, source in kept.items():
-        name = header.lower()
-        where = f"a persistent queue would write request header {name!r} (kept for {source}) to disk"
-        if may_carry_credentials(name):
-            refusals.append(f"{where}, and it may carry credentials: use an in-memory queue")
-        elif name not in allowed:
-            refusals.append(f"{where}: list it in sending_queue::persist_metadata_keys if it never carries "
-                            "credentials, or use an in-memory queue")
-    return refusals
+    return disk_refusals(kept, queue.persist_metadata_keys, "a persistent queue",
+                         "sending_queue::persist_metadata_keys", "use an in-memory queue")
 
 
 def check_kept_metadata(config: ExporterCommon, kept: Mapping[str, str]) -> list[tuple[str, str]]:
@@ -154,7 +130,7 @@ class Exporter:
         requests with different values never share a batch. `refusal`: why the pusher cannot take new
         requests now (None: it can); such requests are refused at admission (retryable, counted)."""
         self._refusal = refusal
-        self._context_keys = tuple(k.lower() for k in context_keys)
+        self.context_keys = tuple(k.lower() for k in context_keys)
         self.id = settings.id
         self.pusher = pusher
         self.queue_config = common.sending_queue if common is not None else QueueConfig(enabled=False)
@@ -187,7 +163,7 @@ class Exporter:
             self.queue.rekey(policy)
 
     def _with_context_keys(self, policy: BatchPolicy) -> BatchPolicy:
-        extra = tuple(k for k in self._context_keys if k not in policy.metadata_keys)
+        extra = tuple(k for k in self.context_keys if k not in policy.metadata_keys)
         return dataclasses.replace(policy, metadata_keys=policy.metadata_keys + extra) if extra else policy
 
     async def start(self) -> None:

@@ -11,7 +11,9 @@ with at most `HASH_WAITING` checks waiting for them: past that a request is refu
 (UNAVAILABLE / 503), not queued. A credential that passed is remembered (as a keyed digest, never in
 clear) until the file changes. An unknown user's password is checked too, against a hash of a random
 password by the same scheme and cost as the users', so the time of a refusal does not tell which user
-names exist. The identity has the attribute `username`.
+names exist; those checks have a thread and a smaller budget of their own (`UNKNOWN_WAITING`), past which
+an unknown user is refused at once (401), so made-up user names cannot starve the users' checks. The
+identity has the attribute `username`.
 
 Client side (an exporter's `auth: {authenticator: basicauth/x}`), with `client_auth`: every export call
 carries `Authorization: Basic base64(username:password)`.
@@ -57,6 +59,11 @@ HASH_THREADS = 2
 HASH_WAITING = 64
 # The delay a client refused for too many waiting checks is asked to wait.
 BUSY_RETRY_AFTER = 1.0
+# Unknown users' checks (against the dummy hash) have a budget of their own, on a thread of their own:
+# past it an unknown user is refused at once, so made-up user names never starve the users' checks.
+# The time of that refusal tells only that the server is busy, not which names exist.
+UNKNOWN_THREADS = 1
+UNKNOWN_WAITING = 8
 
 # Hash prefixes htpasswd (and Apache, nginx, go-htpasswd) write, and the libpass scheme of each.
 _SCHEMES: tuple[tuple[str, Any], ...] = (
@@ -155,6 +162,31 @@ def decode_basic(value: str | None) -> tuple[str, str]:
     return user, password
 
 
+class _Hasher:
+    """Threads of their own for the slow hashes, with a bound on the checks running or waiting for them.
+    A check counts until its thread finishes it, even when the request that asked went away."""
+
+    def __init__(self, threads: int, waiting: int, name: str) -> None:
+        self.executor = ThreadPoolExecutor(threads, thread_name_prefix=name)
+        self.capacity = threads + waiting
+        self.checks = 0  # submitted and not finished: running or waiting
+        self._lock = threading.Lock()
+
+    def full(self) -> bool:
+        return self.checks >= self.capacity
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        with self._lock:
+            self.checks += 1
+        future = self.executor.submit(fn, *args)
+        future.add_done_callback(self._done)
+        return await asyncio.wrap_future(future)
+
+    def _done(self, _: object) -> None:  # on the hasher's thread
+        with self._lock:
+            self.checks -= 1
+
+
 class BasicAuthServer:
     def __init__(self, settings: Settings[Config]) -> None:
         assert settings.config.htpasswd is not None
@@ -167,43 +199,43 @@ class BasicAuthServer:
         self._verified: OrderedDict[bytes, None] = OrderedDict()
         self._stop = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
-        self._hasher = ThreadPoolExecutor(HASH_THREADS, thread_name_prefix=f"{self.id}-hash")
-        self._checks = 0  # submitted to the hasher and not finished: running or waiting
-        self._checks_lock = threading.Lock()
+        self._hasher = _Hasher(HASH_THREADS, HASH_WAITING, f"{self.id}-hash")
+        self._unknown = _Hasher(UNKNOWN_THREADS, UNKNOWN_WAITING, f"{self.id}-hash-unknown")
         self._dummy: str | None = None
-        # Refusals for too many waiting checks, for tests and logs.
+        # Refusals for too many waiting checks (retryable), and of unknown users past their budget (401).
         self.busy_refusals = 0
+        self.unknown_refusals = 0
 
-    async def _off_loop(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """`fn(*args)` on the hasher's threads; RetryableError when `HASH_WAITING` checks already wait.
-        A check counts until its thread finishes it, even when the request that asked went away."""
-        if self._checks >= HASH_THREADS + HASH_WAITING:
+    async def _verify(self, password: str, hashed: str) -> bool:
+        """A known user's check: on the hasher's threads; RetryableError when `HASH_WAITING` checks
+        already wait."""
+        if not slow(hashed):
+            return verify(password, hashed)
+        if self._hasher.full():
             self.busy_refusals += 1
             if self.busy_refusals == 1 or self.busy_refusals % 1000 == 0:
                 log.warning("%s: %d password checks waiting; requests refused as retryable (%d so far)",
-                            self.id, self._checks, self.busy_refusals)
+                            self.id, self._hasher.checks, self.busy_refusals)
             raise RetryableError(f"{self.id}: too many password checks waiting", BUSY_RETRY_AFTER)
-        with self._checks_lock:
-            self._checks += 1
-        future = self._hasher.submit(fn, *args)
-        future.add_done_callback(self._check_done)
-        return await asyncio.wrap_future(future)
-
-    def _check_done(self, _: object) -> None:  # on the hasher's thread
-        with self._checks_lock:
-            self._checks -= 1
-
-    async def _verify(self, password: str, hashed: str) -> bool:
-        ok: bool = await self._off_loop(verify, password, hashed) if slow(hashed) else verify(password, hashed)
+        ok: bool = await self._hasher.run(verify, password, hashed)
         return ok
 
     async def _refuse_unknown(self, password: str) -> None:
-        """Check the password of a user who is not there as long as a known user's takes, then refuse."""
+        """Check the password of a user who is not there as long as a known user's takes, then refuse;
+        past the unknown users' own budget, refuse at once."""
+        if self._unknown.full():
+            self.unknown_refusals += 1
+            raise AuthError("invalid credentials")
         if self._dummy is None:
             users = list(self._users.values())
             template = next((h for h in users if slow(h)), users[0] if users else "")
-            self._dummy = await self._off_loop(dummy_hash, template) if slow(template) else dummy_hash(template)
-        await self._verify(password, self._dummy)
+            self._dummy = await self._unknown.run(dummy_hash, template) if slow(template) else dummy_hash(template)
+        if not slow(self._dummy):
+            verify(password, self._dummy)
+        elif not self._unknown.full():
+            await self._unknown.run(verify, password, self._dummy)
+        else:
+            self.unknown_refusals += 1
         raise AuthError("invalid credentials")
 
     async def identify(self, headers: Mapping[str, str]) -> Identity:
@@ -260,7 +292,8 @@ class BasicAuthServer:
         if self._watcher is not None:
             await self._watcher
             self._watcher = None
-        self._hasher.shutdown(wait=False)
+        self._hasher.executor.shutdown(wait=False)
+        self._unknown.executor.shutdown(wait=False)
 
 
 class BasicAuthClient(Passive):

@@ -7,8 +7,11 @@ keys makes the JWKS be fetched again, so a rotated key is taken without a restar
 dropped are dropped. Key ids not among the keys make at most one fetch per `UNKNOWN_KID_INTERVAL`
 between them all (a token arriving while a fetch is under way waits for it), and a key id the issuer
 did not have is not looked up again for `MISSED_KID_TTL`: tokens with made-up key ids cannot make us
-hammer the issuer. A provider that cannot be reached
-at start does not stop the gateway: requests are refused until its keys are had.
+hammer the issuer. A key id is known missing only once a fetch that started after it was first seen
+answered without it; until then its tokens are answered retryable (503 / UNAVAILABLE), so made-up key
+ids that use up the fetches cannot make a key rotated in since be refused for good. A provider that
+cannot be reached at start does not stop the gateway: requests are answered retryable until its keys
+are had.
 
 Each token is checked for its signature (an asymmetric algorithm the key allows: RS, PS, ES, EdDSA;
 `none` and HMAC are refused), `iss`, `aud` (unless `ignore_audience`), `exp` (required), `nbf` and `iat`
@@ -35,6 +38,7 @@ from gateway.auth import AuthError, Identity
 from gateway.component import ExtensionFactory, Settings
 from gateway.extensions.passive import Passive
 from pipelines.config_types import unsupported
+from pipelines.errors import RetryableError
 
 log = logging.getLogger("gateway.extension.oidc")
 
@@ -88,6 +92,10 @@ class OidcAuth(Passive):
         self._fetched_at = -1e9
         self._unknown_fetched_at = -1e9  # the last fetch an unknown key id made
         self._missed: OrderedDict[str | None, float] = OrderedDict()
+        # Key ids not among the keys and not known missing yet: when each was first seen. One is known
+        # missing only once a fetch that started after that answered without it.
+        self._unseen: OrderedDict[str | None, float] = OrderedDict()
+        self._keys_from = -1e9  # when the fetch whose keys are held started
         self._lock = asyncio.Lock()
         self._session: aiohttp.ClientSession | None = None
         self.fetches = 0
@@ -117,7 +125,7 @@ class OidcAuth(Passive):
             wait = MIN_REFRESH - (self._clock() - self._fetched_at)
             if wait > 0:
                 await asyncio.sleep(wait)  # paced, never skipped: a rotated key is never refused for it
-            self._fetched_at = self._clock()
+            started = self._fetched_at = self._clock()
             self.fetches += 1
             issuer = self.config.issuer_url
             try:
@@ -138,7 +146,10 @@ class OidcAuth(Passive):
             except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, AttributeError, ssl.SSLError) as exc:
                 log.error("%s: cannot fetch the keys of %s: %s", self.id, issuer, exc)
                 return
-            self._keys = keys
+            # Key ids the issuer dropped are known missing: this fetch answered without them.
+            for kid in self._keys.keys() - keys.keys():
+                self._miss(kid, started)
+            self._keys, self._keys_from = keys, started
             log.info("%s: %d signing key(s) from %s", self.id, len(keys), issuer)
 
     async def _key(self, kid: str | None) -> jwt.PyJWK:
@@ -149,22 +160,37 @@ class OidcAuth(Passive):
         missed = self._missed.get(kid)
         if missed is not None and now - missed < MISSED_KID_TTL:
             self._missed.move_to_end(kid)
-        else:
-            # A rotated key, or keys not had yet: one fetch for every unknown key id per interval.
-            if self._lock.locked():
-                async with self._lock:
-                    pass  # a fetch is under way: its keys answer this token too
-            elif now - self._unknown_fetched_at >= UNKNOWN_KID_INTERVAL:
-                self._unknown_fetched_at = now
-                await self.refresh()
-            key = self._keys.get(kid)
-            if key is not None:
-                return key
-            self._missed[kid] = now
-            self._missed.move_to_end(kid)
-            while len(self._missed) > MISSED_KIDS:
-                self._missed.popitem(last=False)
+            raise AuthError("failed to verify token: no key of the issuer matches the token's key id")
+        # A rotated key, or keys not had yet: one fetch for every unknown key id per interval.
+        seen = self._unseen.setdefault(kid, now)
+        self._unseen.move_to_end(kid)
+        while len(self._unseen) > MISSED_KIDS:
+            self._unseen.popitem(last=False)
+        if self._lock.locked():
+            async with self._lock:
+                pass  # a fetch is under way: its keys answer this token too, if it started after it came
+        elif now - self._unknown_fetched_at >= UNKNOWN_KID_INTERVAL:
+            self._unknown_fetched_at = now
+            await self.refresh()
+        key = self._keys.get(kid)
+        if key is not None:
+            self._unseen.pop(kid, None)
+            return key
+        if self._keys_from < seen:
+            # No fetch since the key id was first seen answered: it may be a key rotated in since
+            # (made-up key ids may have used the fetches). Retryable, so the client tries again later.
+            wait = max(MIN_REFRESH, UNKNOWN_KID_INTERVAL - (self._clock() - self._unknown_fetched_at))
+            raise RetryableError(f"{self.id}: the issuer's keys have not been fetched since this token's key id "
+                                 "was first seen", wait)
+        self._miss(kid, now)
         raise AuthError("failed to verify token: no key of the issuer matches the token's key id")
+
+    def _miss(self, kid: str | None, now: float) -> None:
+        self._unseen.pop(kid, None)
+        self._missed[kid] = now
+        self._missed.move_to_end(kid)
+        while len(self._missed) > MISSED_KIDS:
+            self._missed.popitem(last=False)
 
     # -- the Authenticator contract
     async def identify(self, headers: Mapping[str, str]) -> Identity:

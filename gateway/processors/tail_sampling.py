@@ -10,8 +10,9 @@ counted in `otelcol_processor_dropped_spans`. At shutdown, held kept traces are 
 shutdown deadline; what is still refused then (or undecided, without `storage`) is counted as dropped
 and logged.
 
-Tenants: traces are held by (identity, trace id), and every piece keeps its request's context, so a
-kept trace goes on as one batch per context with its tenant, identity and metadata (`engine`).
+Tenants: traces are held by (identity, trace id), and every piece keeps its request's identity and of its
+metadata only what the stages downstream batch by or read (`keep_metadata`), so a kept trace goes on as
+one batch per context with its tenant, identity and that metadata (`engine.held_context`).
 
 Memory: everything pending is counted in bytes. A request that does not fit in `max_pending_bytes` is
 refused with a retryable error (counted by reason) and the largest pending traces are decided early to
@@ -30,7 +31,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from gateway.component import Consumer, ExtensionRef, ProcessorFactory, Settings, Stage
 from gateway.processors.ottl_report import reporter
@@ -39,7 +40,7 @@ from gateway.processors.tail_sampling_store import PendingStore, open_store
 from pipelines.batch import Batch, Signal
 from pipelines.errors import ConsumerError, PermanentError, RetryableError
 from pipelines.tail_sampling import policies as pol
-from pipelines.tail_sampling.config import Config
+from pipelines.tail_sampling.config import Config, storage_refusals
 from pipelines.tail_sampling.engine import (
     PIECE_OVERHEAD,
     Decided,
@@ -48,6 +49,7 @@ from pipelines.tail_sampling.engine import (
     Reason,
     TraceKey,
     context_key,
+    held_context,
     trace_key,
 )
 from pipelines.tail_sampling.split import join as join_pieces
@@ -86,11 +88,17 @@ class TailSamplingStage:
         # Kept traces being offered again at shutdown (out of the outbox while the offer runs).
         self._offering: list[Decided] = []
         self.tick = min(1.0, max(0.02, self.config.decision_wait / 10))
-        # Request metadata the stages and exporters after this one batch by: what `storage` writes down.
+        # Request metadata the stages and exporters after this one batch by: what `storage` writes down;
+        # with the headers their client authenticators read, all that a held piece keeps (`keep_metadata`).
         self.metadata_keys: tuple[str, ...] = ()
+        self.read_keys: tuple[str, ...] = ()
 
     async def start(self) -> None:
         if self.config.storage:
+            # `validate` refuses this with the config paths; here too, for a service built without it.
+            refusals = storage_refusals(self.config, dict.fromkeys(self.metadata_keys, "batching"))
+            if refusals:
+                raise ValueError(f"processor {self.id}: {'; '.join(refusals)}")
             self.store = await open_store(self._settings.host, self.config.storage, self.id)
             self.store.metadata_keys = self.metadata_keys
             restored = self.store.load(self.engine)
@@ -140,6 +148,7 @@ class TailSamplingStage:
         if not pieces:
             return
         now = self._clock()
+        context = held_context(context, (*self.metadata_keys, *self.read_keys))
         if self.store is not None:
             self.store.append(pieces, now, context)
             await self.store.sync()
@@ -330,10 +339,17 @@ def storage_refs(config: Config) -> list[ExtensionRef]:
     return [ExtensionRef("storage", config.storage, "storage")] if config.storage else []
 
 
-def keep_metadata(stage: Stage, metadata_keys: tuple[str, ...]) -> None:
+def keep_metadata(stage: Stage, metadata_keys: tuple[str, ...], read_keys: tuple[str, ...]) -> None:
     assert isinstance(stage, TailSamplingStage)
     stage.metadata_keys = metadata_keys
+    stage.read_keys = read_keys
+
+
+def check_kept_metadata(config: Config, kept: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The loader's check (`ProcessorFactory.check_kept_metadata`), reported at `storage`."""
+    return [("storage", message) for message in storage_refusals(config, kept)]
 
 
 FACTORY = ProcessorFactory(type="tail_sampling", config=Config, create=create, signals=frozenset({"traces"}),
-                           extension_refs=storage_refs, keep_metadata=keep_metadata)
+                           extension_refs=storage_refs, keep_metadata=keep_metadata,
+                           check_kept_metadata=check_kept_metadata)

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pipelines.config_types import Duration, renamed, unsupported
+from pipelines.headers_on_disk import disk_refusals, listed_credentials
 from pipelines.ottl.compile import compile_condition
 from pipelines.ottl.lexer import OttlError
 from pipelines.processors.actions import compile_go_regex
@@ -199,6 +201,9 @@ class Config:
     # a crash.
     max_pending_bytes: int = 256 * 1024 * 1024
     storage: str = ""
+    # Request headers, beyond the tenant headers (`pipelines.headers_on_disk`), that the operator declares
+    # free of credentials, so that `storage` may write them (a downstream `batch` processor's metadata_keys).
+    persist_metadata_keys: tuple[str, ...] = ()
 
     def validate(self) -> list[str]:
         errors: list[str] = []
@@ -218,6 +223,7 @@ class Config:
                 errors.append(f"decision_cache::{key} must not be negative")
         if self.storage and not self.storage.startswith("file_storage"):
             errors.append(f"storage {self.storage!r}: want a file_storage extension id")
+        errors += listed_credentials(self.persist_metadata_keys, "persist_metadata_keys")
         if not self.policies:
             errors.append("policies: at least one policy is required")
         names: set[str] = set()
@@ -289,3 +295,13 @@ def _check_ottl(cfg: OTTLConditionCfg, where: str) -> list[str]:
             except OttlError as exc:
                 errors.append(f"{where}::{context}[{i}]: {exc} (in {text!r})")
     return errors
+
+
+def storage_refusals(config: Config, kept: Mapping[str, str]) -> list[str]:
+    """Why `storage` must not write the batching headers in `kept` (header -> the config path that asks
+    for it) with the pending spans: the rule of persistent queues (`pipelines.headers_on_disk`)."""
+    if not config.storage:
+        return []
+    return disk_refusals(kept, config.persist_metadata_keys, "storage", "persist_metadata_keys",
+                         "keep pending spans in memory (no storage)")
+

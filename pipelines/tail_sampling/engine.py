@@ -22,7 +22,8 @@ so one giant trace pays for the room it takes, not the traces around it.
 Tenants: a trace is known by its key, (the request's identity, trace id) (`trace_key`), pending and
 remembered alike, so two tenants that use the same trace id hold two traces, decided apart, and one's
 spans never change the other's decision. Each piece keeps the context of the request it came in
-(`Part`), so a kept trace goes on as one batch per context (`context_key`), never mixing tenants.
+(`Part`): its identity and only the metadata the stages after the sampler need (`held_context`), so a
+kept trace goes on as one batch per context (`context_key`), never mixing tenants.
 """
 
 from __future__ import annotations
@@ -58,6 +59,17 @@ class Part(NamedTuple):
     context: RequestContext
     data: bytes
     spans: int
+
+
+def held_context(context: RequestContext, keys: Iterable[str]) -> RequestContext:
+    """What a held piece keeps of its request's context: the identity and, of the request metadata, only
+    `keys` (those the stages after the sampler batch by or read). Per-request headers (content-length,
+    user-agent, grpc-timeout) would split a kept trace into one batch per request, and a credential
+    (authorization) has no business being held."""
+    metadata = {k: v for k in keys if (v := context.get_metadata(k))}
+    if metadata == context.metadata:
+        return context
+    return RequestContext(context.tenant, metadata, context.auth)
 
 
 def context_key(context: RequestContext) -> tuple[Any, ...]:

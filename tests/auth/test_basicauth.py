@@ -170,7 +170,7 @@ def test_password_checks_run_on_a_bounded_executor_and_past_it_are_refused_as_re
             with pytest.raises(AuthError):
                 await task
         for _ in range(100):  # the threads report their checks done
-            if a._checks == 0:
+            if a._hasher.checks == 0:
                 break
             await asyncio.sleep(0.01)
         with pytest.raises(AuthError, match="invalid credentials"):  # room again: checked, not refused
@@ -181,6 +181,51 @@ def test_password_checks_run_on_a_bounded_executor_and_past_it_are_refused_as_re
         asyncio.run(scenario())
     finally:
         release.set()
+
+
+def test_unknown_users_have_a_budget_of_their_own_and_never_starve_the_users_checks(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Made-up user names fill their own budget (one running, `UNKNOWN_WAITING` waiting); past it they
+    are refused at once with 401, and a known user's check still runs meanwhile."""
+    release = threading.Event()
+    real_verify = basicauth.verify
+    threads: list[str] = []
+
+    def stuck_unless_known(password: str, hashed: str) -> bool:
+        threads.append(threading.current_thread().name)
+        if password != "s3cret":
+            release.wait(30)
+        return real_verify(password, hashed)
+
+    monkeypatch.setattr(basicauth, "verify", stuck_unless_known)
+    a = server(inline=f"alice:{ph.md5_crypt.hash('s3cret')}\n")
+
+    async def scenario() -> None:
+        budget = basicauth.UNKNOWN_THREADS + basicauth.UNKNOWN_WAITING
+        held = [asyncio.ensure_future(a.identify({"authorization": basic(f"nobody-{i}", "guess")}))
+                for i in range(budget)]
+        for _ in range(500):  # the dummy hash is made, then every check is submitted
+            if a._unknown.checks == budget:
+                break
+            await asyncio.sleep(0.01)
+        assert a._unknown.checks == budget and a._hasher.checks == 0
+        for i in range(100):  # past the budget: 401 at once, never retryable, nothing submitted
+            with pytest.raises(AuthError, match=r"^invalid credentials$"):
+                await a.identify({"authorization": basic(f"more-{i}", "guess")})
+        assert a.unknown_refusals == 100 and a.busy_refusals == 0 and a._unknown.checks == budget
+        identity = await a.identify({"authorization": basic("alice", "s3cret")})  # not starved
+        assert identity.attributes["username"] == ("alice",)
+        release.set()
+        for task in held:
+            with pytest.raises(AuthError, match=r"^invalid credentials$"):
+                await task
+        await a.shutdown()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        release.set()
+    assert "basicauth-hash_0" in threads and "basicauth-hash-unknown_0" in threads
 
 
 def test_a_running_gateway_takes_basic_credentials_from_the_sdks_and_refuses_the_rest(

@@ -21,6 +21,7 @@ from gateway.component import Settings
 from gateway.extensions import oidc
 from gateway.extensions.oidc import Config, OidcAuth
 from gateway.telemetry import Telemetry
+from pipelines.errors import RetryableError
 from tests.auth.idp import Idp
 from tests.auth.support import gateway_config, grpc_status, http_status, send_spans
 from tests.e2e.support import Certs
@@ -108,15 +109,16 @@ def test_oidc_through_a_running_gateway(ports: Ports, sink: Sink, certs: Certs) 
             whos = {span.name: {kv.key: kv.value.string_value for kv in span.attributes} for _, _, span in spans}
             assert whos["g-1"]["who"] == whos["h-1"]["who"] == "svc-a" and whos["g-1"]["groups"] == "dev;ops"
             assert whos["rotated"]["who"] == "svc-b"
-            # The old key left the JWKS: its tokens are refused now. A key id the issuer never had is
-            # refused too, and neither makes another fetch so soon after the rotation's.
+            # The old key left the JWKS: its tokens are refused now. A key id the issuer never had,
+            # first seen after the rotation's fetch, is answered retryable until a fetch answers without it;
+            # neither makes another fetch so soon after the rotation's.
             fetches = idp.jwks_fetches
-            assert grpc_status(ports, f"Bearer {old}")[0] == grpc.StatusCode.UNAUTHENTICATED
-            unknown = idp.token(kid="key-404", key=stranger)
-            assert grpc_status(ports, f"Bearer {unknown}") == (
+            assert grpc_status(ports, f"Bearer {old}") == (
                 grpc.StatusCode.UNAUTHENTICATED,
                 "failed to verify token: no key of the issuer matches the token's key id")
-            assert http_status(ports, f"Bearer {unknown}")[0] == 401
+            unknown = idp.token(kid="key-404", key=stranger)
+            assert grpc_status(ports, f"Bearer {unknown}")[0] == grpc.StatusCode.UNAVAILABLE
+            assert http_status(ports, f"Bearer {unknown}")[0] == 503
             assert idp.jwks_fetches == fetches
             assert gw.metric("otelcol_receiver_accepted_spans_total") == 3
             assert good not in gw.stderr()
@@ -146,13 +148,13 @@ def test_attribute_username_claim_groups_claim_and_ignore_audience(idp: Idp) -> 
     asyncio.run(scenario())
 
 
-def test_a_provider_down_at_start_refuses_tokens_until_it_answers(idp: Idp) -> None:
+def test_a_provider_down_at_start_answers_tokens_retryable_until_it_answers(idp: Idp) -> None:
     async def scenario() -> None:
         auth = OidcAuth(Settings("oidc", Config(issuer_url=idp.issuer + "/nowhere", audience="gateway"),
                                  Telemetry(), None))  # type: ignore[arg-type]
         await auth.start()
         try:
-            with pytest.raises(AuthError, match="no key of the issuer"):
+            with pytest.raises(RetryableError, match="not been fetched since"):
                 await auth.identify({"authorization": f"Bearer {idp.token()}"})
         finally:
             await auth.shutdown()
@@ -167,31 +169,77 @@ def test_made_up_key_ids_make_at_most_one_fetch_per_interval(idp: Idp, monkeypat
     auth = OidcAuth(Settings("oidc", Config(issuer_url=idp.issuer, audience="gateway"), Telemetry(),
                              None), clock=lambda: now[0])  # type: ignore[arg-type]
 
+    def header(kid: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {idp.token(kid=kid, key=stranger)}"}
+
     async def refused(kid: str) -> None:
         with pytest.raises(AuthError, match="no key of the issuer matches"):
-            await auth.identify({"authorization": f"Bearer {idp.token(kid=kid, key=stranger)}"})
+            await auth.identify(header(kid))
+
+    async def not_yet(kid: str) -> None:
+        with pytest.raises(RetryableError, match="not been fetched since"):
+            await auth.identify(header(kid))
 
     async def scenario() -> None:
         await auth.start()
         try:
             assert idp.jwks_fetches == 1  # at start
-            # A made-up key id every 0.2 s, then 40 at once: one fetch for the first interval.
-            for i in range(24):
-                await refused(f"random-{i}")
+            # A made-up key id every 0.2 s, then 40 at once: one fetch for the first interval. Only the
+            # first is known missing after it; the others came after it started: retry later.
+            await refused("random-0")
+            for i in range(1, 24):
                 now[0] += 0.2
-            await asyncio.gather(*(refused(f"burst-{i}") for i in range(40)))
+                await not_yet(f"random-{i}")
+            await asyncio.gather(*(not_yet(f"burst-{i}") for i in range(40)))
             assert idp.jwks_fetches == 2
+            await refused("random-0")  # known missing: no fetch
             now[0] += oidc.UNKNOWN_KID_INTERVAL
             await asyncio.gather(*(refused(f"later-{i}") for i in range(40)))
             assert idp.jwks_fetches == 3
             # Remembered misses are bounded, the least recently seen dropped first.
             assert list(auth._missed) == [f"later-{i}" for i in range(32, 40)]
+            assert len(auth._unseen) <= 8
             # A key the issuer rotated in is still taken, at the next interval.
             idp.rotate("key-2")
             now[0] += oidc.UNKNOWN_KID_INTERVAL
             identity = await auth.identify({"authorization": f"Bearer {idp.token(sub='svc-b')}"})
             assert identity.attributes["subject"] == ("svc-b",)
             assert idp.jwks_fetches == 4
+        finally:
+            await auth.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_made_up_key_ids_using_every_fetch_cannot_make_a_rotated_key_refused_for_good(idp: Idp) -> None:
+    """An attacker sends a made-up key id as each fetch becomes possible; a token signed with a key the
+    issuer rotated in just after a fetch is answered retryable, never 401, and taken once a fetch that
+    started after it was first seen has answered (the attacker's own, here)."""
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = [1000.0]
+    auth = OidcAuth(Settings("oidc", Config(issuer_url=idp.issuer, audience="gateway"), Telemetry(),
+                             None), clock=lambda: now[0])  # type: ignore[arg-type]
+
+    async def attack(i: int) -> None:
+        with pytest.raises(AuthError, match="no key of the issuer matches"):
+            await auth.identify({"authorization": f"Bearer {idp.token(kid=f'made-up-{i}', key=stranger)}"})
+
+    async def scenario() -> None:
+        await auth.start()
+        try:
+            await attack(0)  # uses the fetch of this interval
+            idp.rotate("key-2")
+            good = {"authorization": f"Bearer {idp.token(sub='svc-b')}"}
+            now[0] += 1.0
+            for _ in range(3):  # the client retries within the interval: still not 401
+                with pytest.raises(RetryableError) as raised:
+                    await auth.identify(good)
+                assert raised.value.delay == pytest.approx(oidc.UNKNOWN_KID_INTERVAL - 1.0)
+            assert idp.jwks_fetches == 2
+            now[0] += oidc.UNKNOWN_KID_INTERVAL
+            await attack(1)  # the attacker is first again and uses the next fetch
+            identity = await auth.identify(good)  # that fetch started after key-2 was first seen
+            assert identity.attributes["subject"] == ("svc-b",) and idp.jwks_fetches == 3
         finally:
             await auth.shutdown()
 

@@ -665,6 +665,8 @@ EVIDENCE: dict[str, Evidence] = {
             Proven(TAIL + "test_max_pending_bytes_counts_everything_pending_and_the_largest_trace_pays",
                    TAIL_DELIVERY + "test_max_pending_bytes_refuses_decides_the_giant_trace_early_and_stalls_no_one"),
         "Config.storage": Proven(TAIL_DELIVERY + "test_pending_spans_survive_kill9_and_are_decided_after_the_restart"),
+        "Config.persist_metadata_keys": Proven(
+            "tests/config/test_kept_metadata.py::test_tail_sampling_storage_needs_persist_metadata_keys_for_any_other_header"),
         "Config.sampling_strategy": Refused(),
         "Config.num_shards": Refused(),
         "Config.tail_storage": Refused(),

@@ -85,3 +85,42 @@ def test_persist_metadata_keys_cannot_let_a_credential_header_through() -> None:
 ])
 def test_configs_that_write_no_credentials_stay_valid(text: str) -> None:
     load_text(text, env={})
+
+
+def tail_config(batch_keys: str, tail: str = "storage: file_storage", queue: str = "queue_size: 10") -> str:
+    pipelines = """    traces/in: {receivers: [otlp], processors: [tail_sampling], exporters: [forward]}
+    traces/out: {receivers: [forward], processors: [batch], exporters: [otlp/x]}"""
+    text = config(batch_keys, queue=queue, pipelines=pipelines)
+    return text.replace("processors: {batch:", "processors: {tail_sampling: {" + tail +
+                        ", policies: [{name: all, type: always_sample}]}, batch:")
+
+
+TAIL_STORAGE = "processors::tail_sampling::storage"
+
+
+@pytest.mark.parametrize("header", ["authorization", "cookie", "x-api-key"])
+def test_tail_sampling_storage_keeping_a_credential_header_is_refused(header: str) -> None:
+    refused = (f"{TAIL_STORAGE}: storage would write request header {header!r} (kept for "
+               "processors::batch::metadata_keys) to disk, and it may carry credentials: keep pending spans in memory "
+               "(no storage)")
+    assert refusals(tail_config(f"[{header}]")) == [refused]
+    text = tail_config(f"[{header}]", tail=f"storage: file_storage, persist_metadata_keys: [{header}]")
+    assert refusals(text) == [
+        f"processors::tail_sampling: persist_metadata_keys: {header!r} may carry credentials; it is never written "
+        "to disk", refused]
+
+
+def test_tail_sampling_storage_needs_persist_metadata_keys_for_any_other_header() -> None:
+    assert refusals(tail_config("[x-team]")) == [
+        f"{TAIL_STORAGE}: storage would write request header 'x-team' (kept for processors::batch::metadata_keys) "
+        "to disk: list it in persist_metadata_keys if it never carries credentials, or keep pending spans in "
+        "memory (no storage)"]
+    load_text(tail_config("[x-team]", tail="storage: file_storage, persist_metadata_keys: [x-team]"), env={})
+
+
+@pytest.mark.parametrize("text", [
+    tail_config("[x-scope-orgid]"),
+    tail_config("[authorization]", tail="decision_wait: 1s"),  # pending spans in memory only
+])
+def test_tail_sampling_configs_that_write_no_credentials_stay_valid(text: str) -> None:
+    load_text(text, env={})

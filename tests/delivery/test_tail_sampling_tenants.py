@@ -21,7 +21,7 @@ TOKENS = {"team-a": "token-a-0123456789abcdef", "team-b": "token-b-0123456789abc
 def _config(ports: Ports, sink: Sink, storage: Path | None) -> str:
     tail = 'decision_wait: 1s, policies: [{name: errors, type: status_code, status_code: {status_codes: [ERROR]}}]'
     if storage is not None:
-        tail += ", storage: file_storage/t"
+        tail += ", storage: file_storage/t, persist_metadata_keys: [x-team]"
     return f"""
 receivers:
   otlp:

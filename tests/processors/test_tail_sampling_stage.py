@@ -16,7 +16,7 @@ from gateway.processors import tail_sampling_store
 from gateway.processors.tail_sampling import TailSamplingStage
 from gateway.processors.tail_sampling_store import PendingStore
 from gateway.telemetry import Telemetry
-from pipelines.batch import EMPTY_CONTEXT, Batch
+from pipelines.batch import EMPTY_CONTEXT, Batch, RequestContext
 from pipelines.errors import RetryableError
 from pipelines.tail_sampling import policies as pol
 from tests.processors.build import batch_of
@@ -137,3 +137,44 @@ def test_kept_traces_still_refused_at_the_shutdown_deadline_are_counted_and_logg
     assert not downstream.got and _dropped(telemetry) == 5
     assert any(r.levelname == "WARNING" and "5 spans" in r.getMessage() and "dropped" in r.getMessage()
                for r in caplog.records)
+
+
+def test_storage_refuses_to_start_when_it_would_write_a_credential_header(tmp_path: Path) -> None:
+    """`validate` refuses it with the config path; a service built without it refuses at start."""
+    host = SimpleNamespace(extension=lambda _: SimpleNamespace(config=SimpleNamespace(directory=str(tmp_path),
+                                                                                      fsync=False),
+                                                               refusal=lambda n: None, add=lambda n: None))
+    stage = TailSamplingStage(Settings("tail_sampling", config(storage="file_storage"), Telemetry(), host),
+                              _Refusing(0))
+    stage.metadata_keys = ("authorization",)
+    with pytest.raises(ValueError, match=r"'authorization'.*may carry credentials"):
+        asyncio.run(stage.start())
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_kept_trace_goes_on_as_one_batch_whatever_per_request_headers_and_holds_no_credentials() -> None:
+    """Each held piece keeps its identity and only the metadata downstream batches by or reads: requests
+    of one trace with different user-agents leave as one batch, and no Authorization is held."""
+    downstream = _Refusing(0)
+    now = [1000.0]
+    stage = TailSamplingStage(Settings("tail_sampling", config(decision_wait="1s"), Telemetry(), SimpleNamespace()),
+                              downstream, clock=lambda: now[0])
+    stage.metadata_keys, stage.read_keys = ("x-team",), ("x-out",)
+    tid = (7).to_bytes(16, "big")
+
+    def request(agent: str, length: str) -> Batch:
+        metadata = {"authorization": ("Bearer secret",), "user-agent": (agent,), "content-length": (length,),
+                    "x-team": ("a",), "x-out": ("o",)}
+        return batch_of(_span_request([{"trace_id": tid}]), context=RequestContext("t1", metadata))
+
+    async def run() -> None:
+        await stage.consume(request("sdk/1", "100"))
+        await stage.consume(request("sdk/2", "200"))
+        held = [p.context for t in stage.engine.pending.values() for p in t.pieces]
+        assert len(held) == 2
+        assert all(c.metadata == {"x-team": ("a",), "x-out": ("o",)} and c.tenant == "t1" for c in held)
+        now[0] += 2
+        await stage.decide_due()
+
+    asyncio.run(run())
+    assert [(b.items, dict(b.context.metadata)) for b in downstream.got] == [(2, {"x-team": ("a",), "x-out": ("o",)})]

@@ -154,14 +154,20 @@ def test_the_answer_waits_until_the_pipelines_hold_the_request() -> None:
         async with receiver({"protocols": protocols}) as (pipeline, _):
             sends = (lambda: post(http_port, _jaeger.thrift_http_body(_jaeger.thrift_batch(1))),
                      lambda: asyncio.to_thread(post_spans, grpc_port, _jaeger.proto_request(2)))
+            # Whenever an answer comes, the gate must be open: the pipeline held the request first.
+            answered_gated: list[bool] = []
             for send in sends:
-                pipeline.gate, pipeline.arrived = asyncio.Event(), asyncio.Event()
+                gate = pipeline.gate = asyncio.Event()
+                pipeline.arrived = asyncio.Event()
                 answer = asyncio.ensure_future(send())
-                await pipeline.arrived.wait()
-                await asyncio.sleep(0.05)
+                answer.add_done_callback(lambda _, g=gate: answered_gated.append(not g.is_set()))  # type: ignore[misc]
+                await pipeline.arrived.wait()  # the request is in the pipeline, held on the closed gate
+                for _ in range(20):  # turns of the loop for an answer written too early to come in
+                    await asyncio.sleep(0)
                 assert not answer.done()
-                pipeline.gate.set()
+                gate.set()
                 assert await answer in ((202, ""), grpc.StatusCode.OK)
+            assert answered_gated == [False, False]
 
     asyncio.run(run())
 
@@ -178,7 +184,10 @@ def test_queue_size_and_workers_drop_what_the_queue_cannot_hold() -> None:
             send_udp(compact, packet)
             await pipeline.arrived.wait()  # the one worker holds the first
             send_udp(compact, packet, packet, packet)  # one waits in the queue, two find it full
-            await asyncio.sleep(0.2)  # for the event loop to read them
+            for _ in range(500):  # until the event loop has read them all (the two refusals counted)
+                if count(telemetry, "otelcol_gateway_receiver_failed_requests_total", reason="queue_full") >= 2:
+                    break
+                await asyncio.sleep(0.01)
             pipeline.gate.set()
             await batches(pipeline, 2)
         assert count(telemetry, "otelcol_gateway_receiver_failed_requests_total", reason="queue_full") == 2

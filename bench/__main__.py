@@ -7,6 +7,7 @@ section; see bench/README.md."""
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import shlex
 import sys
@@ -18,7 +19,7 @@ from bench.loadgen import LoadSpec
 from bench.payload import PayloadSpec
 from bench.profile import summary as profile_summary
 from bench.rateload import RateSpec
-from bench.runner import RateResult, RunResult, collector_binary, run_one, run_rate
+from bench.runner import OWN_TRACES_ENV, RateResult, RunResult, collector_binary, run_one, run_rate
 from bench.scenarios import SCENARIOS, Target
 
 
@@ -44,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--concurrency", type=int, default=32, help="requests in flight")
     r.add_argument("--connections", type=int, default=8, help="gRPC channels / HTTP connections")
     r.add_argument("--smoke", action="store_true", help="a few seconds, small load, output to a temp dir")
+    r.add_argument("--own-traces", type=float, default=None, metavar="RATIO",
+                   help="the gateway also traces itself at RATIO (service::telemetry::traces, to a sink of its "
+                        "own): what its own telemetry costs, beside a run without")
     r.add_argument("--profile", type=Path, default=None,
                    help="record the gateway with py-spy into DIR/<scenario>.txt and print the hot spots")
     q = sub.add_parser("rate", help="open loop: many connections at a fixed rate; the target's CPU share")
@@ -109,6 +113,8 @@ def main_run(args: argparse.Namespace, argv: list[str] | None) -> int:
     keys, targets, workers, out = setup
     if args.spans is None:
         args.spans = "50" if args.smoke else "512"
+    if args.own_traces is not None:
+        os.environ[OWN_TRACES_ENV] = str(args.own_traces)
     sizes = [int(s) for s in args.spans.split(",") if s.strip()]
     if args.smoke:
         args.duration = min(args.duration, 2.0)

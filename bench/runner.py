@@ -16,6 +16,7 @@ dropped by processors (sampler) x fan-out - delivered.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import queue
@@ -330,6 +331,22 @@ def _tail(workdir: Path) -> str:
         return ""
 
 
+# `python -m bench run --own-traces RATIO`: the gateway also traces itself at RATIO, to a sink of its
+# own (so its spans are not counted as delivered), to measure what its own telemetry costs.
+OWN_TRACES_ENV = "OTELGW_BENCH_OWN_TRACES"
+
+
+def with_own_traces(config: str, ratio: float, port: int) -> str:
+    """The config with `service::telemetry::traces` exporting the gateway's own spans at `ratio`."""
+    block = (f"    traces:\n"
+             f"      sampler: {{trace_id_ratio_based: {{ratio: {ratio}}}}}\n"
+             f"      processors:\n"
+             f"        - batch: {{exporter: {{otlp: {{protocol: grpc, insecure: true,\n"
+             f"                                        endpoint: \"127.0.0.1:{port}\"}}}}}}\n")
+    assert "\n  telemetry:\n" in config, "the scenario's config has no service::telemetry section"
+    return config.replace("\n  telemetry:\n", "\n  telemetry:\n" + block, 1)
+
+
 class _Running(NamedTuple):
     proc: subprocess.Popen[bytes]
     ports: Ports
@@ -348,10 +365,14 @@ def _run_target(res: Outcome, scenario: Scenario, workers: int, keep: bool, prof
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{scenario.key}-{target}-"))
     (workdir / "storage").mkdir()
     ports = Ports(free_port(), free_port(), free_port(), free_port())
+    own = os.environ.get(OWN_TRACES_ENV) if target == "gateway" else None
     try:
-        with CountingSink() as sink:
+        with CountingSink() as sink, (CountingSink() if own else contextlib.nullcontext()) as own_sink:
             config = workdir / "config.yaml"
-            config.write_text(scenario.config(target, ports, sink.port, str(workdir), workers))
+            text = scenario.config(target, ports, sink.port, str(workdir), workers)
+            if own and own_sink is not None:
+                text = with_own_traces(text, float(own), own_sink.port)
+            config.write_text(text)
             if target == "gateway":
                 problem = _validate(config)
                 if problem:

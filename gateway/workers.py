@@ -34,7 +34,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from gateway.component import Settings
+from gateway.component import ServiceView, Settings
 from gateway.config.load import ConfigError, Loaded, load_files
 from gateway.config.model import GatewayConfig
 from gateway.extensions.health import HealthCheck
@@ -209,6 +209,9 @@ class Supervisor:
     # A Host for the health extension, which asks for nothing.
     def extension(self, component_id: str) -> Any:
         raise KeyError(component_id)
+
+    def view(self) -> ServiceView:
+        return ServiceView()
 
     # -- workers
     async def _spawn(self, w: _Worker) -> bool:
@@ -464,7 +467,7 @@ async def _serve_worker(loaded: Loaded, paths: list[str], index: int, status_fd:
     with contextlib.suppress(OSError, ValueError):
         loop.add_reader(0, supervisor_gone)
     return await serve(config, reuse_port=True, stop=stop, on_started=report_ready, name="worker", paths=paths,
-                       transform=transform)
+                       transform=transform, worker=index)
 
 
 def worker_main(argv: list[str] | None = None) -> int:

@@ -158,6 +158,7 @@ DEBUG = "tests/exporters/test_debug.py::"
 LIMITS = "tests/transport/test_h2_limits.py::"
 CORS = "tests/receivers/test_cors.py::"
 HEALTH_BODY = "tests/extensions/test_health.py::"
+ZPAGES = "tests/extensions/test_zpages.py::"
 REGEXP = "tests/processors/test_regexp_cache.py::"
 BATCH_LIMIT = "tests/processors/test_batch_metadata_limit.py::"
 CHANNEL = "tests/transport/test_grpc_channel.py::"
@@ -855,6 +856,13 @@ EVIDENCE: dict[str, Evidence] = {
             Proven(HEALTH_BODY + "test_check_collector_pipeline_is_refused_when_enabled_and_accepted_off"),
         "health.CheckCollectorPipeline.interval": Refused(),
         "health.CheckCollectorPipeline.exporter_failure_threshold": Refused(),
+    }),
+
+    # extensions: zpages
+    **under("gateway.extensions.", {
+        "zpages.Config.endpoint": Proven(ZPAGES + "test_endpoint_is_where_it_listens"),
+        "zpages.Config.expvar": Proven(ZPAGES + "test_expvar_is_refused"),
+        "zpages.Expvar.enabled": Refused(),
     }),
 }
 

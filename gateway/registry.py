@@ -58,6 +58,7 @@ REGISTRY: dict[Kind, dict[str, str]] = {
         "oidc": "gateway.extensions.oidc",
         "oauth2client": "gateway.extensions.oauth2client",
         "zpages": "gateway.extensions.zpages",
+        "pprof": "gateway.extensions.pprof",
     },
     "connectors": {
         "forward": "gateway.connectors.forward",

@@ -159,6 +159,7 @@ LIMITS = "tests/transport/test_h2_limits.py::"
 CORS = "tests/receivers/test_cors.py::"
 HEALTH_BODY = "tests/extensions/test_health.py::"
 ZPAGES = "tests/extensions/test_zpages.py::"
+PPROF = "tests/extensions/test_pprof.py::"
 REGEXP = "tests/processors/test_regexp_cache.py::"
 BATCH_LIMIT = "tests/processors/test_batch_metadata_limit.py::"
 CHANNEL = "tests/transport/test_grpc_channel.py::"
@@ -863,6 +864,15 @@ EVIDENCE: dict[str, Evidence] = {
         "zpages.Config.endpoint": Proven(ZPAGES + "test_endpoint_is_where_it_listens"),
         "zpages.Config.expvar": Proven(ZPAGES + "test_expvar_is_refused"),
         "zpages.Expvar.enabled": Refused(),
+    }),
+
+    # extensions: pprof
+    **under("gateway.extensions.", {
+        "pprof.Config.endpoint": Proven(PPROF + "test_endpoint_is_where_it_listens"),
+        "pprof.Config.save_to_file": Proven(PPROF + "test_save_to_file_writes_a_profile_of_the_run_at_shutdown",
+                                            PPROF + "test_each_worker_saves_its_own_file"),
+        "pprof.Config.block_profile_fraction": Refused(),
+        "pprof.Config.mutex_profile_fraction": Refused(),
     }),
 }
 

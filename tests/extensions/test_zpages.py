@@ -18,7 +18,7 @@ from gateway.extensions.zpages import FACTORY, Config
 from gateway.service import Service
 from gateway.telemetry import Telemetry
 from tests.e2e.support import http_request, spans_request
-from tests.harness import Sink, free_ports
+from tests.harness import Ports, Sink, basic_config, free_ports, running
 
 
 def _config(receiver: int, zpages: int, backend: int, telemetry: str = "{}") -> str:
@@ -176,3 +176,22 @@ def test_expvar_is_refused() -> None:
                                              'zpages: {expvar: {enabled: true}, endpoint: "127.0.0.1:')
     with pytest.raises(ConfigError, match=r"extensions::zpages::expvar::enabled.*expvar"):
         load_text(config, env={})
+
+
+def test_with_workers_each_page_says_which_worker_answered(ports: Ports, sink: Sink) -> None:
+    zport, pport = free_ports(2)
+    exporters = f'  otlp: {{endpoint: "127.0.0.1:{sink.grpc_port}", tls: {{insecure: true}}}}\n'
+    extra = f'  zpages: {{endpoint: "127.0.0.1:{zport}"}}\n  pprof: {{endpoint: "127.0.0.1:{pport}"}}\n'
+    config = (basic_config(ports, exporters, "[otlp]", extra=extra).replace("service:\n", "service:\n  workers: 2\n")
+              .replace("[health_check]", "[health_check, zpages, pprof]"))
+    seen: set[str] = set()
+    with running(config, ports) as gw:
+        gw.wait_ready()
+        for _ in range(60):  # each request a new connection, which the kernel gives to either worker
+            page = http_request(zport, method="GET", path="/debug/servicez").body.decode()
+            seen.update(re.findall(r"answered by worker (\d) \(pid \d+\)", page))
+            if len(seen) == 2:
+                break
+        index = http_request(pport, method="GET", path="/debug/pprof/").body.decode()
+    assert seen == {"1", "2"}
+    assert re.search(r"worker [12]: one of the gateway&#x27;s worker processes", index)

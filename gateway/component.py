@@ -72,10 +72,33 @@ class Extension(Component, Protocol):
     def not_ready(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class PipelineView:
+    """A running pipeline by the ids of its components, in order; `connectors` says which of its
+    receivers and exporters are connectors."""
+
+    id: str
+    receivers: tuple[str, ...]
+    processors: tuple[str, ...]
+    exporters: tuple[str, ...]
+    connectors: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class ServiceView:
+    """What the service runs now (the graph a reload swapped in, once it has): for the zpages extension."""
+
+    pipelines: tuple[PipelineView, ...] = ()
+    extensions: tuple[str, ...] = ()
+    graph: str = ""  # `Graph.describe()`
+
+
 class Host(Protocol):
     """What a component may ask of the running service."""
 
     def extension(self, component_id: str) -> Extension: ...
+
+    def view(self) -> ServiceView: ...
 
 
 @dataclass(frozen=True)
@@ -86,6 +109,8 @@ class Settings(Generic[C]):
     host: Host
     # Several worker processes share the listening ports (SO_REUSEPORT).
     reuse_port: bool = False
+    # Which of them this process is (`service::workers`), for what a component says about itself.
+    worker: int | None = None
 
     @property
     def type(self) -> str:

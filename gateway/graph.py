@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, cast
 
 from gateway import registry
-from gateway.component import Component, Consumer, ExporterNode, Extension, Settings, Stage
+from gateway.component import Component, Consumer, ExporterNode, Extension, PipelineView, Settings, Stage
 from gateway.config.model import GatewayConfig, pipeline_order
 from gateway.exporters.helper import ExporterCommon
 from gateway.fanout import Activity, Counted, Fanout, Switch
@@ -138,6 +138,17 @@ class Graph:
         for nodes in self.pipelines.values():
             visit(nodes[0])
         return out
+
+    def pipeline_views(self) -> tuple[PipelineView, ...]:
+        """Each pipeline by the ids of its receivers (and connectors), processors and exporters."""
+        views = []
+        for pid, nodes in self.pipelines.items():
+            receivers = tuple(n.id for n in self.nodes() if nodes[0] in n.next)
+            exporters = tuple(n.id for n in nodes[-1].next)
+            connectors = frozenset(n.id for n in (*self.nodes(), *nodes[-1].next) if n.kind == "connector")
+            views.append(PipelineView(pid, receivers, tuple(n.id for n in nodes if n.kind == "processor"),
+                                      exporters, connectors & frozenset((*receivers, *exporters))))
+        return tuple(views)
 
     def describe(self) -> str:
         """The graph as text: each pipeline's path, then each shared node's edges."""

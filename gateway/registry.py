@@ -57,6 +57,8 @@ REGISTRY: dict[Kind, dict[str, str]] = {
         "headers_setter": "gateway.extensions.headers_setter",
         "oidc": "gateway.extensions.oidc",
         "oauth2client": "gateway.extensions.oauth2client",
+        "zpages": "gateway.extensions.zpages",
+        "pprof": "gateway.extensions.pprof",
     },
     "connectors": {
         "forward": "gateway.connectors.forward",

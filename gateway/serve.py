@@ -87,13 +87,14 @@ def stop_event() -> asyncio.Event:
 
 async def serve(config: GatewayConfig, *, reuse_port: bool = False, stop: asyncio.Event | None = None,
                 on_started: Callable[[Service], None] | None = None, name: str = "gateway",
-                paths: Sequence[str] = (), transform: Callable[[GatewayConfig], GatewayConfig] = lambda c: c) -> int:
+                paths: Sequence[str] = (), transform: Callable[[GatewayConfig], GatewayConfig] = lambda c: c,
+                worker: int | None = None) -> int:
     """Run `config` until `stop` (by default SIGTERM or SIGINT) is set, then drain within
     `service::shutdown_timeout`; `on_started` is told once everything listens. With the config's
     `paths`, SIGHUP (and with `service::reload::watch`, a change of a file) reloads them in place
     (`gateway.reload`; `transform` makes the config to run of what they hold). The exit status: 1 if
     the gateway could not start, else 0 (a shutdown with errors is logged, as the Collector does)."""
-    service = Service(config, reuse_port=reuse_port)
+    service = Service(config, reuse_port=reuse_port, worker=worker)
     stop = stop or stop_event()
     reloader = Reloader(service, paths, transform) if paths else None
     if reloader is not None:

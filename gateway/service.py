@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway import graph
-from gateway.component import Component, ExporterNode, Extension, Settings
+from gateway.component import Component, ExporterNode, Extension, ServiceView, Settings
 from gateway.config.model import GatewayConfig
 from gateway.metrics_server import MetricsServer
 from gateway.own_telemetry.setup import OwnTelemetry
@@ -29,14 +29,17 @@ class ShutdownErrors(Exception):
 
 class Service:
     def __init__(self, config: GatewayConfig, telemetry: Telemetry | None = None, reuse_port: bool = False,
-                 env: Mapping[str, str] | None = None) -> None:
-        """`env`: where the pod's name and namespace for the own telemetry's resource are read (os.environ)."""
+                 env: Mapping[str, str] | None = None, worker: int | None = None) -> None:
+        """`env`: where the pod's name and namespace for the own telemetry's resource are read (os.environ);
+        `worker`: this process's number among `service::workers`."""
         self.config = config
         self.telemetry = telemetry or Telemetry(level=config.service.telemetry.metrics.level)
         self.own = OwnTelemetry(config.service.telemetry, self.telemetry.registry,
                                 os.environ if env is None else env)
         self.telemetry.tracer = self.own.traces.tracer
+        self.telemetry.own_spans = self.own.traces if self.own.traces.tracer is not None else None
         self.reuse_port = reuse_port
+        self.worker = worker
         self.graph: graph.Graph | None = None
         self.metrics_server: MetricsServer | None = None
         self._started: list[Component] = []
@@ -48,11 +51,17 @@ class Service:
             raise KeyError(f"extension {component_id!r} is not configured or not enabled in service::extensions")
         return extensions[component_id]
 
+    def view(self) -> ServiceView:
+        g = self.graph
+        if g is None:
+            return ServiceView()
+        return ServiceView(g.pipeline_views(), tuple(g.extensions), g.describe())
+
     def extensions(self) -> list[Extension]:
         return list(self.graph.extensions.values()) if self.graph is not None else []
 
     def settings(self, cid: str, config: Any) -> Settings[Any]:
-        return Settings(cid, config, self.telemetry, self, self.reuse_port)
+        return Settings(cid, config, self.telemetry, self, self.reuse_port, self.worker)
 
     def build(self) -> graph.Graph:
         # Extensions are created first and looked up (`extension`) while the rest is built.

@@ -19,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import SpanProcessor
     from opentelemetry.trace import Tracer
 
 Level = Literal["none", "basic", "normal", "detailed"]
@@ -78,6 +79,15 @@ class OwnTracer(Protocol):
     tracer: Tracer
 
     def keep(self) -> bool: ...
+
+
+class SpanTap(Protocol):
+    """Where a component may watch the gateway's own spans as they start and end (zpages' tracez):
+    gateway.own_telemetry.traces.OwnTraces."""
+
+    def watch(self, processor: SpanProcessor) -> None: ...
+
+    def unwatch(self, processor: SpanProcessor) -> None: ...
 
 
 class CounterLike(Protocol):
@@ -171,6 +181,8 @@ class Telemetry:
         self.level: Level = level
         # The gateway's own spans (`service::telemetry::traces`), set by the service; None: no span is made.
         self.tracer: OwnTracer | None = None
+        # Set with `tracer`: where the own spans can be watched; None with own traces off.
+        self.own_spans: SpanTap | None = None
         r = self.registry
         if shown("otelcol_process_cpu_seconds", level):
             r.register(ProcessCollector())

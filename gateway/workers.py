@@ -34,7 +34,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from gateway.component import Settings
+from gateway.component import ServiceView, Settings
 from gateway.config.load import ConfigError, Loaded, load_files
 from gateway.config.model import GatewayConfig
 from gateway.extensions.health import HealthCheck
@@ -65,7 +65,8 @@ def worker_config(config: GatewayConfig, index: int) -> GatewayConfig:
     """The config worker `index` runs: the same pipelines on the same ports, with its own health and
     metrics endpoints on private loopback ports (the supervisor serves the configured ones), and its
     own subdirectory of each file_storage (two processes must never share queue files; a restarted
-    worker finds its queue again under the same index)."""
+    worker finds its queue again under the same index) and its own pprof `save_to_file`
+    (`cpu.pprof` becomes `cpu.worker-1.pprof`)."""
     extensions = dict(config.extensions)
     for eid in config.service.extensions:
         kind = eid.partition("/")[0]
@@ -74,6 +75,9 @@ def worker_config(config: GatewayConfig, index: int) -> GatewayConfig:
         elif kind == "file_storage":
             directory = os.path.join(extensions[eid].directory, f"worker-{index}")
             extensions[eid] = replace(extensions[eid], directory=directory)
+        elif kind == "pprof" and extensions[eid].save_to_file:
+            stem, ext = os.path.splitext(extensions[eid].save_to_file)
+            extensions[eid] = replace(extensions[eid], save_to_file=f"{stem}.worker-{index}{ext}")
     metrics = replace(config.service.telemetry.metrics, address="127.0.0.1:0", readers=())
     service = replace(config.service, workers=1, telemetry=replace(config.service.telemetry, metrics=metrics))
     return replace(config, extensions=extensions, service=service)
@@ -209,6 +213,9 @@ class Supervisor:
     # A Host for the health extension, which asks for nothing.
     def extension(self, component_id: str) -> Any:
         raise KeyError(component_id)
+
+    def view(self) -> ServiceView:
+        return ServiceView()
 
     # -- workers
     async def _spawn(self, w: _Worker) -> bool:
@@ -464,7 +471,7 @@ async def _serve_worker(loaded: Loaded, paths: list[str], index: int, status_fd:
     with contextlib.suppress(OSError, ValueError):
         loop.add_reader(0, supervisor_gone)
     return await serve(config, reuse_port=True, stop=stop, on_started=report_ready, name="worker", paths=paths,
-                       transform=transform)
+                       transform=transform, worker=index)
 
 
 def worker_main(argv: list[str] | None = None) -> int:

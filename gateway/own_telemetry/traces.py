@@ -13,8 +13,9 @@ import re
 from collections.abc import Callable
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, Tracer
@@ -91,6 +92,22 @@ def _processor(config: TracesTelemetry, index: int) -> SpanProcessor:
     return SimpleSpanProcessor(exporter(p.simple.exporter.otlp, "traces"))
 
 
+class _Tee(SpanProcessor):
+    """The span processors watching the own spans (`OwnTraces.watch`): a tuple, replaced whole, so a
+    span never sees the list change under it."""
+
+    def __init__(self) -> None:
+        self.processors: tuple[SpanProcessor, ...] = ()
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        for p in self.processors:
+            p.on_start(span, parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        for p in self.processors:
+            p.on_end(span)
+
+
 class OwnTraces:
     """A tracer provider of our own (never the process-global one), its processors added at `start`."""
 
@@ -103,6 +120,21 @@ class OwnTraces:
         self.provider = TracerProvider(sampler=ALWAYS_ON, resource=resource) if on and self.ratio > 0 else None
         self.tracer: Sampled | None = (
             Sampled(self.provider.get_tracer(SCOPE), self.ratio) if self.provider is not None else None)
+        self._tee: _Tee | None = None
+
+    def watch(self, processor: SpanProcessor) -> None:
+        """Also hand every own span to `processor` until `unwatch` (an extension, which a reload may
+        replace: the SDK's provider can add a processor but never remove one)."""
+        if self.provider is None:
+            return
+        if self._tee is None:
+            self._tee = _Tee()
+            self.provider.add_span_processor(self._tee)
+        self._tee.processors = (*self._tee.processors, processor)
+
+    def unwatch(self, processor: SpanProcessor) -> None:
+        if self._tee is not None:
+            self._tee.processors = tuple(p for p in self._tee.processors if p is not processor)
 
     def start(self) -> None:
         if self.provider is not None:

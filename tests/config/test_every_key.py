@@ -158,6 +158,8 @@ DEBUG = "tests/exporters/test_debug.py::"
 LIMITS = "tests/transport/test_h2_limits.py::"
 CORS = "tests/receivers/test_cors.py::"
 HEALTH_BODY = "tests/extensions/test_health.py::"
+ZPAGES = "tests/extensions/test_zpages.py::"
+PPROF = "tests/extensions/test_pprof.py::"
 REGEXP = "tests/processors/test_regexp_cache.py::"
 BATCH_LIMIT = "tests/processors/test_batch_metadata_limit.py::"
 CHANNEL = "tests/transport/test_grpc_channel.py::"
@@ -857,6 +859,22 @@ EVIDENCE: dict[str, Evidence] = {
             Proven(HEALTH_BODY + "test_check_collector_pipeline_is_refused_when_enabled_and_accepted_off"),
         "health.CheckCollectorPipeline.interval": Refused(),
         "health.CheckCollectorPipeline.exporter_failure_threshold": Refused(),
+    }),
+
+    # extensions: zpages
+    **under("gateway.extensions.", {
+        "zpages.Config.endpoint": Proven(ZPAGES + "test_endpoint_is_where_it_listens"),
+        "zpages.Config.expvar": Proven(ZPAGES + "test_expvar_is_refused"),
+        "zpages.Expvar.enabled": Refused(),
+    }),
+
+    # extensions: pprof
+    **under("gateway.extensions.", {
+        "pprof.Config.endpoint": Proven(PPROF + "test_endpoint_is_where_it_listens"),
+        "pprof.Config.save_to_file": Proven(PPROF + "test_save_to_file_writes_a_profile_of_the_run_at_shutdown",
+                                            PPROF + "test_each_worker_saves_its_own_file"),
+        "pprof.Config.block_profile_fraction": Refused(),
+        "pprof.Config.mutex_profile_fraction": Refused(),
     }),
 }
 

@@ -60,12 +60,14 @@ def _value(value: Any, headers: bool = False) -> Any:
             key, item = config_key(f), getattr(value, f.name)
             if key.lower().startswith("headers"):
                 out[key] = _redacted(item) if key.lower() in SECRET_KEYS else _value(item, headers=True)
+            elif dataclasses.is_dataclass(item):  # a block (`htpasswd`): its keys decide
+                out[key] = _value(item, headers)
             elif (headers and key not in _HEADER_NAMING) or is_secret_key(key):
                 out[key] = _redacted(item)
             elif f.name in durations and isinstance(item, (int, float)):
                 out[key] = _duration(item)
             else:
-                out[key] = _value(item, headers)
+                out[key] = _value(item, headers and key not in _HEADER_NAMING)
         return out
     if isinstance(value, dict):
         if headers:

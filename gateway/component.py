@@ -4,13 +4,20 @@ A component is a type name, a config class and a constructor (`*Factory`). What 
 returns is known by its kind, never discovered: a receiver is a `Component`; a processor or a connector
 a `Stage` (a `Consumer` with a lifecycle); an exporter an `ExporterNode`, which also drains and takes a
 batching policy; an extension an `Extension`, which is told when the pipelines are ready.
+
+Component status (the Collector's componentstatus): every component instance has a status, reported as
+`StatusEvent`s: the service reports each one's start and stop, a component its own runtime state through
+the `StatusReporter` in its `Settings` (the exporter helper: recoverable and permanent send failures).
+`gateway.status` keeps the latest event of each instance; an extension that shows them (healthcheckv2)
+reads and watches them through `Host.component_status()`.
 """
 
 from __future__ import annotations
 
 import builtins
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
 
 from pipelines.batch import Batch, Signal
@@ -91,6 +98,59 @@ class ServiceView:
     pipelines: tuple[PipelineView, ...] = ()
     extensions: tuple[str, ...] = ()
     graph: str = ""  # `Graph.describe()`
+# ---------------------------------------------------------------- component status
+
+# The Collector's statuses, spelled as its health extension writes them.
+Status = Literal["StatusStarting", "StatusOK", "StatusRecoverableError", "StatusPermanentError",
+                 "StatusFatalError", "StatusStopping", "StatusStopped"]
+ERROR_STATUSES: frozenset[Status] = frozenset({"StatusRecoverableError", "StatusPermanentError", "StatusFatalError"})
+
+ComponentKind = Literal["receiver", "processor", "exporter", "extension", "connector"]
+
+
+@dataclass(frozen=True)
+class InstanceID:
+    """One component instance: a processor is one per pipeline, a receiver, exporter or connector one
+    for all the pipelines that list it, an extension in none."""
+
+    kind: ComponentKind
+    id: str
+    pipelines: frozenset[str] = frozenset()
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    status: Status
+    error: str | None = None
+    timestamp: float = field(default_factory=time.time)  # seconds since the epoch
+
+
+class StatusReporter(Protocol):
+    """What a component reports its own status through (`Settings.status`)."""
+
+    def report(self, event: StatusEvent) -> None: ...
+
+
+class _NoStatus:
+    def report(self, event: StatusEvent) -> None:
+        pass
+
+
+NO_STATUS: StatusReporter = _NoStatus()
+
+
+class StatusSource(Protocol):
+    """The latest status of every instance of the running graph, and a way to hear of changes."""
+
+    def statuses(self) -> Mapping[InstanceID, StatusEvent]: ...
+
+    def watch(self, changed: Callable[[], None]) -> Callable[[], None]:
+        """Call `changed` (on the event loop) after every change; returns the function that stops it."""
+        ...
 
 
 class Host(Protocol):
@@ -99,6 +159,11 @@ class Host(Protocol):
     def extension(self, component_id: str) -> Extension: ...
 
     def view(self) -> ServiceView: ...
+    def component_status(self) -> StatusSource: ...
+
+    def config_view(self) -> Mapping[str, object]:
+        """The running config, every default filled in and every secret redacted."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -111,6 +176,8 @@ class Settings(Generic[C]):
     reuse_port: bool = False
     # Which of them this process is (`service::workers`), for what a component says about itself.
     worker: int | None = None
+    # Where the component reports its own runtime status (the service reports its start and stop).
+    status: StatusReporter = NO_STATUS
 
     @property
     def type(self) -> str:

@@ -25,7 +25,17 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, cast
 
 from gateway import registry
-from gateway.component import Component, Consumer, ExporterNode, Extension, PipelineView, Settings, Stage
+from gateway.component import (
+    Component,
+    ComponentKind,
+    Consumer,
+    ExporterNode,
+    Extension,
+    InstanceID,
+    PipelineView,
+    Settings,
+    Stage,
+)
 from gateway.config.model import GatewayConfig, pipeline_order
 from gateway.exporters.helper import ExporterCommon
 from gateway.fanout import Activity, Counted, Fanout, Switch
@@ -150,6 +160,25 @@ class Graph:
                                       exporters, connectors & frozenset((*receivers, *exporters))))
         return tuple(views)
 
+    def instances(self) -> dict[str, InstanceID]:
+        """Each component's status identity by node key (the Collector's componentstatus.InstanceID): the
+        pipelines a receiver feeds, a processor is in, an exporter is listed in, a connector joins."""
+        pipelines: dict[str, set[str]] = {}
+        for pid, nodes in self.pipelines.items():
+            for node in nodes:
+                if node.kind == "processor":
+                    pipelines.setdefault(node.key, set()).add(pid)
+                elif node.kind == "exit":
+                    for target in node.next:
+                        pipelines.setdefault(target.key, set()).add(pid)
+        for feeder in [*self.receivers.values(), *self.connectors.values()]:
+            pipelines.setdefault(feeder.key, set()).update(entry.id for entry in feeder.next)
+        out = {f"extension:{eid}": InstanceID("extension", eid) for eid in self.extensions}
+        for n in self.nodes():
+            if n.kind in ("receiver", "processor", "connector", "exporter"):
+                out[n.key] = InstanceID(cast(ComponentKind, n.kind), n.id, frozenset(pipelines.get(n.key, ())))
+        return out
+
     def describe(self) -> str:
         """The graph as text: each pipeline's path, then each shared node's edges."""
         lines = []
@@ -171,7 +200,8 @@ def _label(node: Node) -> str:
     return f"{node.kind} {node.id}" + (f" ({node.signals[0]})" if node.kind == "connector" else "")
 
 
-SettingsFor = Callable[[str, Any], Settings[Any]]
+# (component id, its config, its kind) -> its settings
+SettingsFor = Callable[[str, Any, ComponentKind], Settings[Any]]
 
 
 class Reuse(Protocol):
@@ -209,7 +239,7 @@ def build(config: GatewayConfig, telemetry: Telemetry, settings_for: SettingsFor
     reuse = reuse or _BuildAll()
     for eid in config.service.extensions:
         graph.extensions[eid] = reuse.extension(eid, config.extensions[eid]) or registry.extension(
-            eid.partition("/")[0]).create(settings_for(eid, config.extensions[eid]))
+            eid.partition("/")[0]).create(settings_for(eid, config.extensions[eid], "extension"))
     entries: dict[str, StageNode] = {}
     for pid in pipeline_order(config.service.pipelines, frozenset(config.connectors)):
         entries[pid] = _build_pipeline(graph, config, pid, entries, telemetry, settings_for, reuse)
@@ -236,7 +266,7 @@ def _build_pipeline(graph: Graph, config: GatewayConfig, pid: str, entries: Mapp
         xnode = graph.exporters.get(xid)
         if xnode is None:
             made = reuse.exporter(xid, config.exporters[xid]) or registry.exporter(xid.partition("/")[0]).create(
-                settings_for(xid, config.exporters[xid]))
+                settings_for(xid, config.exporters[xid], "exporter"))
             xnode = graph.exporters[xid] = ExporterNodeData("exporter", xid, (signal,), component=made)
         elif signal not in xnode.signals:
             xnode.signals = (*xnode.signals, signal)
@@ -248,7 +278,7 @@ def _build_pipeline(graph: Graph, config: GatewayConfig, pid: str, entries: Mapp
     nxt: Consumer = exit_consumer
     for prid in reversed(pipe.processors):
         factory = registry.processor(prid.partition("/")[0])
-        settings = settings_for(prid, config.processors[prid])
+        settings = settings_for(prid, config.processors[prid], "processor")
         policy = factory.batching(settings) if factory.batching is not None else None
         if policy is not None and nodes[0].kind != "exit":
             # Processors follow a `batch` processor: they run once per group of requests (gateway.join).
@@ -297,7 +327,7 @@ def _connector(graph: Graph, config: GatewayConfig, cid: str, signal: Signal, en
     for pid, entry in fed.items():
         assert entry.consumer is not None
         consumers[pid] = entry.consumer
-    stage = factory.create(settings_for(cid, config.connectors[cid]), consumers, signal)
+    stage = factory.create(settings_for(cid, config.connectors[cid], "connector"), consumers, signal)
     node = StageNode("connector", cid, (signal,), None, list(fed.values()), consumer=stage, stage=stage)
     graph.connectors[(cid, signal)] = node
     return node
@@ -325,8 +355,8 @@ def _build_receivers(graph: Graph, config: GatewayConfig, entries: Mapping[str, 
             component, switches = kept.component, kept.switches
         else:
             switches = {signal: Switch(c, graph.activity) for signal, c in consumers.items()}
-            component = registry.receiver(rid.partition("/")[0]).create(settings_for(rid, config.receivers[rid]),
-                                                                          switches)
+            settings = settings_for(rid, config.receivers[rid], "receiver")
+            component = registry.receiver(rid.partition("/")[0]).create(settings, switches)
         graph.receivers[rid] = ReceiverNode("receiver", rid, tuple(by_signal), None, targets, component=component,
                                             targets=consumers, switches=switches)
 

@@ -51,6 +51,7 @@ REGISTRY: dict[Kind, dict[str, str]] = {
     },
     "extensions": {
         "health_check": "gateway.extensions.health",
+        "healthcheckv2": "gateway.extensions.healthcheckv2",
         "file_storage": "gateway.extensions.file_storage",
         "bearertokenauth": "gateway.extensions.bearertokenauth",
         "basicauth": "gateway.extensions.basicauth",

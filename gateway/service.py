@@ -12,10 +12,22 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway import graph
-from gateway.component import Component, ExporterNode, Extension, ServiceView, Settings
+from gateway.component import (
+    Component,
+    ComponentKind,
+    ExporterNode,
+    Extension,
+    ServiceView,
+    Settings,
+    Status,
+    StatusEvent,
+    StatusSource,
+)
 from gateway.config.model import GatewayConfig
+from gateway.config.view import config_view
 from gateway.metrics_server import MetricsServer
 from gateway.own_telemetry.setup import OwnTelemetry
+from gateway.status import StatusHub
 from gateway.telemetry import Telemetry
 
 log = logging.getLogger("gateway.service")
@@ -43,6 +55,7 @@ class Service:
         self.graph: graph.Graph | None = None
         self.metrics_server: MetricsServer | None = None
         self._started: list[Component] = []
+        self.status = StatusHub()
 
     # Host
     def extension(self, component_id: str) -> Extension:
@@ -60,13 +73,27 @@ class Service:
     def extensions(self) -> list[Extension]:
         return list(self.graph.extensions.values()) if self.graph is not None else []
 
-    def settings(self, cid: str, config: Any) -> Settings[Any]:
-        return Settings(cid, config, self.telemetry, self, self.reuse_port, self.worker)
+    def component_status(self) -> StatusSource:
+        return self.status
+
+    def config_view(self) -> Mapping[str, object]:
+        return config_view(self.config)
+
+    def settings(self, cid: str, config: Any, kind: ComponentKind) -> Settings[Any]:
+        return Settings(cid, config, self.telemetry, self, self.reuse_port, worker=self.worker,
+                        status=self.status.reporter(kind, cid))
+
+    def _report(self, name: str, status: Status, error: BaseException | None = None) -> None:
+        """The status of the component at node key `name` (the metrics server has none)."""
+        instance = self.graph.instances().get(name) if self.graph is not None else None
+        if instance is not None:
+            self.status.report(instance, StatusEvent(status, None if error is None else f"{error}"))
 
     def build(self) -> graph.Graph:
         # Extensions are created first and looked up (`extension`) while the rest is built.
         self.graph = graph.Graph()
         graph.build(self.config, self.telemetry, self.settings, self.graph)
+        self.status.replace(self.graph.instances().values())
         address = self.config.metrics_address()
         if address:
             self.metrics_server = MetricsServer(address, self.telemetry.registry, self.reuse_port)
@@ -95,9 +122,15 @@ class Service:
         order = [*reversed(last), *exporters, *reversed(stages), *receivers]
         self.own.start()
         try:
-            for _, component in order:
-                await component.start()
+            for name, component in order:
+                self._report(name, "StatusStarting")
+                try:
+                    await component.start()
+                except Exception as exc:
+                    self._report(name, "StatusPermanentError", exc)
+                    raise
                 self._started.append(component)
+                self._report(name, "StatusOK")
         except Exception:
             with contextlib.suppress(ShutdownErrors):
                 await self.shutdown(deadline=5.0)
@@ -112,6 +145,12 @@ class Service:
         self.config = config
         self.graph = g
         self._started = [c for phase in self._phases(g) for _, c in phase]
+        self.status.replace(g.instances().values())
+        known = self.status.statuses()
+        for instance in g.instances().values():
+            if instance not in known:  # started by the reload
+                self.status.report(instance, StatusEvent("StatusStarting"))
+                self.status.report(instance, StatusEvent("StatusOK"))
 
     async def shutdown(self, deadline: float | None = None) -> None:
         """Receivers first (stop accepting), then processors and connectors one by one (upstream first),
@@ -163,13 +202,21 @@ class Service:
 
     async def _drain_one(self, name: str, exporter: ExporterNode, end: float) -> None:
         loop = asyncio.get_running_loop()
+        self._report(name, "StatusStopping")
         # Leave a little of the deadline for closing connections and files after the drain.
         await exporter.drain(max(0.0, end - loop.time() - 0.5))
         await self._stop_one(name, exporter, end)
 
     async def _stop_one(self, name: str, component: Component, end: float) -> None:
         loop = asyncio.get_running_loop()
+        self._report(name, "StatusStopping")
         try:
             await asyncio.wait_for(component.shutdown(), max(0.5, end - loop.time()))
         except TimeoutError:
-            raise TimeoutError(f"{name} did not stop within the shutdown deadline") from None
+            error = TimeoutError(f"{name} did not stop within the shutdown deadline")
+            self._report(name, "StatusPermanentError", error)
+            raise error from None
+        except Exception as exc:
+            self._report(name, "StatusPermanentError", exc)
+            raise
+        self._report(name, "StatusStopped")

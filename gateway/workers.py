@@ -23,7 +23,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -34,13 +34,14 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from gateway.component import ServiceView, Settings
+from gateway.component import ServiceView, Settings, StatusSource
 from gateway.config.load import ConfigError, Loaded, load_files
 from gateway.config.model import GatewayConfig
 from gateway.extensions.health import HealthCheck
 from gateway.metrics_server import MetricsServer
 from gateway.serve import serve, setup_logging, stop_event
 from gateway.service import Service
+from gateway.status import StatusHub
 from gateway.telemetry import ProcessCollector, Telemetry
 
 log = logging.getLogger("gateway.workers")
@@ -210,12 +211,18 @@ class Supervisor:
         address = self.config.metrics_address()
         self._metrics = _Metrics(address, self) if address else None
 
-    # A Host for the health extension, which asks for nothing.
+    # A Host for the health extension, which asks for nothing (healthcheckv2 is refused with workers).
     def extension(self, component_id: str) -> Any:
         raise KeyError(component_id)
 
     def view(self) -> ServiceView:
         return ServiceView()
+
+    def component_status(self) -> StatusSource:
+        return StatusHub()
+
+    def config_view(self) -> Mapping[str, object]:
+        return {}
 
     # -- workers
     async def _spawn(self, w: _Worker) -> bool:

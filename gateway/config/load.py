@@ -187,6 +187,9 @@ def _check_service(
     for ext in service.extensions:
         if ext not in sections["extensions"] and not _declared_with_error("extensions", ext, errors):
             errors.add("service::extensions", f"references extension {ext!r} which is not configured")
+        if service.workers > 1 and ext.partition("/")[0] == "healthcheckv2":
+            errors.add("service::extensions", f"{ext!r} is not supported with service::workers > 1 (each worker's "
+                       "components have their own status; use health_check, which answers for all workers)")
     if not service.pipelines and not pipelines_declared:
         errors.add("service::pipelines", "at least one pipeline is required")
     for pid, pipe in service.pipelines.items():

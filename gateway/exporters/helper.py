@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from gateway.component import ExtensionRef, Settings
+from gateway.component import ExtensionRef, Settings, Status, StatusEvent
 from gateway.exporters.retry import Interrupted, RetryConfig, RetrySender
 from gateway.own_telemetry.traces import end, exporter_span
 from gateway.queue.sending import Entry, MemoryStore, QueueStorage, SendingQueue, Store
@@ -136,6 +136,8 @@ class Exporter:
         self.queue_config = common.sending_queue if common is not None else QueueConfig(enabled=False)
         self.retry_config = common.retry_on_failure if common is not None else RetryConfig(enabled=False)
         self._host = settings.host
+        self._status = settings.status
+        self._reported: Status = "StatusOK"
         t = settings.telemetry
         self._sent = {s: t.exporter_sent(s, settings.id) for s in UNITS}
         self._failed = {s: t.exporter_send_failed(s, settings.id) for s in UNITS}
@@ -299,14 +301,33 @@ class Exporter:
             self._count_sent(chunk.signal, chunk.items, rejected)
         return True
 
+    async def _push(self, batch: Batch) -> int | None:
+        """One attempt, its outcome reported as the exporter's status: a retryable failure is a recoverable
+        error until a send succeeds, a permanent refusal a permanent error (the Collector's componentstatus)."""
+        try:
+            rejected = await self.pusher.push(batch)
+        except PermanentError as exc:
+            self._report("StatusPermanentError", exc)
+            raise
+        except Exception as exc:  # retryable, or unclassified (which the retry layer retries)
+            self._report("StatusRecoverableError", exc)
+            raise
+        self._report("StatusOK")
+        return rejected
+
+    def _report(self, status: Status, error: BaseException | None = None) -> None:
+        if status != self._reported:  # the same status again changes nothing (and keeps when it began)
+            self._reported = status
+            self._status.report(StatusEvent(status, None if error is None else str(error)))
+
     async def _send(self, batch: Batch) -> int | None:
         """One export call (with its retries), in a span of the gateway's own when its traces are on."""
         if self._tracer is None or not self._tracer.keep():
-            return await self._retry.send(self.pusher.push, batch)
+            return await self._retry.send(self._push, batch)
         span = exporter_span(self._tracer.tracer, self.id, batch.signal)
         outcome = "ok"
         try:
-            return await self._retry.send(self.pusher.push, batch)
+            return await self._retry.send(self._push, batch)
         except Interrupted:
             outcome = "interrupted"
             raise

@@ -186,6 +186,11 @@ OAUTH2 = "tests/auth/test_oauth2client.py::"
 OAUTH2_E2E = OAUTH2 + "test_one_token_shared_by_every_call_and_refreshed_after_a_401"
 STORAGE = "tests/extensions/test_file_storage_keys.py::"
 HEALTH = "tests/extensions/test_health_keys.py::"
+HC2 = "tests/extensions/test_healthcheckv2.py::"
+HC2_DOWN = HC2 + "test_a_backend_down_then_back_turns_the_exporter_and_its_pipeline_recoverable_then_ok"
+HC2_PERMANENT = HC2 + "test_a_permanent_refusal_is_a_permanent_error_and_use_v2_false_answers_as_health_check"
+HC2_KEYS = HC2 + "test_use_v2_decides_which_keys_apply"
+HC2_PATHS = HC2 + "test_config_path_is_where_the_config_is_served_and_status_can_be_switched_off"
 ZIPKIN = "tests/receivers/test_zipkin.py::"
 JAEGER = "tests/receivers/test_jaeger.py::"
 JAEGER_PROTOCOLS = JAEGER + "test_protocols_grpc_thrift_http_thrift_compact_thrift_binary_each_listen_on_their_endpoint"
@@ -875,6 +880,26 @@ EVIDENCE: dict[str, Evidence] = {
                                             PPROF + "test_each_worker_saves_its_own_file"),
         "pprof.Config.block_profile_fraction": Refused(),
         "pprof.Config.mutex_profile_fraction": Refused(),
+    # extensions: healthcheckv2 (its use_v2: false keys are health_check's, above)
+    **under("gateway.extensions.healthcheckv2.", {
+        "Config.use_v2": Proven(HC2_PERMANENT, HC2_KEYS),
+        "Config.http": Proven(HC2_DOWN, HC2_KEYS),
+        "Config.grpc": Proven(HC2_DOWN),
+        "Config.component_health": Proven(HC2_DOWN, HC2_PERMANENT),
+        "HttpConfig.endpoint": Proven(HC2_DOWN),
+        "HttpConfig.tls": Refused(),
+        "HttpConfig.status": Proven(HC2_DOWN),
+        "HttpConfig.config": Proven(HC2_DOWN),
+        "StatusPath.enabled": Proven(HC2_PATHS),
+        "StatusPath.path": Proven(HC2_DOWN, HC2_KEYS),
+        "ConfigPath.enabled": Proven(HC2_DOWN),
+        "ConfigPath.path": Proven(HC2_PATHS),
+        "GrpcConfig.endpoint": Proven(HC2_DOWN),
+        "GrpcConfig.transport": Proven(HC2_KEYS),
+        "GrpcConfig.tls": Refused(),
+        "ComponentHealth.include_permanent_errors": Proven(HC2_PERMANENT),
+        "ComponentHealth.include_recoverable_errors": Proven(HC2_DOWN),
+        "ComponentHealth.recovery_duration": Proven(HC2_DOWN),
     }),
 }
 

@@ -880,6 +880,7 @@ EVIDENCE: dict[str, Evidence] = {
                                             PPROF + "test_each_worker_saves_its_own_file"),
         "pprof.Config.block_profile_fraction": Refused(),
         "pprof.Config.mutex_profile_fraction": Refused(),
+    }),
     # extensions: healthcheckv2 (its use_v2: false keys are health_check's, above)
     **under("gateway.extensions.healthcheckv2.", {
         "Config.use_v2": Proven(HC2_PERMANENT, HC2_KEYS),

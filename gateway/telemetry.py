@@ -60,6 +60,7 @@ LEVELS: dict[str, Level] = {
     "otelcol_gateway_connector_unrouted": "basic",
     "otelcol_gateway_processor_ottl_errors": "basic",
     "otelcol_gateway_config_reloads": "basic",
+    "otelcol_gateway_dropped_spans": "basic",
     # The tail sampler's (gateway/processors/tail_sampling_metrics.py): the Collector's at `basic`, as
     # its processor metrics are; ours with them, since they count what the delivery promise must.
     "otelcol_processor_tail_sampling_": "basic",
@@ -127,6 +128,27 @@ class Off:
 
 
 OFF = Off()
+
+
+class Both:
+    """Two counters counted as one: a drop in its own family and in `otelcol_gateway_dropped_spans`."""
+
+    __slots__ = ("_a", "_b")
+
+    def __init__(self, a: CounterLike, b: CounterLike) -> None:
+        self._a, self._b = a, b
+
+    def labels(self, *values: str) -> Both:
+        return self
+
+    def inc(self, amount: float = 1) -> None:
+        self._a.inc(amount)
+        self._b.inc(amount)
+
+
+# Why a span was dropped (`otelcol_gateway_dropped_spans_total{reason}`), one word per place that drops.
+DropReason = Literal["sampled_out", "filtered", "refused_at_edge", "permanent_failure", "retries_exhausted",
+                     "shutdown", "unrouted"]
 
 # The unit each signal is counted in, as the Collector names it in metric names.
 UNITS = {"traces": "spans", "metrics": "metric_points", "logs": "log_records"}
@@ -267,6 +289,11 @@ class Telemetry:
             "otelcol_gateway_config_reloads", "Config reloads (SIGHUP or a changed config file), by outcome: "
             "applied, invalid (refused by validate), failed (the new graph did not start)", ["outcome"],
         )
+        self._dropped_spans = counter(
+            "otelcol_gateway_dropped_spans", "Spans dropped, by component and reason: sampled_out, filtered "
+            "(processors), refused_at_edge (receivers), permanent_failure, retries_exhausted, shutdown "
+            "(exporters), unrouted (routing connector)", ["component", "reason"],
+        )
         self._unrouted = counters("otelcol_gateway_connector_unrouted", "Items a routing connector sent nowhere "
                                   "(no route matched and no default_pipelines)", ["connector"])
 
@@ -305,3 +332,10 @@ class Telemetry:
 
     def connector_unrouted(self, signal: str, connector: str) -> CounterLike:
         return self._unrouted[signal].labels(connector)
+
+    def dropped_spans(self, signal: str, component: str, reason: DropReason, counter: CounterLike) -> CounterLike:
+        """`counter`, which counts a drop of `signal` items, also counting spans in
+        `otelcol_gateway_dropped_spans_total{component, reason}` (traces only: the family counts spans)."""
+        if signal != "traces" or isinstance(self._dropped_spans, Off):
+            return counter
+        return Both(counter, self._dropped_spans.labels(component, reason))

@@ -33,7 +33,8 @@ class RoutingConnector:
         for warning in self._router.warnings:
             log.warning("%s: %s", self.id, warning)
         self._pipelines = pipelines
-        self._unrouted = settings.telemetry.connector_unrouted(signal, settings.id)
+        self._unrouted = settings.telemetry.dropped_spans(
+            signal, settings.id, "unrouted", settings.telemetry.connector_unrouted(signal, settings.id))
         self._logged_at = -_LOG_EVERY
 
     async def start(self) -> None:

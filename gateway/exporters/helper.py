@@ -22,7 +22,7 @@ from gateway.component import ExtensionRef, Settings, Status, StatusEvent
 from gateway.exporters.retry import Interrupted, RetryConfig, RetrySender
 from gateway.own_telemetry.traces import end, exporter_span
 from gateway.queue.sending import Entry, MemoryStore, QueueStorage, SendingQueue, Store
-from gateway.telemetry import UNITS
+from gateway.telemetry import OFF, UNITS, DropReason
 from pipelines.batch import Batch
 from pipelines.config_types import Duration
 from pipelines.errors import ConsumerError, PermanentError, RetryableError
@@ -117,6 +117,8 @@ class _OncePerInterval:
 QUEUE_FULL_RETRY_AFTER = 1.0
 # How long `shutdown()` drains when the service did not call `drain()` first.
 _FALLBACK_DRAIN = 5.0
+# Why an exporter drops what it had taken (`_fail`).
+_SEND_DROPS: tuple[DropReason, ...] = ("permanent_failure", "retries_exhausted", "shutdown")
 
 
 class Exporter:
@@ -142,6 +144,8 @@ class Exporter:
         self._sent = {s: t.exporter_sent(s, settings.id) for s in UNITS}
         self._failed = {s: t.exporter_send_failed(s, settings.id) for s in UNITS}
         self._enqueue_failed = {s: t.exporter_enqueue_failed(s, settings.id) for s in UNITS}
+        # Spans counted failed, by why, also in otelcol_gateway_dropped_spans_total.
+        self._dropped_spans = {r: t.dropped_spans("traces", settings.id, r, OFF) for r in _SEND_DROPS}
         self._size_gauge = t.queue_size.labels(settings.id)
         if self.queue_config.enabled:
             t.queue_capacity.labels(settings.id).set(self.queue_config.queue_size)
@@ -252,7 +256,7 @@ class Exporter:
         try:
             rejected = await self._send(batch)
         except Interrupted as exc:
-            self._failed[batch.signal].inc(batch.items)
+            self._fail(batch.signal, batch.items, "shutdown")
             raise RetryableError(f"exporter {self.id} is shutting down: {exc}") from None
         except ConsumerError as exc:
             self._refused(batch.signal, batch.items, exc)
@@ -361,11 +365,17 @@ class Exporter:
         r = rejected if isinstance(rejected, int) and rejected > 0 else 0
         self._sent[signal].inc(max(0, items - r))
         if r:
-            self._failed[signal].inc(r)
+            self._fail(signal, r, "permanent_failure")
+
+    def _fail(self, signal: str, items: int, reason: DropReason) -> None:
+        self._failed[signal].inc(items)
+        if signal == "traces":
+            self._dropped_spans[reason].inc(items)
 
     def _refused(self, signal: str, items: int, exc: ConsumerError) -> None:
-        self._failed[signal].inc(items)
-        kind = "permanent" if isinstance(exc, PermanentError) else "retries exhausted"
+        permanent = isinstance(exc, PermanentError)
+        self._fail(signal, items, "permanent_failure" if permanent else "retries_exhausted")
+        kind = "permanent" if permanent else "retries exhausted"
         if self._log_gate.allow(f"{kind}:{exc}"):
             log.error("exporter %s dropped %d %s (%s): %s", self.id, items, signal, kind, exc)
 
@@ -450,7 +460,7 @@ class Exporter:
             log.info("exporter %s: %s kept in the persistent queue for the next start", self.id, what)
             return
         for s, n in by_signal.items():
-            self._failed[s].inc(n)
+            self._fail(s, n, "shutdown")
         log.error("exporter %s: the shutdown deadline passed with %s still queued; dropped", self.id, what)
 
     async def shutdown(self) -> None:

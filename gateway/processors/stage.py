@@ -5,8 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.component import Consumer, Settings
+from gateway.telemetry import DropReason
 from pipelines.batch import Batch, Signal
 from pipelines.processor import Processor
+
+# Processors whose drops are sampling decisions; every other processor's drops are `filtered`.
+_SAMPLERS = frozenset({"probabilistic_sampler"})
 
 
 class ProcessorStage:
@@ -14,7 +18,9 @@ class ProcessorStage:
         self.id = settings.id
         self.processor = processor
         self._next = next_consumer
-        self._dropped = settings.telemetry.processor_dropped(signal, settings.id)
+        reason: DropReason = "sampled_out" if settings.type in _SAMPLERS else "filtered"
+        self._dropped = settings.telemetry.dropped_spans(
+            signal, settings.id, reason, settings.telemetry.processor_dropped(signal, settings.id))
 
     async def start(self) -> None:
         pass

@@ -74,7 +74,8 @@ class TailSamplingStage:
         self._clock = clock
         self.engine = Engine(self.config, reporter(settings.id, "traces", settings.telemetry))
         self.metrics = TailMetrics(settings.telemetry, settings.id)
-        self._dropped = settings.telemetry.processor_dropped("traces", settings.id)
+        self._dropped = settings.telemetry.dropped_spans(
+            "traces", settings.id, "sampled_out", settings.telemetry.processor_dropped("traces", settings.id))
         self._refused = settings.telemetry.processor_refused("traces", settings.id)
         self.store: PendingStore | None = None
         # Kept traces the next consumer refused for now: held and offered again at the next tick.

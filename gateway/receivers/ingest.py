@@ -72,7 +72,8 @@ class Ingest:
         # Request headers travel with the data only when asked for: the transports skip collecting them otherwise.
         self.include_metadata = include_metadata
         self._accepted = telemetry.receiver_accepted(signal, receiver, transport)
-        self._refused = telemetry.receiver_refused(signal, receiver, transport)
+        self._refused = telemetry.dropped_spans(signal, receiver, "refused_at_edge",
+                                               telemetry.receiver_refused(signal, receiver, transport))
         self._ok_response = otlp.SHAPES[signal].response().SerializeToString()
         self._tracer = telemetry.tracer
         # With own traces off, `push` is the untraced path itself: no span object, no check per request.

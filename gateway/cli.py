@@ -1,5 +1,6 @@
 """`python -m gateway [--config FILE]` runs; `python -m gateway validate --config FILE` checks;
-`python -m gateway graph --config FILE` prints the pipeline graph the service would build (nothing starts).
+`python -m gateway graph --config FILE` prints the pipeline graph the service would build (nothing starts);
+`python -m gateway top` and `python -m gateway tap COMPONENT` read a running gateway's admin endpoint.
 
 Only this module exits the process."""
 
@@ -10,7 +11,7 @@ import asyncio
 import logging
 import sys
 
-from gateway import __version__
+from gateway import __version__, console
 from gateway.config.load import ConfigError, Loaded, load_files
 from gateway.serve import serve, setup_logging
 from gateway.service import Service
@@ -39,6 +40,9 @@ def _load(paths: list[str]) -> Loaded | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["top"], ["tap"]):
+        return console.main(argv)
     args = _parser().parse_args(argv)
     paths: list[str] = args.config or ["config.yaml"]
     loaded = _load(paths)

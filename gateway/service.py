@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway import graph
+from gateway.admin.server import AdminServer
 from gateway.component import (
     Component,
     ComponentKind,
@@ -54,6 +55,7 @@ class Service:
         self.worker = worker
         self.graph: graph.Graph | None = None
         self.metrics_server: MetricsServer | None = None
+        self.admin: AdminServer | None = None
         self._started: list[Component] = []
         self.status = StatusHub()
 
@@ -97,6 +99,8 @@ class Service:
         address = self.config.metrics_address()
         if address:
             self.metrics_server = MetricsServer(address, self.telemetry.registry, self.reuse_port)
+        if self.config.service.admin.enabled:
+            self.admin = AdminServer(self.config.service.admin, self, self.reuse_port)
         return self.graph
 
     def _phases(self, g: graph.Graph) -> list[list[tuple[str, Component]]]:
@@ -111,7 +115,11 @@ class Service:
             assert r.component is not None
             receivers.append((r.key, r.component))
         extensions = [(f"extension:{eid}", ext) for eid, ext in reversed(g.extensions.items())]
-        metrics = [("telemetry:metrics", self.metrics_server)] if self.metrics_server else []
+        metrics: list[tuple[str, Component]] = []
+        if self.metrics_server is not None:
+            metrics.append(("telemetry:metrics", self.metrics_server))
+        if self.admin is not None:
+            metrics.append(("service:admin", self.admin))
         return [receivers, list(reversed(g.stages())), exporters, [*metrics, *extensions]]
 
     async def start(self) -> None:

@@ -64,6 +64,18 @@ class ReloadConfig:
 
 
 @dataclass(frozen=True)
+class AdminConfig:
+    """Beyond the Collector: the admin JSON API (`gateway.admin`) that `gateway top` and `gateway tap` read.
+    55690: next to zpages' 55679 and free of the Collector's other defaults."""
+
+    endpoint: str = "localhost:55690"
+    enabled: bool = True
+
+    def validate(self) -> list[str]:
+        return [] if ":" in self.endpoint else [f"endpoint {self.endpoint!r}: want host:port"]
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     pipelines: dict[str, PipelineConfig] = field(default_factory=dict)
     extensions: tuple[str, ...] = ()
@@ -73,6 +85,7 @@ class ServiceConfig:
     # Beyond the Collector: how long shutdown may spend draining batches and exporters.
     shutdown_timeout: Duration = 30.0
     reload: ReloadConfig = field(default_factory=ReloadConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
 
     def validate(self) -> list[str]:
         errors = []

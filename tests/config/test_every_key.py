@@ -133,6 +133,7 @@ def inventory() -> dict[str, Key]:
 # Where the tests are.
 GRAPH = "tests/test_graph.py::"
 WORKERS = "tests/test_workers.py::"
+ADMIN = "tests/test_admin.py::"
 TELEMETRY = "tests/test_service_telemetry.py::"
 OWN = "tests/test_own_telemetry.py::"
 OWN_ARRIVE = OWN + "test_own_spans_and_metrics_arrive_at_a_backend_with_resource_headers_and_link"
@@ -218,6 +219,9 @@ EVIDENCE: dict[str, Evidence] = {
         "ServiceConfig.workers": Proven(WORKERS + "test_spans_over_many_connections_arrive_once_and_metrics_add_up"),
         "ServiceConfig.shutdown_timeout":
             Proven(PERSISTENCE + "test_sigterm_with_backend_down_counts_what_the_memory_queue_drops"),
+        "ServiceConfig.admin": Proven(ADMIN + "test_graph_stats_and_drop_reasons"),
+        "AdminConfig.endpoint": Proven(ADMIN + "test_admin_off_with_enabled_false"),
+        "AdminConfig.enabled": Proven(ADMIN + "test_admin_off_with_enabled_false"),
         "ServiceConfig.reload": Proven(RELOAD + "test_a_changed_config_file_is_reloaded_when_watched"),
         "ReloadConfig.watch": Proven(RELOAD + "test_a_changed_config_file_is_reloaded_when_watched"),
         "ReloadConfig.watch_interval": Proven(RELOAD + "test_a_changed_config_file_is_reloaded_when_watched"),

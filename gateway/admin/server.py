@@ -1,0 +1,191 @@
+"""The admin endpoint (`service::admin`, our addition): a JSON API on the running graph, read at each
+request (a reload shows at once), for `gateway top` and `gateway tap`.
+
+- `GET /api/v1/graph`: the pipelines, their components, the edges, and `Graph.describe()`;
+- `GET /api/v1/stats`: per component, totals since start (`gateway.admin.stats`);
+- `GET /api/v1/tap?component=ID&direction=in|out&limit=N&format=json|line&rate=R`: a stream of sampled
+  items crossing the component's input or output, one per line (NDJSON, or text), `rate` a second at
+  most (`gateway.admin.tap`), until `limit` lines were written or the client leaves.
+
+With `service::workers`, every worker serves it on the shared port (SO_REUSEPORT): the kernel picks one
+per connection, and each answer names it (`worker`, `pid`); a tap sees that worker's traffic only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from gateway.admin import items
+from gateway.admin.stats import stats
+from gateway.admin.tap import DEFAULT_RATE, MAX_RATE, Direction, Tap, Taps
+from gateway.component import StatusSource
+from gateway.config.model import AdminConfig
+from gateway.graph import Graph, ReceiverNode, StageNode
+from gateway.telemetry import Telemetry
+from gateway.transport.http_site import start_site
+
+log = logging.getLogger("gateway.admin")
+
+# How often an idle tap looks whether its client left.
+_IDLE_CHECK = 1.0
+
+
+class Source(Protocol):
+    """What the admin endpoint reads: the service."""
+
+    graph: Graph | None
+    telemetry: Telemetry
+    worker: int | None
+
+    def component_status(self) -> StatusSource: ...
+
+
+class AdminServer:
+    def __init__(self, config: AdminConfig, source: Source, reuse_port: bool = False) -> None:
+        self.config = config
+        self._source = source
+        self._reuse_port = reuse_port
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+        self.taps = Taps()
+        self._open: set[Tap] = set()
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/api/v1/graph", self._graph)
+        app.router.add_get("/api/v1/stats", self._stats)
+        app.router.add_get("/api/v1/tap", self._tap)
+        try:
+            self._runner, self.port = await start_site(app, self.config.endpoint, reuse_port=self._reuse_port)
+        except OSError as exc:
+            # A debugging aid never keeps the gateway from running.
+            log.warning("admin endpoint %s not started: %s", self.config.endpoint, exc)
+
+    async def shutdown(self) -> None:
+        for tap in list(self._open):
+            tap.close()
+        self.taps.close_all()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def _who(self) -> dict[str, Any]:
+        return {"worker": self._source.worker, "pid": os.getpid(), "time": time.time()}
+
+    def _kinds(self, g: Graph) -> dict[str, str]:
+        kinds = {f"receiver:{rid}": "receiver" for rid in g.receivers}
+        for pid, nodes in g.pipelines.items():
+            kinds[f"pipeline:{pid}"] = "pipeline"
+            kinds.update({f"processor:{n.id}": "processor" for n in nodes if n.kind == "processor"})
+        kinds.update({f"connector:{cid}": "connector" for cid, _ in g.connectors})
+        kinds.update({f"exporter:{xid}": "exporter" for xid in g.exporters})
+        return kinds
+
+    async def _graph(self, request: web.Request) -> web.Response:
+        g = self._source.graph
+        body: dict[str, Any] = {**self._who(), "pipelines": [], "components": [], "edges": [], "describe": ""}
+        if g is not None:
+            body["pipelines"] = [{"id": p.id, "receivers": p.receivers, "processors": p.processors,
+                                  "exporters": p.exporters, "connectors": sorted(p.connectors)}
+                                 for p in g.pipeline_views()]
+            body["components"] = [{"key": k, "kind": kind, "id": k.partition(":")[2]}
+                                  for k, kind in self._kinds(g).items()]
+            body["edges"] = [[a.key, b.key] for a, b in g.edges()]
+            body["describe"] = g.describe()
+        return web.json_response(body)
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        g = self._source.graph
+        kinds = self._kinds(g) if g is not None else {}
+        components = stats(self._source.telemetry.registry.collect(), kinds,
+                           self._source.component_status().statuses())
+        return web.json_response({**self._who(), "components": components})
+
+    def _edge(self, g: Graph, component: str, direction: Direction) -> tuple[str, list[Any]]:
+        """The consumers whose `consume` carries the component's inputs or outputs; ValueError if none."""
+        kind, _, cid = component.rpartition(":")
+        found: list[tuple[str, list[Any]]] = []
+        if kind in ("", "receiver") and cid in g.receivers:
+            node: ReceiverNode = g.receivers[cid]
+            found.append((f"receiver:{cid}", list(node.switches.values())))  # a receiver passes all it takes
+        if kind in ("", "pipeline") and cid in g.pipelines:
+            nodes = g.pipelines[cid]
+            found.append((f"pipeline:{cid}", [(nodes[0] if direction == "in" else nodes[-1]).consumer]))
+        if kind in ("", "processor"):
+            procs = [n for nodes in g.pipelines.values() for n in nodes if n.kind == "processor" and n.id == cid]
+            if procs:
+                found.append((f"processor:{cid}", [_next(n) if direction == "out" else n.consumer for n in procs]))
+        if kind in ("", "connector"):
+            conns = [n for (c, _), n in g.connectors.items() if c == cid]
+            if conns:
+                if direction == "out":
+                    raise ValueError(f"connector {cid!r}: tap the inputs of the pipelines it feeds (pipeline:ID)")
+                found.append((f"connector:{cid}", [n.consumer for n in conns]))
+        if kind in ("", "exporter") and cid in g.exporters:
+            if direction == "out":
+                raise ValueError(f"exporter {cid!r}: only its inputs can be tapped (what it sends is what it takes)")
+            found.append((f"exporter:{cid}", [g.exporters[cid].component]))
+        if not found:
+            raise ValueError(f"no component {component!r} in the running graph")
+        if len(found) > 1:
+            raise ValueError(f"{component!r} names {', '.join(k for k, _ in found)}: say which, as KIND:ID")
+        return found[0]
+
+    async def _tap(self, request: web.Request) -> web.StreamResponse:
+        q = request.query
+        direction = q.get("direction", "in")
+        fmt = q.get("format", "json")
+        try:
+            limit = int(q.get("limit", "0"))
+            rate = min(MAX_RATE, float(q.get("rate", DEFAULT_RATE)))
+        except ValueError:
+            raise web.HTTPBadRequest(text="limit and rate must be numbers") from None
+        if direction not in ("in", "out") or fmt not in ("json", "line") or limit < 0 or rate <= 0:
+            raise web.HTTPBadRequest(text="direction: in|out, format: json|line, limit >= 0, rate > 0")
+        g = self._source.graph
+        if g is None or "component" not in q:
+            raise web.HTTPBadRequest(text="component=ID (or KIND:ID) is required")
+        try:
+            key, consumers = self._edge(g, q["component"], "in" if direction == "in" else "out")
+        except ValueError as exc:
+            raise web.HTTPNotFound(text=str(exc)) from None
+        tap = Tap(key, "in" if direction == "in" else "out", rate)
+        resp = web.StreamResponse(headers={
+            "Content-Type": "application/x-ndjson" if fmt == "json" else "text/plain; charset=utf-8",
+            "X-Gateway-Worker": str(self._source.worker or 0), "X-Gateway-Pid": str(os.getpid())})
+        await resp.prepare(request)
+        self.taps.open(tap, consumers)
+        self._open.add(tap)
+        written = 0
+        try:
+            while not tap.closed and (limit == 0 or written < limit):
+                got = await tap.next(_IDLE_CHECK)
+                if got is None:
+                    if request.transport is None or request.transport.is_closing():
+                        break
+                    continue
+                batch, n = got
+                lines = []
+                for item in items.items(batch, n if limit == 0 else min(n, limit - written)):
+                    item = {"component": key, "direction": tap.direction, **item}
+                    lines.append(items.as_json(item) if fmt == "json" else items.as_text(item))
+                written += len(lines)
+                if lines:
+                    await resp.write(("\n".join(lines) + "\n").encode())
+        except ConnectionResetError:
+            pass
+        finally:
+            self._open.discard(tap)
+            self.taps.close(tap, consumers)
+        return resp
+
+
+def _next(node: StageNode) -> Any:
+    nxt = node.next[0]
+    assert isinstance(nxt, StageNode)
+    return nxt.consumer

@@ -1,0 +1,80 @@
+"""`/api/v1/stats`: the gateway's own counters, regrouped by component. Totals since start, never rates
+(a client takes the difference of two reads: `gateway top` does)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from prometheus_client.metrics_core import Metric
+
+from gateway.component import InstanceID, StatusEvent
+
+# family -> (component kind, the label naming it, the field it adds to)
+_FIELDS: dict[str, tuple[str, str, str]] = {
+    "otelcol_receiver_accepted": ("receiver", "receiver", "accepted"),
+    "otelcol_receiver_refused": ("receiver", "receiver", "refused"),
+    "otelcol_exporter_sent": ("exporter", "exporter", "sent"),
+    "otelcol_exporter_send_failed": ("exporter", "exporter", "failed"),
+    "otelcol_exporter_enqueue_failed": ("exporter", "exporter", "refused"),
+    "otelcol_exporter_queue_size": ("exporter", "exporter", "queue_size"),
+    "otelcol_exporter_queue_capacity": ("exporter", "exporter", "queue_capacity"),
+    "otelcol_processor_dropped": ("processor", "processor", "dropped_items"),
+    "otelcol_processor_refused": ("processor", "processor", "refused"),
+    "otelcol_gateway_connector_unrouted": ("connector", "connector", "unrouted"),
+    "otelcol_gateway_pipeline_incoming_items": ("pipeline", "pipeline", "in"),
+    "otelcol_gateway_pipeline_outgoing_items": ("pipeline", "pipeline", "out"),
+}
+_DROPPED = "otelcol_gateway_dropped_spans"
+
+
+def _family(name: str) -> str:
+    """The family a sample's metric belongs to: the name without its unit suffix (`_spans`, ...)."""
+    for suffix in ("_spans", "_metric_points", "_log_records"):
+        if name.endswith(suffix) and name[: -len(suffix)] in _FIELDS:
+            return name[: -len(suffix)]
+    return name
+
+
+def stats(metrics: Iterable[Metric], kinds: Mapping[str, str],
+          statuses: Mapping[InstanceID, StatusEvent]) -> dict[str, Any]:
+    """Per component (`kind:id`): in, out, refused, dropped by reason, queue fill and capacity, status.
+    `kinds` gives every component of the running graph its kind, so each is listed, counted or not."""
+    components: dict[str, dict[str, Any]] = {
+        key: {"kind": kind, "id": key.partition(":")[2], "dropped": {}} for key, kind in kinds.items()}
+    for metric in metrics:
+        for sample in metric.samples:
+            if sample.name.endswith("_created"):
+                continue
+            family = _family(metric.name)
+            if family == _DROPPED:
+                cid, reason = sample.labels["component"], sample.labels["reason"]
+                for entry in components.values():
+                    if entry["id"] == cid and entry["kind"] != "pipeline":
+                        entry["dropped"][reason] = entry["dropped"].get(reason, 0) + sample.value
+                continue
+            if family not in _FIELDS:
+                continue
+            kind, label, name = _FIELDS[family]
+            key = f"{kind}:{sample.labels[label]}"
+            entry = components.setdefault(key, {"kind": kind, "id": sample.labels[label], "dropped": {}})
+            entry[name] = entry.get(name, 0) + sample.value
+    for entry in components.values():
+        _in_out(entry)
+    for instance, event in statuses.items():
+        found = components.get(instance.key)
+        if found is not None:
+            found["status"] = event.status
+            if event.error:
+                found["error"] = event.error
+    return components
+
+
+def _in_out(entry: dict[str, Any]) -> None:
+    kind = entry["kind"]
+    if kind == "receiver":
+        entry["in"] = entry.get("accepted", 0) + entry.get("refused", 0)
+        entry["out"] = entry.get("accepted", 0)
+    elif kind == "exporter":
+        entry["out"] = entry.get("sent", 0)
+        entry["in"] = entry.get("sent", 0) + entry.get("failed", 0)

@@ -1,0 +1,137 @@
+"""`gateway top` and `gateway tap`: terminal clients of a running gateway's admin endpoint
+(`service::admin`, `gateway.admin.server`), over plain HTTP.
+
+- `top --admin URL`: every component's rates in and out, refused and dropped (with reasons) and its queue's
+  fill as a bar, refreshed every second; rates are the difference of two reads of `/api/v1/stats`.
+- `tap COMPONENT [--inputs|--outputs] [--limit N] [--format json|line]`: the sampled items of
+  `/api/v1/tap`, one a line, until `--limit` lines (or Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+DEFAULT_ADMIN = "http://localhost:55690"
+_BAR = 20
+
+
+def _get(admin: str, path: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{admin.rstrip('/')}{path}", timeout=5) as resp:
+        body: dict[str, Any] = json.load(resp)
+        return body
+
+
+def _bar(size: float, capacity: float) -> str:
+    if capacity <= 0:
+        return ""
+    fill = min(1.0, size / capacity)
+    full = round(fill * _BAR)
+    return f"[{'#' * full}{'.' * (_BAR - full)}] {size:.0f}/{capacity:.0f}"
+
+
+def _rate(now: dict[str, Any], before: dict[str, Any] | None, field: str, seconds: float) -> str:
+    if field not in now:
+        return "-"
+    if before is None or seconds <= 0:
+        return "…"
+    return f"{max(0.0, now[field] - before.get(field, 0)) / seconds:.1f}"
+
+
+def table(now: dict[str, Any], before: dict[str, Any] | None) -> Table:
+    """The screen for one read of /api/v1/stats (`now`) after another (`before`)."""
+    seconds = now["time"] - before["time"] if before is not None else 0.0
+    who = "one process" if now.get("worker") is None else f"worker {now['worker']}"
+    t = Table(title=f"otel gateway: {who} (pid {now.get('pid')})", expand=True)
+    for column, width in (("component", 18), ("status", 8), ("in/s", 7), ("out/s", 7), ("refused", 7),
+                          ("dropped (reason: total)", 16), ("queue", 12)):
+        t.add_column(column, min_width=width, no_wrap=column != "dropped (reason: total)")
+    old = before["components"] if before is not None else {}
+    for key, c in sorted(now["components"].items(), key=lambda kv: _ORDER.get(kv[1]["kind"], 9)):
+        prev = old.get(key)
+        dropped = ", ".join(f"{r}: {n:.0f}" for r, n in sorted(c["dropped"].items())) or "-"
+        if "dropped_items" in c and not c["dropped"]:
+            dropped = f"{c['dropped_items']:.0f}"
+        refused = f"{c.get('refused', 0):.0f}" if "refused" in c else "-"
+        queue = _bar(c.get("queue_size", 0), c.get("queue_capacity", 0))
+        status = c.get("status", "").removeprefix("Status")
+        t.add_row(key, status, _rate(c, prev, "in", seconds), _rate(c, prev, "out", seconds), refused, dropped, queue)
+    return t
+
+
+_ORDER = {"receiver": 0, "pipeline": 1, "processor": 2, "connector": 3, "exporter": 4}
+
+
+def top(admin: str, interval: float) -> int:
+    console = Console()
+    before: dict[str, Any] | None = None
+    try:
+        with Live(console=console, auto_refresh=False, screen=False) as live:
+            while True:
+                try:
+                    now = _get(admin, "/api/v1/stats")
+                except (OSError, ValueError) as exc:
+                    live.update(f"cannot read {admin}/api/v1/stats: {exc}", refresh=True)
+                else:
+                    live.update(table(now, before), refresh=True)
+                    before = now
+                time.sleep(interval)
+    except KeyboardInterrupt:
+        return 0
+
+
+def tap(admin: str, component: str, direction: str, limit: int, fmt: str, rate: float | None) -> int:
+    query = {"component": component, "direction": direction, "limit": str(limit), "format": fmt}
+    if rate is not None:
+        query["rate"] = str(rate)
+    url = f"{admin.rstrip('/')}/api/v1/tap?{urllib.parse.urlencode(query)}"
+    written = 0
+    try:
+        with urllib.request.urlopen(url) as resp:
+            for raw in resp:
+                sys.stdout.write(raw.decode(errors="replace"))
+                sys.stdout.flush()
+                written += 1
+                if limit and written >= limit:
+                    break
+    except urllib.error.HTTPError as exc:
+        print(f"tap {component}: {exc.code} {exc.read().decode(errors='replace').strip()}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"tap {component}: cannot reach {admin}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="otel-gateway")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("top", help="live view of every component's rates, drops and queues")
+    t.add_argument("--admin", default=DEFAULT_ADMIN, help=f"the admin endpoint's URL ({DEFAULT_ADMIN})")
+    t.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (1)")
+    a = sub.add_parser("tap", help="print sampled items crossing a component")
+    a.add_argument("component", help="a component id, or KIND:ID (receiver, processor, connector, exporter, "
+                                     "pipeline)")
+    a.add_argument("--admin", default=DEFAULT_ADMIN, help=f"the admin endpoint's URL ({DEFAULT_ADMIN})")
+    side = a.add_mutually_exclusive_group()
+    side.add_argument("--inputs", dest="direction", action="store_const", const="in", default="in")
+    side.add_argument("--outputs", dest="direction", action="store_const", const="out")
+    a.add_argument("--limit", type=int, default=0, help="stop after N items (0: until Ctrl-C)")
+    a.add_argument("--format", choices=["json", "line"], default="json")
+    a.add_argument("--rate", type=float, default=None, help="items a second at most (the gateway's default: 10)")
+    args = p.parse_args(argv)
+    if args.command == "top":
+        return top(args.admin, args.interval)
+    return tap(args.admin, args.component, args.direction, args.limit, args.format, args.rate)

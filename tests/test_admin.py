@@ -211,3 +211,13 @@ def test_admin_off_with_enabled_false(tmp_path: Path) -> None:
     service = Service(load_files([str(path)]).config)
     service.build()
     assert service.admin is not None and service.admin.config.endpoint == "127.0.0.1:0"
+
+
+def test_the_admin_endpoint_listens_on_loopback_only() -> None:
+    from gateway.config.model import AdminConfig
+
+    assert AdminConfig().validate() == []
+    assert AdminConfig(endpoint="127.0.0.1:1").validate() == []
+    assert AdminConfig(endpoint="[::1]:1").validate() == []
+    assert "loopback only" in AdminConfig(endpoint="0.0.0.0:55690").validate()[0]
+    assert AdminConfig(endpoint="0.0.0.0:55690", enabled=False).validate() == []

@@ -72,7 +72,17 @@ class AdminConfig:
     enabled: bool = True
 
     def validate(self) -> list[str]:
-        return [] if ":" in self.endpoint else [f"endpoint {self.endpoint!r}: want host:port"]
+        if ":" not in self.endpoint:
+            return [f"endpoint {self.endpoint!r}: want host:port"]
+        host = self.endpoint.rpartition(":")[0].strip("[]")
+        if self.enabled and host not in _LOOPBACK and not host.startswith("127."):
+            # A tap shows span data: beyond loopback it would need an authenticator, not supported yet.
+            return [f"endpoint {self.endpoint!r}: the admin endpoint listens on loopback only (localhost, "
+                    "127.x, ::1); serving taps beyond it would need an authenticator, which it does not have"]
+        return []
+
+
+_LOOPBACK = frozenset({"localhost", "::1"})
 
 
 @dataclass(frozen=True)

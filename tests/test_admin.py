@@ -221,3 +221,30 @@ def test_the_admin_endpoint_listens_on_loopback_only() -> None:
     assert AdminConfig(endpoint="[::1]:1").validate() == []
     assert "loopback only" in AdminConfig(endpoint="0.0.0.0:55690").validate()[0]
     assert AdminConfig(endpoint="0.0.0.0:55690", enabled=False).validate() == []
+
+
+def test_a_watch_groups_spans_by_trace_and_closes_when_nobody_asks(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from gateway.admin import watch
+
+    def span(trace: str, sid: str, parent: str, start: int) -> dict[str, Any]:
+        return {"trace_id": trace, "span_id": sid, "parent_span_id": parent, "name": sid, "service": "s",
+                "start_unix_nano": start, "end_unix_nano": start + 10, "status": {"code": "UNSET"}}
+
+    async def run() -> None:
+        monkeypatch.setattr(watch, "IDLE", 0.0)
+        c, taps = _Consumer(), Taps()
+        w = watch.Watch("x", "in", [c], taps)
+        assert "consume" in vars(c)
+        w.add(span("t1", "child", "root", 5))
+        w.add(span("t2", "a", "", 1))
+        w.add(span("t1", "root", "", 0))
+        traces = w.summary()
+        assert [t["trace_id"] for t in traces] == ["t1", "t2"]  # newest first
+        assert traces[0]["root"] == "root" and traces[0]["span_count"] == 2 and traces[0]["duration_ns"] == 15
+        assert [s["span_id"] for s in traces[0]["spans"]] == ["root", "child"]
+        await asyncio.wait_for(w._task, 5)  # nobody asked within IDLE: closed
+        assert "consume" not in vars(c) and w.tap.closed
+
+    asyncio.run(run())

@@ -40,8 +40,11 @@ def _one(signal: str, service: str, item: Any) -> dict[str, Any]:
         return {"signal": signal, "trace_id": item.trace_id.hex(), "span_id": item.span_id.hex(),
                 "parent_span_id": item.parent_span_id.hex(), "name": item.name, "service": service,
                 "kind": item.kind, "start_unix_nano": item.start_time_unix_nano,
+                "end_unix_nano": item.end_time_unix_nano,
                 "duration_ns": item.end_time_unix_nano - item.start_time_unix_nano,
                 "attributes": attributes(item.attributes),
+                "events": [{"name": e.name, "time_unix_nano": e.time_unix_nano,
+                            "attributes": attributes(e.attributes)} for e in item.events],
                 "status": {"code": _STATUS.get(item.status.code, str(item.status.code)),
                            "message": item.status.message}}
     if signal == "logs":

@@ -5,7 +5,10 @@ request (a reload shows at once), for `gateway top` and `gateway tap`.
 - `GET /api/v1/stats`: per component, totals since start (`gateway.admin.stats`);
 - `GET /api/v1/tap?component=ID&direction=in|out&limit=N&format=json|line&rate=R`: a stream of sampled
   items crossing the component's input or output, one per line (NDJSON, or text), `rate` a second at
-  most (`gateway.admin.tap`), until `limit` lines were written or the client leaves.
+  most (`gateway.admin.tap`), until `limit` lines were written or the client leaves;
+- `GET /api/v1/traces?component=ID&direction=in|out`: the recent traces seen there, grouped by trace id,
+  from a watch the server keeps open while it is asked for (`gateway.admin.watch`);
+- `GET /`: the admin page (`gateway/admin/ui/index.html`), the graph with live rates and those traces.
 
 With `service::workers`, every worker serves it on the shared port (SO_REUSEPORT): the kernel picks one
 per connection, and each answer names it (`worker`, `pid`); a tap sees that worker's traffic only.
@@ -13,6 +16,7 @@ per connection, and each answer names it (`worker`, `pid`); a tap sees that work
 
 from __future__ import annotations
 
+import importlib.resources
 import logging
 import os
 import time
@@ -23,6 +27,7 @@ from aiohttp import web
 from gateway.admin import items
 from gateway.admin.stats import stats
 from gateway.admin.tap import DEFAULT_RATE, MAX_RATE, Direction, Tap, Taps
+from gateway.admin.watch import Watch
 from gateway.component import StatusSource
 from gateway.config.model import AdminConfig
 from gateway.graph import Graph, ReceiverNode, StageNode
@@ -54,9 +59,12 @@ class AdminServer:
         self.port: int | None = None
         self.taps = Taps()
         self._open: set[Tap] = set()
+        self._watches: dict[tuple[str, str], Watch] = {}
 
     async def start(self) -> None:
         app = web.Application()
+        app.router.add_get("/", self._page)
+        app.router.add_get("/api/v1/traces", self._traces)
         app.router.add_get("/api/v1/graph", self._graph)
         app.router.add_get("/api/v1/stats", self._stats)
         app.router.add_get("/api/v1/tap", self._tap)
@@ -69,6 +77,9 @@ class AdminServer:
     async def shutdown(self) -> None:
         for tap in list(self._open):
             tap.close()
+        for watch in self._watches.values():
+            watch.close()
+        self._watches.clear()
         self.taps.close_all()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -135,6 +146,28 @@ class AdminServer:
         if len(found) > 1:
             raise ValueError(f"{component!r} names {', '.join(k for k, _ in found)}: say which, as KIND:ID")
         return found[0]
+
+    async def _page(self, request: web.Request) -> web.Response:
+        page = importlib.resources.files("gateway.admin").joinpath("ui/index.html").read_text("utf-8")
+        return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-store"})
+
+    async def _traces(self, request: web.Request) -> web.Response:
+        q = request.query
+        direction = q.get("direction", "in")
+        g = self._source.graph
+        if direction not in ("in", "out") or g is None or "component" not in q:
+            raise web.HTTPBadRequest(text="component=ID (or KIND:ID) is required, direction: in|out")
+        try:
+            key, consumers = self._edge(g, q["component"], "in" if direction == "in" else "out")
+        except ValueError as exc:
+            raise web.HTTPNotFound(text=str(exc)) from None
+        watch = self._watches.get((key, direction))
+        if watch is None or watch.tap.closed:
+            watch = Watch(key, "in" if direction == "in" else "out", consumers, self.taps)
+            self._watches[(key, direction)] = watch
+        watch.asked = time.monotonic()
+        return web.json_response({**self._who(), "component": key, "direction": direction,
+                                  "traces": watch.summary()})
 
     async def _tap(self, request: web.Request) -> web.StreamResponse:
         q = request.query

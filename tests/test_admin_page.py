@@ -1,0 +1,97 @@
+"""The admin page (`GET /` on the admin endpoint) in a real headless browser: Debian's chromium driven by
+its chromedriver through selenium (`make browser` installs them; without them this skips). The graph shows
+the configured pipeline, a trace sent by the OpenTelemetry SDK appears in the list, and a click opens its
+waterfall with every span. The screenshot is kept in docs/screenshots/admin-page.png and the test's tmp dir."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.trace import Status, StatusCode
+
+from tests.harness import REPO, Ports, Sink, basic_config, free_port, running
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
+                                reason="chromium and chromium-driver are not installed (make browser, needs apt)")
+
+SCREENSHOT = REPO / "docs" / "screenshots" / "admin-page.png"
+
+
+@pytest.fixture
+def browser() -> Iterator[WebDriver]:
+    options = webdriver.ChromeOptions()
+    assert CHROMIUM is not None and CHROMEDRIVER is not None
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1400,900"):
+        options.add_argument(arg)
+    # The driver named here: selenium never looks for (or downloads) one.
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _send_trace(grpc_port: int) -> str:
+    provider = TracerProvider(resource=Resource.create({"service.name": "checkout"}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"127.0.0.1:{grpc_port}",
+                                                                     insecure=True)))
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("GET /cart", attributes={"http.route": "/cart"}) as root:
+        with tracer.start_as_current_span("load cart"), tracer.start_as_current_span("SELECT carts") as leaf:
+            leaf.add_event("rows", {"count": 3})
+            leaf.set_status(Status(StatusCode.ERROR, "slow query"))
+        trace_id = format(root.get_span_context().trace_id, "032x")
+    provider.shutdown()
+    return trace_id
+
+
+def test_the_page_shows_the_graph_and_a_trace_waterfall(sink: Sink, browser: WebDriver, tmp_path: Path) -> None:
+    ports, admin = Ports.free(), free_port()
+    cfg = basic_config(ports, f'  otlp:\n    endpoint: "127.0.0.1:{sink.grpc_port}"\n    tls: {{insecure: true}}\n',
+                       "[otlp]") + f'  admin: {{endpoint: "127.0.0.1:{admin}"}}\n'
+    with running(cfg, ports):
+        browser.get(f"http://127.0.0.1:{admin}/")
+        wait = WebDriverWait(browser, 20)
+        # The configured pipeline: traces = otlp receiver -> batch -> otlp exporter.
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '.node[data-key="exporter:otlp"]'))
+        keys = {e.get_attribute("data-key") for e in browser.find_elements(By.CSS_SELECTOR, ".node")}
+        assert keys == {"pipeline:traces", "receiver:otlp", "processor:batch", "exporter:otlp"}
+        # The page watches the receiver's inputs once it has asked for its traces.
+        wait.until(lambda d: d.find_element(By.ID, "component").get_attribute("value") == "receiver:otlp"
+                   and d.find_elements(By.CSS_SELECTOR, "#traces li"))
+        trace_id = _send_trace(ports.grpc)
+        row = f'#traces li.trace[data-trace-id="{trace_id}"]'
+        wait.until(lambda d: "3 spans" in "".join(e.text for e in d.find_elements(By.CSS_SELECTOR, row)))
+        browser.find_element(By.CSS_SELECTOR, row).click()
+        names = ["GET /cart", "load cart", "SELECT carts"]
+        wait.until(lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, "#waterfall .span-name")] == names)
+        # Nested: each child is indented further than its parent.
+        pads = [e.value_of_css_property("padding-left") for e in
+                browser.find_elements(By.CSS_SELECTOR, "#waterfall .label")]
+        assert pads == sorted(pads, key=lambda p: float(p.removesuffix("px"))) and len(set(pads)) == 3
+        browser.find_elements(By.CSS_SELECTOR, "#waterfall .span-row")[2].click()
+        wait.until(lambda d: d.find_element(By.ID, "detail").is_displayed()
+                   and "slow query" in d.find_element(By.ID, "detail").text)
+        detail = browser.find_element(By.ID, "detail").text
+        assert "ERROR" in detail and "rows" in detail and '"count":3' in detail
+        # A rate computed from two reads of the stats.
+        wait.until(lambda d: "in \u2013" not in d.find_element(By.CSS_SELECTOR, '.node[data-key="receiver:otlp"]').text)
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        assert browser.save_screenshot(str(tmp_path / "admin-page.png"))
+        shutil.copyfile(tmp_path / "admin-page.png", SCREENSHOT)

@@ -32,7 +32,8 @@ peers: browser
 # fails the build: without apt (or root) the test skips and says why.
 browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
-		(sudo -n apt-get install -y chromium chromium-driver || apt-get install -y chromium chromium-driver) \
+		(sudo -n sh -c 'apt-get update -qq && apt-get install -y chromium chromium-driver' || \
+		 (apt-get update -qq && apt-get install -y chromium chromium-driver)) \
 		>/dev/null 2>&1 || echo "browser: chromium/chromium-driver not installed (apt unavailable): the admin page test will skip"
 
 lint: setup

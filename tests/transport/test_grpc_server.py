@@ -829,7 +829,9 @@ def test_largest_frame_is_read_whole_and_skipped_and_a_larger_one_is_frame_size_
     conn.send(b"\x10\x00\x00\x77\x00" + u32(0), bytes(0x100000))
     conn.send(conn.request(1, b"after the giant"))
     assert conn.response(1).message == b"after the giant"
-    conn.send(b"\x10\x00\x01\x77\x00" + u32(0), bytes(0x100001))
+    # The header alone says it is too long: the server answers and closes without reading a payload,
+    # so sending the payload too would race that close (a reset under a loaded machine).
+    conn.send(b"\x10\x00\x01\x77\x00" + u32(0))
     assert conn.goaway() == (1, FRAME_SIZE_ERROR)
 
 

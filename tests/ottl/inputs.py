@@ -23,6 +23,8 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from pipelines.processors import anyvalue
+
 SEED = 20261206
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
@@ -32,26 +34,9 @@ Value = None | bool | int | float | str | bytes | list[Any] | dict[str, Any]
 
 
 def set_value(v: AnyValue, raw: Value) -> None:
-    """Fill an AnyValue from a Python value; None leaves it empty (ValueTypeEmpty)."""
-    if raw is None:
-        return
-    if isinstance(raw, bool):
-        v.bool_value = raw
-    elif isinstance(raw, int):
-        v.int_value = raw
-    elif isinstance(raw, float):
-        v.double_value = raw
-    elif isinstance(raw, str):
-        v.string_value = raw
-    elif isinstance(raw, bytes):
-        v.bytes_value = raw
-    elif isinstance(raw, list):
-        v.array_value.SetInParent()
-        for item in raw:
-            set_value(v.array_value.values.add(), item)
-    else:
-        v.kvlist_value.SetInParent()
-        put_attrs(v.kvlist_value.values, raw)
+    """Fill an AnyValue from a Python value as pdata's `FromRaw` types it (`anyvalue.from_raw`); None
+    leaves it empty (ValueTypeEmpty)."""
+    v.CopyFrom(anyvalue.from_raw(raw))
 
 
 def put_attrs(attrs: Any, values: dict[str, Value]) -> None:

@@ -78,9 +78,13 @@ def test_graph_stats_and_drop_reasons(gateway: tuple[GatewayProcess, int], sink:
     c = _get(admin, "/api/v1/stats")["components"]
     assert (c["receiver:otlp"]["in"], c["receiver:otlp"]["out"], c["receiver:otlp"]["refused"]) == (5, 5, 0)
     assert c["processor:filter"]["dropped"] == {"filtered": 3}
+    assert (c["processor:filter"]["in"], c["processor:filter"]["out"]) == (5, 2)
     assert c["pipeline:traces"]["in"] == 5 and c["pipeline:traces"]["out"] == 2
     assert c["exporter:otlp"]["queue_capacity"] == 1000 and c["exporter:otlp"]["status"] == "StatusOK"
     assert gw.metric("otelcol_gateway_dropped_spans_total", component="filter", reason="filtered") == 3
+    # processorhelper's names and labels.
+    assert gw.metric("otelcol_processor_incoming_items_total", processor="filter", otel_signal="traces") == 5
+    assert gw.metric("otelcol_processor_outgoing_items_total", processor="filter", otel_signal="traces") == 2
 
 
 def _send_until(gw: GatewayProcess, done: threading.Event, names: tuple[str, ...]) -> threading.Thread:

@@ -21,6 +21,8 @@ _FIELDS: dict[str, tuple[str, str, str]] = {
     "otelcol_exporter_queue_capacity": ("exporter", "exporter", "queue_capacity"),
     "otelcol_processor_dropped": ("processor", "processor", "dropped_items"),
     "otelcol_processor_refused": ("processor", "processor", "refused"),
+    "otelcol_processor_incoming_items": ("processor", "processor", "in"),
+    "otelcol_processor_outgoing_items": ("processor", "processor", "out"),
     "otelcol_gateway_connector_unrouted": ("connector", "connector", "unrouted"),
     "otelcol_gateway_pipeline_incoming_items": ("pipeline", "pipeline", "in"),
     "otelcol_gateway_pipeline_outgoing_items": ("pipeline", "pipeline", "out"),

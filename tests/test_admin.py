@@ -217,14 +217,15 @@ def test_admin_off_with_enabled_false(tmp_path: Path) -> None:
     assert service.admin is not None and service.admin.config.endpoint == "127.0.0.1:0"
 
 
-def test_the_admin_endpoint_listens_on_loopback_only() -> None:
-    from gateway.config.model import AdminConfig
+def test_the_admin_endpoint_listens_beyond_loopback_only_with_auth() -> None:
+    from gateway.config.model import AdminConfig, AuthConfig
 
     assert AdminConfig().validate() == []
     assert AdminConfig(endpoint="127.0.0.1:1").validate() == []
     assert AdminConfig(endpoint="[::1]:1").validate() == []
-    assert "loopback only" in AdminConfig(endpoint="0.0.0.0:55690").validate()[0]
+    assert "needs auth: {authenticator: ID}" in AdminConfig(endpoint="0.0.0.0:55690").validate()[0]
     assert AdminConfig(endpoint="0.0.0.0:55690", enabled=False).validate() == []
+    assert AdminConfig(endpoint="0.0.0.0:55690", auth=AuthConfig("bearertokenauth")).validate() == []
 
 
 def test_a_watch_groups_spans_by_trace_and_closes_when_nobody_asks(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,9 +1,9 @@
 """`gateway top` and `gateway tap`: terminal clients of a running gateway's admin endpoint
 (`service::admin`, `gateway.admin.server`), over plain HTTP.
 
-- `top --admin URL`: every component's rates in and out, refused and dropped (with reasons) and its queue's
-  fill as a bar, refreshed every second; rates are the difference of two reads of `/api/v1/stats`.
-- `tap COMPONENT [--inputs|--outputs] [--limit N] [--format json|line]`: the sampled items of
+- `top --admin URL [--header K=V]`: every component's rates in and out, refused and dropped (with reasons)
+  and its queue's fill as a bar, refreshed every second; rates are the difference of two reads of `/api/v1/stats`.
+- `tap COMPONENT [--inputs|--outputs] [--limit N] [--format json|line] [--header K=V]`: the sampled items of
   `/api/v1/tap`, one a line, until `--limit` lines (or Ctrl-C).
 """
 
@@ -26,10 +26,25 @@ DEFAULT_ADMIN = "http://localhost:55690"
 _BAR = 20
 
 
-def _get(admin: str, path: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{admin.rstrip('/')}{path}", timeout=5) as resp:
+def _request(admin: str, path: str, headers: dict[str, str]) -> urllib.request.Request:
+    return urllib.request.Request(f"{admin.rstrip('/')}{path}", headers=headers)
+
+
+def _get(admin: str, path: str, headers: dict[str, str]) -> dict[str, Any]:
+    with urllib.request.urlopen(_request(admin, path, headers), timeout=5) as resp:
         body: dict[str, Any] = json.load(resp)
         return body
+
+
+def _headers(pairs: list[str]) -> dict[str, str]:
+    """`--header K=V` (repeatable), e.g. `Authorization=Bearer TOKEN` for an admin endpoint behind `auth`."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise argparse.ArgumentTypeError(f"--header {pair!r}: want NAME=VALUE")
+        out[key.strip()] = value
+    return out
 
 
 def _bar(size: float, capacity: float) -> str:
@@ -51,7 +66,10 @@ def _rate(now: dict[str, Any], before: dict[str, Any] | None, field: str, second
 def table(now: dict[str, Any], before: dict[str, Any] | None) -> Table:
     """The screen for one read of /api/v1/stats (`now`) after another (`before`)."""
     seconds = now["time"] - before["time"] if before is not None else 0.0
-    who = "one process" if now.get("worker") is None else f"worker {now['worker']}"
+    if "workers" in now:  # the supervisor of `service::workers`: every worker's stats summed
+        who = f"{len(now['workers'])} workers ({now.get('answered', 0)} answered), supervisor"
+    else:
+        who = "one process" if now.get("worker") is None else f"worker {now['worker']}"
     t = Table(title=f"otel gateway: {who} (pid {now.get('pid')})", expand=True)
     for column, width in (("component", 18), ("status", 8), ("in/s", 7), ("out/s", 7), ("refused", 7),
                           ("dropped (reason: total)", 16), ("queue", 12)):
@@ -72,14 +90,14 @@ def table(now: dict[str, Any], before: dict[str, Any] | None) -> Table:
 _ORDER = {"receiver": 0, "pipeline": 1, "processor": 2, "connector": 3, "exporter": 4}
 
 
-def top(admin: str, interval: float) -> int:
+def top(admin: str, interval: float, headers: dict[str, str]) -> int:
     console = Console()
     before: dict[str, Any] | None = None
     try:
         with Live(console=console, auto_refresh=False, screen=False) as live:
             while True:
                 try:
-                    now = _get(admin, "/api/v1/stats")
+                    now = _get(admin, "/api/v1/stats", headers)
                 except (OSError, ValueError) as exc:
                     live.update(f"cannot read {admin}/api/v1/stats: {exc}", refresh=True)
                 else:
@@ -90,14 +108,14 @@ def top(admin: str, interval: float) -> int:
         return 0
 
 
-def tap(admin: str, component: str, direction: str, limit: int, fmt: str, rate: float | None) -> int:
+def tap(admin: str, component: str, direction: str, limit: int, fmt: str, rate: float | None,
+        headers: dict[str, str]) -> int:
     query = {"component": component, "direction": direction, "limit": str(limit), "format": fmt}
     if rate is not None:
         query["rate"] = str(rate)
-    url = f"{admin.rstrip('/')}/api/v1/tap?{urllib.parse.urlencode(query)}"
     written = 0
     try:
-        with urllib.request.urlopen(url) as resp:
+        with urllib.request.urlopen(_request(admin, f"/api/v1/tap?{urllib.parse.urlencode(query)}", headers)) as resp:
             for raw in resp:
                 sys.stdout.write(raw.decode(errors="replace"))
                 sys.stdout.flush()
@@ -121,6 +139,8 @@ def main(argv: list[str]) -> int:
     t = sub.add_parser("top", help="live view of every component's rates, drops and queues")
     t.add_argument("--admin", default=DEFAULT_ADMIN, help=f"the admin endpoint's URL ({DEFAULT_ADMIN})")
     t.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (1)")
+    t.add_argument("--header", action="append", default=[], metavar="NAME=VALUE",
+                   help="a header sent with each request (repeatable), e.g. Authorization=Bearer TOKEN")
     a = sub.add_parser("tap", help="print sampled items crossing a component")
     a.add_argument("component", help="a component id, or KIND:ID (receiver, processor, connector, exporter, "
                                      "pipeline)")
@@ -131,7 +151,13 @@ def main(argv: list[str]) -> int:
     a.add_argument("--limit", type=int, default=0, help="stop after N items (0: until Ctrl-C)")
     a.add_argument("--format", choices=["json", "line"], default="json")
     a.add_argument("--rate", type=float, default=None, help="items a second at most (the gateway's default: 10)")
+    a.add_argument("--header", action="append", default=[], metavar="NAME=VALUE",
+                   help="a header sent with the request (repeatable), e.g. Authorization=Bearer TOKEN")
     args = p.parse_args(argv)
+    try:
+        headers = _headers(args.header)
+    except argparse.ArgumentTypeError as exc:
+        p.error(str(exc))
     if args.command == "top":
-        return top(args.admin, args.interval)
-    return tap(args.admin, args.component, args.direction, args.limit, args.format, args.rate)
+        return top(args.admin, args.interval, headers)
+    return tap(args.admin, args.component, args.direction, args.limit, args.format, args.rate, headers)

@@ -287,10 +287,12 @@ def _build_pipeline(graph: Graph, config: GatewayConfig, pid: str, entries: Mapp
             joiner = RequestJoiner(f"{prid} in {pid}", nxt, max_items, max_bytes)
             nodes.insert(0, StageNode("join", prid, (signal,), pid, [nodes[0]], consumer=joiner))
             nxt = joiner
-        stage = factory.create(settings, nxt, signal)
-        nodes.insert(0, StageNode("processor", prid, (signal,), pid, [nodes[0]], consumer=stage, stage=stage,
+        # processorhelper's in/out counts, for every processor (the Collector's batch processor has none):
+        # bound here once, one `inc` per batch on each side of the stage.
+        stage = factory.create(settings, Counted(telemetry.processor_outgoing(signal, prid), nxt), signal)
+        nxt = Counted(telemetry.processor_incoming(signal, prid), stage)
+        nodes.insert(0, StageNode("processor", prid, (signal,), pid, [nodes[0]], consumer=nxt, stage=stage,
                                   policy=policy))
-        nxt = stage
     entry = StageNode("entry", pid, (signal,), pid, [nodes[0]],
                       consumer=Counted(telemetry.pipeline_incoming(pid), nxt))
     graph.pipelines[pid] = [entry, *nodes]

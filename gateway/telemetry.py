@@ -43,6 +43,9 @@ LEVELS: dict[str, Level] = {
     "otelcol_exporter_queue_capacity": "basic",
     # The memory limiter's refusals (the Collector's otelcol_processor_memory_limiter_refused_*: basic).
     "otelcol_processor_refused": "basic",
+    # processorhelper's, with `processor` and `otel_signal` (otel.signal): the Collector emits them at every level.
+    "otelcol_processor_incoming_items": "basic",
+    "otelcol_processor_outgoing_items": "basic",
     "otelcol_processor_batch_batch_send_size": "normal",
     "otelcol_processor_batch_timeout_trigger_send": "normal",
     "otelcol_processor_batch_batch_size_trigger_send": "normal",
@@ -235,6 +238,10 @@ class Telemetry:
         self._exp_enqueue_failed = counters(
             "otelcol_exporter_enqueue_failed", "Items that failed to be added to the sending queue", ["exporter"]
         )
+        self._proc_in = counter("otelcol_processor_incoming_items", "Number of items passed to the processor.",
+                                ["processor", "otel_signal"])
+        self._proc_out = counter("otelcol_processor_outgoing_items", "Number of items emitted from the processor.",
+                                 ["processor", "otel_signal"])
         self._proc_dropped = counters("otelcol_processor_dropped", "Items dropped by a processor", ["processor"])
         self.queue_size = gauge(
             "otelcol_exporter_queue_size",
@@ -317,6 +324,12 @@ class Telemetry:
 
     def exporter_enqueue_failed(self, signal: str, exporter: str) -> CounterLike:
         return self._exp_enqueue_failed[signal].labels(exporter)
+
+    def processor_incoming(self, signal: str, processor: str) -> CounterLike:
+        return self._proc_in.labels(processor, signal)
+
+    def processor_outgoing(self, signal: str, processor: str) -> CounterLike:
+        return self._proc_out.labels(processor, signal)
 
     def processor_dropped(self, signal: str, processor: str) -> CounterLike:
         return self._proc_dropped[signal].labels(processor)

@@ -4,7 +4,8 @@ Each worker is a whole gateway (`python -m gateway.workers`) whose receivers bin
 ports with SO_REUSEPORT, so the kernel spreads connections across them. A worker's own health and
 metrics endpoints move to private loopback ports that it reports to the supervisor on a pipe; the
 supervisor serves the public ones: /metrics sums the workers' series (so a scrape sees one gateway,
-not whichever worker the kernel picked), and health is 200 only while every worker answers 200.
+not whichever worker the kernel picked), health is 200 only while every worker answers 200, and the
+admin endpoint (`service::admin`) answers for all workers (`gateway.admin.workers`).
 
 The supervisor restarts a worker that dies (with a backoff, logged), and on SIGTERM or SIGINT
 passes SIGTERM to every worker, waits for them to drain, and exits 0 if all of them did. Workers run
@@ -34,7 +35,10 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from gateway.component import ServiceView, Settings, StatusSource
+from gateway import registry
+from gateway.admin.workers import Target, WorkersAdmin
+from gateway.auth import Authenticator
+from gateway.component import Extension, ServiceView, Settings, StatusSource
 from gateway.config.load import ConfigError, Loaded, load_files
 from gateway.config.model import GatewayConfig
 from gateway.extensions.health import HealthCheck
@@ -63,8 +67,8 @@ Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def worker_config(config: GatewayConfig, index: int) -> GatewayConfig:
-    """The config worker `index` runs: the same pipelines on the same ports, with its own health and
-    metrics endpoints on private loopback ports (the supervisor serves the configured ones), and its
+    """The config worker `index` runs: the same pipelines on the same ports, with its own health, metrics
+    and admin endpoints on private loopback ports (the supervisor serves the configured ones), and its
     own subdirectory of each file_storage (two processes must never share queue files; a restarted
     worker finds its queue again under the same index) and its own pprof `save_to_file`
     (`cpu.pprof` becomes `cpu.worker-1.pprof`)."""
@@ -80,7 +84,9 @@ def worker_config(config: GatewayConfig, index: int) -> GatewayConfig:
             stem, ext = os.path.splitext(extensions[eid].save_to_file)
             extensions[eid] = replace(extensions[eid], save_to_file=f"{stem}.worker-{index}{ext}")
     metrics = replace(config.service.telemetry.metrics, address="127.0.0.1:0", readers=())
-    service = replace(config.service, workers=1, telemetry=replace(config.service.telemetry, metrics=metrics))
+    admin = replace(config.service.admin, endpoint="127.0.0.1:0")
+    service = replace(config.service, workers=1, telemetry=replace(config.service.telemetry, metrics=metrics),
+                      admin=admin)
     return replace(config, extensions=extensions, service=service)
 
 
@@ -158,6 +164,7 @@ class _Worker:
     index: int
     proc: asyncio.subprocess.Process | None = None
     metrics_port: int | None = None
+    admin_port: int | None = None
     health: list[tuple[int, str]] = field(default_factory=list)
     ready: bool = False
     started_at: float = 0.0
@@ -210,10 +217,31 @@ class Supervisor:
         ]
         address = self.config.metrics_address()
         self._metrics = _Metrics(address, self) if address else None
+        admin = self.config.service.admin
+        # The admin endpoint's authenticator, run here too: the supervisor answers its routes.
+        self._auth: Extension | None = None
+        if admin.enabled and admin.auth is not None:
+            eid = admin.auth.authenticator
+            self._auth = registry.extension(eid.partition("/")[0]).create(
+                Settings(eid, self.config.extensions[eid], telemetry, self))
+        self._admin = WorkersAdmin(admin, self._admin_targets, self._authenticator) if admin.enabled else None
 
-    # A Host for the health extension, which asks for nothing (healthcheckv2 is refused with workers).
+    # A Host for the health extension and the admin endpoint's authenticator, which ask for nothing
+    # (healthcheckv2 is refused with workers).
     def extension(self, component_id: str) -> Any:
         raise KeyError(component_id)
+
+    def _authenticator(self) -> Authenticator | None:
+        if self._auth is None:
+            return None
+        if not isinstance(self._auth, Authenticator):
+            raise KeyError("the admin endpoint's auth names no server authenticator")
+        return self._auth
+
+    def _admin_targets(self) -> list[Target]:
+        """The workers running now, with their admin ports; one restarting is left out."""
+        return [Target(w.index, w.proc.pid, w.admin_port) for w in self.workers
+                if w.ready and w.admin_port and w.proc is not None and w.proc.returncode is None]
 
     def view(self) -> ServiceView:
         return ServiceView()
@@ -254,9 +282,10 @@ class Supervisor:
             return False
         status = json.loads(line)
         w.metrics_port = status.get("metrics_port")
+        w.admin_port = status.get("admin_port")
         w.health = [(int(port), str(path)) for port, path in status.get("health", [])]
         w.ready = True
-        log.info("worker %d ready (pid %d)", w.index, w.proc.pid)
+        log.info("worker %d ready (pid %d, admin on 127.0.0.1:%s)", w.index, w.proc.pid, w.admin_port)
         if w.reload_due:
             self._tell_reload(w)
         return True
@@ -368,7 +397,8 @@ class Supervisor:
     async def run(self) -> int:
         stop = stop_event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._reload_workers)
-        servers: list[Any] = [*self._health, *([self._metrics] if self._metrics else [])]
+        servers: list[Any] = [*self._health, *([self._metrics] if self._metrics else []),
+                              *([self._auth] if self._auth else []), *([self._admin] if self._admin else [])]
         try:
             for server in servers:
                 await server.start()
@@ -471,7 +501,8 @@ async def _serve_worker(loaded: Loaded, paths: list[str], index: int, status_fd:
             return
         health = [(ext.port, ext.config.path) for ext in service.extensions() if isinstance(ext, HealthCheck)]
         ms = service.metrics_server
-        status = {"pid": os.getpid(), "metrics_port": ms.port if ms else None, "health": health}
+        status = {"pid": os.getpid(), "metrics_port": ms.port if ms else None, "health": health,
+                  "admin_port": service.admin.port if service.admin else None}
         os.write(status_fd, json.dumps(status).encode() + b"\n")
         os.close(status_fd)
 

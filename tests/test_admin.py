@@ -78,9 +78,13 @@ def test_graph_stats_and_drop_reasons(gateway: tuple[GatewayProcess, int], sink:
     c = _get(admin, "/api/v1/stats")["components"]
     assert (c["receiver:otlp"]["in"], c["receiver:otlp"]["out"], c["receiver:otlp"]["refused"]) == (5, 5, 0)
     assert c["processor:filter"]["dropped"] == {"filtered": 3}
+    assert (c["processor:filter"]["in"], c["processor:filter"]["out"]) == (5, 2)
     assert c["pipeline:traces"]["in"] == 5 and c["pipeline:traces"]["out"] == 2
     assert c["exporter:otlp"]["queue_capacity"] == 1000 and c["exporter:otlp"]["status"] == "StatusOK"
     assert gw.metric("otelcol_gateway_dropped_spans_total", component="filter", reason="filtered") == 3
+    # processorhelper's names and labels.
+    assert gw.metric("otelcol_processor_incoming_items_total", processor="filter", otel_signal="traces") == 5
+    assert gw.metric("otelcol_processor_outgoing_items_total", processor="filter", otel_signal="traces") == 2
 
 
 def _send_until(gw: GatewayProcess, done: threading.Event, names: tuple[str, ...]) -> threading.Thread:
@@ -213,14 +217,15 @@ def test_admin_off_with_enabled_false(tmp_path: Path) -> None:
     assert service.admin is not None and service.admin.config.endpoint == "127.0.0.1:0"
 
 
-def test_the_admin_endpoint_listens_on_loopback_only() -> None:
-    from gateway.config.model import AdminConfig
+def test_the_admin_endpoint_listens_beyond_loopback_only_with_auth() -> None:
+    from gateway.config.model import AdminConfig, AuthConfig
 
     assert AdminConfig().validate() == []
     assert AdminConfig(endpoint="127.0.0.1:1").validate() == []
     assert AdminConfig(endpoint="[::1]:1").validate() == []
-    assert "loopback only" in AdminConfig(endpoint="0.0.0.0:55690").validate()[0]
+    assert "needs auth: {authenticator: ID}" in AdminConfig(endpoint="0.0.0.0:55690").validate()[0]
     assert AdminConfig(endpoint="0.0.0.0:55690", enabled=False).validate() == []
+    assert AdminConfig(endpoint="0.0.0.0:55690", auth=AuthConfig("bearertokenauth")).validate() == []
 
 
 def test_a_watch_groups_spans_by_trace_and_closes_when_nobody_asks(monkeypatch: pytest.MonkeyPatch) -> None:

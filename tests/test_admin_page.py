@@ -1,7 +1,7 @@
 """The admin page (`GET /` on the admin endpoint) in a real headless browser: Debian's chromium driven by
 its chromedriver through selenium (`make browser` installs them; without them this skips). The graph shows
 the configured pipeline, a trace sent by the OpenTelemetry SDK appears in the list, and a click opens its
-waterfall with every span. The screenshot is kept in the test's tmp dir, and in
+waterfall with every span, with one process and with two workers. The screenshot is kept in the test's tmp dir, and in
 docs/screenshots/admin-page.png with UPDATE_SCREENSHOTS=1."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
+from tests import two_workers
 from tests.harness import REPO, Ports, Sink, basic_config, free_port, running
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
@@ -98,3 +99,35 @@ def test_the_page_shows_the_graph_and_a_trace_waterfall(sink: Sink, browser: Web
         if os.environ.get("UPDATE_SCREENSHOTS"):  # the committed copy changes only when asked to
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(tmp_path / "admin-page.png", SCREENSHOT)
+
+
+def test_with_two_workers_a_trace_over_both_shows_every_span(sink: Sink, browser: WebDriver) -> None:
+    """A trace whose spans went over two connections, each reaching another worker: the supervisor's
+    /api/v1/traces merges them, and the waterfall shows them all."""
+    ports, admin = Ports.free(), free_port()
+    with running(two_workers.config(ports, sink, f"127.0.0.1:{admin}"), ports) as gw:
+        providers, _ = two_workers.providers_by_worker(gw)
+        browser.get(f"http://127.0.0.1:{admin}/")
+        wait = WebDriverWait(browser, 20)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '.node[data-key="exporter:otlp"]'))
+        keys = {e.get_attribute("data-key") for e in browser.find_elements(By.CSS_SELECTOR, ".node")}
+        assert keys == {"pipeline:traces", "receiver:otlp", "processor:filter", "exporter:otlp"}
+        wait.until(lambda d: d.find_element(By.ID, "component").get_attribute("value") == "receiver:otlp"
+                   and d.find_elements(By.CSS_SELECTOR, "#traces li"))
+        one, two = (providers[i].get_tracer("t") for i in (1, 2))
+        with one.start_as_current_span("GET /cart") as root:
+            with two.start_as_current_span("load cart"), one.start_as_current_span("SELECT carts"):
+                pass
+            trace_id = format(root.get_span_context().trace_id, "032x")
+        for p in providers.values():
+            p.shutdown()
+        row = f'#traces li.trace[data-trace-id="{trace_id}"]'
+        wait.until(lambda d: "3 spans" in "".join(e.text for e in d.find_elements(By.CSS_SELECTOR, row)))
+        browser.find_element(By.CSS_SELECTOR, row).click()
+        wait.until(lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, "#waterfall .span-name")]
+                   == ["GET /cart", "load cart", "SELECT carts"])
+        # Both workers took part: each has a span of the trace at its own admin server.
+        seen = {index: {s["name"] for t in two_workers.get(port, "/api/v1/traces?component=receiver:otlp")["traces"]
+                        if t["trace_id"] == trace_id for s in t["spans"]}
+                for index, (_, port) in two_workers.private_ports(gw).items()}
+        assert seen == {1: {"GET /cart", "SELECT carts"}, 2: {"load cart"}}

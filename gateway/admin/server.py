@@ -10,13 +10,14 @@ request (a reload shows at once), for `gateway top` and `gateway tap`.
   from a watch the server keeps open while it is asked for (`gateway.admin.watch`);
 - `GET /`: the admin page (`gateway/admin/ui/index.html`), the graph with live rates and those traces.
 
-With `service::workers`, every worker serves it on the shared port (SO_REUSEPORT): the kernel picks one
-per connection, and each answer names it (`worker`, `pid`); a tap sees that worker's traffic only.
+With `service::auth`, every route is behind that server authenticator (`gateway.admin.http.guard`).
+With `service::workers`, each worker serves it on a private loopback port that it reports to the supervisor,
+which serves the configured endpoint for all of them (`gateway.admin.workers`); every answer and every tap
+item names the worker (`worker`, `pid`).
 """
 
 from __future__ import annotations
 
-import importlib.resources
 import logging
 import os
 import time
@@ -25,9 +26,11 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from gateway.admin import items
+from gateway.admin.http import application, tap_query
 from gateway.admin.stats import stats
-from gateway.admin.tap import DEFAULT_RATE, MAX_RATE, Direction, Tap, Taps
+from gateway.admin.tap import Direction, Tap, Taps
 from gateway.admin.watch import Watch
+from gateway.auth import Authenticator
 from gateway.component import StatusSource
 from gateway.config.model import AdminConfig
 from gateway.graph import Graph, ReceiverNode, StageNode
@@ -49,6 +52,8 @@ class Source(Protocol):
 
     def component_status(self) -> StatusSource: ...
 
+    def extension(self, component_id: str) -> Any: ...
+
 
 class AdminServer:
     def __init__(self, config: AdminConfig, source: Source, reuse_port: bool = False) -> None:
@@ -62,12 +67,7 @@ class AdminServer:
         self._watches: dict[tuple[str, str], Watch] = {}
 
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/", self._page)
-        app.router.add_get("/api/v1/traces", self._traces)
-        app.router.add_get("/api/v1/graph", self._graph)
-        app.router.add_get("/api/v1/stats", self._stats)
-        app.router.add_get("/api/v1/tap", self._tap)
+        app = application(self._authenticator, self._graph, self._stats, self._traces, self._tap)
         try:
             self._runner, self.port = await start_site(app, self.config.endpoint, reuse_port=self._reuse_port)
         except OSError as exc:
@@ -84,6 +84,15 @@ class AdminServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    def _authenticator(self) -> Authenticator | None:
+        """`auth`'s extension in the running graph, looked up at each request (a reload may replace it)."""
+        if self.config.auth is None:
+            return None
+        ext = self._source.extension(self.config.auth.authenticator)
+        if not isinstance(ext, Authenticator):
+            raise KeyError(self.config.auth.authenticator)
+        return ext
 
     def _who(self) -> dict[str, Any]:
         return {"worker": self._source.worker, "pid": os.getpid(), "time": time.time()}
@@ -147,10 +156,6 @@ class AdminServer:
             raise ValueError(f"{component!r} names {', '.join(k for k, _ in found)}: say which, as KIND:ID")
         return found[0]
 
-    async def _page(self, request: web.Request) -> web.Response:
-        page = importlib.resources.files("gateway.admin").joinpath("ui/index.html").read_text("utf-8")
-        return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-store"})
-
     async def _traces(self, request: web.Request) -> web.Response:
         q = request.query
         direction = q.get("direction", "in")
@@ -170,24 +175,17 @@ class AdminServer:
                                   "traces": watch.summary()})
 
     async def _tap(self, request: web.Request) -> web.StreamResponse:
-        q = request.query
-        direction = q.get("direction", "in")
-        fmt = q.get("format", "json")
-        try:
-            limit = int(q.get("limit", "0"))
-            rate = min(MAX_RATE, float(q.get("rate", DEFAULT_RATE)))
-        except ValueError:
-            raise web.HTTPBadRequest(text="limit and rate must be numbers") from None
-        if direction not in ("in", "out") or fmt not in ("json", "line") or limit < 0 or rate <= 0:
-            raise web.HTTPBadRequest(text="direction: in|out, format: json|line, limit >= 0, rate > 0")
+        tq = tap_query(request)
+        fmt, limit = tq.fmt, tq.limit
         g = self._source.graph
-        if g is None or "component" not in q:
-            raise web.HTTPBadRequest(text="component=ID (or KIND:ID) is required")
+        if g is None:
+            raise web.HTTPServiceUnavailable(text="the gateway is not running a graph")
         try:
-            key, consumers = self._edge(g, q["component"], "in" if direction == "in" else "out")
+            key, consumers = self._edge(g, tq.component, tq.direction)
         except ValueError as exc:
             raise web.HTTPNotFound(text=str(exc)) from None
-        tap = Tap(key, "in" if direction == "in" else "out", rate)
+        tap = Tap(key, tq.direction, tq.rate)
+        who = {"worker": self._source.worker, "pid": os.getpid()}
         resp = web.StreamResponse(headers={
             "Content-Type": "application/x-ndjson" if fmt == "json" else "text/plain; charset=utf-8",
             "X-Gateway-Worker": str(self._source.worker or 0), "X-Gateway-Pid": str(os.getpid())})
@@ -205,7 +203,7 @@ class AdminServer:
                 batch, n = got
                 lines = []
                 for item in items.items(batch, n if limit == 0 else min(n, limit - written)):
-                    item = {"component": key, "direction": tap.direction, **item}
+                    item = {"component": key, "direction": tap.direction, **who, **item}
                     lines.append(items.as_json(item) if fmt == "json" else items.as_text(item))
                 written += len(lines)
                 if lines:

@@ -21,6 +21,8 @@ _FIELDS: dict[str, tuple[str, str, str]] = {
     "otelcol_exporter_queue_capacity": ("exporter", "exporter", "queue_capacity"),
     "otelcol_processor_dropped": ("processor", "processor", "dropped_items"),
     "otelcol_processor_refused": ("processor", "processor", "refused"),
+    "otelcol_processor_incoming_items": ("processor", "processor", "in"),
+    "otelcol_processor_outgoing_items": ("processor", "processor", "out"),
     "otelcol_gateway_connector_unrouted": ("connector", "connector", "unrouted"),
     "otelcol_gateway_pipeline_incoming_items": ("pipeline", "pipeline", "in"),
     "otelcol_gateway_pipeline_outgoing_items": ("pipeline", "pipeline", "out"),
@@ -78,3 +80,32 @@ def _in_out(entry: dict[str, Any]) -> None:
     elif kind == "exporter":
         entry["out"] = entry.get("sent", 0)
         entry["in"] = entry.get("sent", 0) + entry.get("failed", 0)
+
+
+# Across workers a component's status is the worst of theirs, with that worker's error.
+_SEVERITY = {"StatusNone": 0, "StatusOK": 0, "StatusStarting": 1, "StatusStopping": 2, "StatusStopped": 3,
+             "StatusRecoverableError": 4, "StatusPermanentError": 5, "StatusFatalError": 6}
+_NAMES = frozenset({"kind", "id", "status", "error", "dropped"})
+
+
+def merge(per_worker: Iterable[Mapping[str, Mapping[str, Any]]]) -> dict[str, Any]:
+    """Several workers' `stats()` as one: every count and the queues' size and capacity summed, drops by
+    reason summed, the worst status with its error."""
+    out: dict[str, dict[str, Any]] = {}
+    for components in per_worker:
+        for key, c in components.items():
+            entry = out.setdefault(key, {"kind": c["kind"], "id": c["id"], "dropped": {}})
+            for reason, n in c.get("dropped", {}).items():
+                entry["dropped"][reason] = entry["dropped"].get(reason, 0) + n
+            for name, value in c.items():
+                if name not in _NAMES:
+                    entry[name] = entry.get(name, 0) + value
+            status = c.get("status")
+            if status is not None and _SEVERITY.get(status, 0) >= _SEVERITY.get(entry.get("status", ""), -1):
+                worse = _SEVERITY.get(status, 0) > _SEVERITY.get(entry.get("status", ""), -1)
+                entry["status"] = status
+                if worse or "error" not in entry:
+                    entry.pop("error", None)
+                    if c.get("error"):
+                        entry["error"] = c["error"]
+    return out

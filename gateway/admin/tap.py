@@ -41,7 +41,8 @@ class Tap:
 
     def offer(self, batch: Batch) -> None:
         now = time.monotonic()
-        tokens = min(self.rate, self._tokens + (now - self._at) * self.rate)
+        # Room for one item at least: a rate under 1 (a supervisor's share among workers) still yields items.
+        tokens = min(max(self.rate, 1.0), self._tokens + (now - self._at) * self.rate)
         self._at = now
         if tokens < 1:
             self._tokens = tokens

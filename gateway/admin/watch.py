@@ -61,15 +61,32 @@ class Watch:
 
     def summary(self) -> list[dict[str, Any]]:
         """The traces, newest first, each with its spans."""
-        out = []
-        for trace_id, spans in reversed(self.traces.items()):
-            ids = set(spans)
-            roots = [s for s in spans.values() if s["parent_span_id"] not in ids]
-            root = min(roots, key=lambda s: s["start_unix_nano"])
-            start = min(s["start_unix_nano"] for s in spans.values())
-            end = max(s["end_unix_nano"] for s in spans.values())
-            out.append({"trace_id": trace_id, "root": root["name"], "service": root["service"],
-                        "start_unix_nano": start, "duration_ns": end - start, "span_count": len(spans),
-                        "errors": sum(s["status"]["code"] == "ERROR" for s in spans.values()),
-                        "spans": sorted(spans.values(), key=lambda s: s["start_unix_nano"])})
-        return out
+        return [summarize(trace_id, spans) for trace_id, spans in reversed(self.traces.items())]
+
+
+def summarize(trace_id: str, spans: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One trace of `/api/v1/traces` from its spans by span id: its root, start, duration, counts, and the
+    spans by start time."""
+    ids = set(spans)
+    roots = [s for s in spans.values() if s["parent_span_id"] not in ids]
+    root = min(roots, key=lambda s: s["start_unix_nano"])
+    start = min(s["start_unix_nano"] for s in spans.values())
+    end = max(s["end_unix_nano"] for s in spans.values())
+    return {"trace_id": trace_id, "root": root["name"], "service": root["service"],
+            "start_unix_nano": start, "duration_ns": end - start, "span_count": len(spans),
+            "errors": sum(s["status"]["code"] == "ERROR" for s in spans.values()),
+            "spans": sorted(spans.values(), key=lambda s: s["start_unix_nano"])}
+
+
+def merge(per_worker: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Several workers' `/api/v1/traces` as one: a trace's spans unioned by span id (the SDK may send a
+    trace's spans over several connections, reaching several workers), the newest-ending `TRACES` first."""
+    spans: dict[str, dict[str, dict[str, Any]]] = {}
+    for traces in per_worker:
+        for trace in traces:
+            mine = spans.setdefault(trace["trace_id"], {})
+            for span in trace["spans"]:
+                mine.setdefault(span["span_id"], span)
+    out = [summarize(trace_id, by_id) for trace_id, by_id in spans.items()]
+    out.sort(key=lambda t: t["start_unix_nano"] + t["duration_ns"], reverse=True)
+    return out[:TRACES]

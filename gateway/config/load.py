@@ -14,7 +14,14 @@ from typing import Any, cast
 import yaml
 
 from gateway import registry
-from gateway.component import ConnectorFactory, ExporterFactory, ExtensionFactory, ProcessorFactory, ReceiverFactory
+from gateway.component import (
+    ConnectorFactory,
+    ExporterFactory,
+    ExtensionFactory,
+    ExtensionRef,
+    ProcessorFactory,
+    ReceiverFactory,
+)
 from gateway.config.decode import Errors, decode, join
 from gateway.config.expand import expand
 from gateway.config.model import (
@@ -247,16 +254,23 @@ def _check_extension_refs(service: ServiceConfig, sections: dict[str, dict[str, 
                     or factory.extension_refs is None:
                 continue
             for ref in factory.extension_refs(cfg):
-                path = join(join(section, cid), ref.key)
-                ext = registry.lookup("extensions", ref.extension.partition("/")[0])
-                if isinstance(ext, ExtensionFactory) and ref.role not in ext.roles:
-                    errors.add(path, f"references {ref.extension!r}, which is not {_ROLE_NAMES[ref.role]}")
-                elif ref.extension not in sections["extensions"]:
-                    if not _declared_with_error("extensions", ref.extension, errors):
-                        errors.add(path, f"references extension {ref.extension!r} which is not configured")
-                elif ref.extension not in service.extensions:
-                    errors.add(path, f"references extension {ref.extension!r} which is not enabled in "
-                                     f"service::extensions")
+                _check_ref(join(join(section, cid), ref.key), ref, service, sections, errors)
+    admin = service.admin
+    if admin.enabled and admin.auth is not None:
+        ref = ExtensionRef("auth::authenticator", admin.auth.authenticator, "authenticator")
+        _check_ref("service::admin::auth::authenticator", ref, service, sections, errors)
+
+
+def _check_ref(path: str, ref: ExtensionRef, service: ServiceConfig, sections: dict[str, dict[str, Any]],
+               errors: Errors) -> None:
+    ext = registry.lookup("extensions", ref.extension.partition("/")[0])
+    if isinstance(ext, ExtensionFactory) and ref.role not in ext.roles:
+        errors.add(path, f"references {ref.extension!r}, which is not {_ROLE_NAMES[ref.role]}")
+    elif ref.extension not in sections["extensions"]:
+        if not _declared_with_error("extensions", ref.extension, errors):
+            errors.add(path, f"references extension {ref.extension!r} which is not configured")
+    elif ref.extension not in service.extensions:
+        errors.add(path, f"references extension {ref.extension!r} which is not enabled in service::extensions")
 
 
 def _check_kept_metadata(service: ServiceConfig, sections: dict[str, dict[str, Any]], errors: Errors) -> None:

@@ -64,21 +64,30 @@ class ReloadConfig:
 
 
 @dataclass(frozen=True)
+class AuthConfig:
+    """`auth: {authenticator: ID}`: a server authenticator extension (a receiver's, the admin endpoint's)."""
+
+    authenticator: str
+
+
+@dataclass(frozen=True)
 class AdminConfig:
     """Beyond the Collector: the admin JSON API (`gateway.admin`) that `gateway top` and `gateway tap` read.
     55690: next to zpages' 55679 and free of the Collector's other defaults."""
 
     endpoint: str = "localhost:55690"
     enabled: bool = True
+    # Every route behind this server authenticator (bearertokenauth, basicauth, oidc), as a receiver's.
+    auth: AuthConfig | None = None
 
     def validate(self) -> list[str]:
         if ":" not in self.endpoint:
             return [f"endpoint {self.endpoint!r}: want host:port"]
         host = self.endpoint.rpartition(":")[0].strip("[]")
-        if self.enabled and host not in _LOOPBACK and not host.startswith("127."):
-            # A tap shows span data: beyond loopback it would need an authenticator, not supported yet.
-            return [f"endpoint {self.endpoint!r}: the admin endpoint listens on loopback only (localhost, "
-                    "127.x, ::1); serving taps beyond it would need an authenticator, which it does not have"]
+        if self.enabled and self.auth is None and host not in _LOOPBACK and not host.startswith("127."):
+            # A tap shows span data: beyond loopback only behind an authenticator.
+            return [f"endpoint {self.endpoint!r}: beyond loopback (localhost, 127.x, ::1) the admin endpoint "
+                    "needs auth: {authenticator: ID}, as taps show span data"]
         return []
 
 

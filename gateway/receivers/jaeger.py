@@ -25,10 +25,11 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from gateway.component import Consumer, ExtensionRef, ReceiverFactory, Settings
+from gateway.config.model import AuthConfig
 from gateway.receivers.ingest import Ingest, Result
 from gateway.receivers.jaeger_udp import UdpConfig, UdpServer
 from gateway.receivers.otlp import Servers, auth_refs, authenticator
-from gateway.receivers.otlp_config import AuthConfig, GrpcConfig, HttpConfig
+from gateway.receivers.otlp_config import GrpcConfig, HttpConfig
 from gateway.receivers.otlp_grpc import GrpcServer, collect, first_values, grpc_error
 from gateway.receivers.otlp_http import HttpServer, _read_body
 from gateway.transport.compression import BadEncoding, BodyTooLarge, decompress

@@ -8,8 +8,9 @@ from typing import Any
 
 from gateway.auth import Authenticator
 from gateway.component import Consumer, ExtensionRef, ReceiverFactory, Settings
+from gateway.config.model import AuthConfig
 from gateway.receivers.ingest import Ingest
-from gateway.receivers.otlp_config import AuthConfig, Config
+from gateway.receivers.otlp_config import Config
 from gateway.receivers.otlp_grpc import GrpcServer
 from gateway.receivers.otlp_http import HttpServer
 from pipelines.batch import Signal

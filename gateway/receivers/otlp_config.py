@@ -5,16 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from gateway.config.model import AuthConfig
 from gateway.transport.h2_lifecycle import INFINITY, ServerLimits
 from gateway.transport.http_guard import ConnectionLimits
 from gateway.transport.tls import TLSServerConfig
 from pipelines.batch import Signal
 from pipelines.config_types import Duration, unsupported
-
-
-@dataclass(frozen=True)
-class AuthConfig:
-    authenticator: str
 
 
 @dataclass(frozen=True)

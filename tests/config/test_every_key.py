@@ -134,6 +134,7 @@ def inventory() -> dict[str, Key]:
 GRAPH = "tests/test_graph.py::"
 WORKERS = "tests/test_workers.py::"
 ADMIN = "tests/test_admin.py::"
+ADMIN_WORKERS = "tests/test_admin_workers.py::"
 TELEMETRY = "tests/test_service_telemetry.py::"
 OWN = "tests/test_own_telemetry.py::"
 OWN_ARRIVE = OWN + "test_own_spans_and_metrics_arrive_at_a_backend_with_resource_headers_and_link"
@@ -222,6 +223,10 @@ EVIDENCE: dict[str, Evidence] = {
         "ServiceConfig.admin": Proven(ADMIN + "test_graph_stats_and_drop_reasons"),
         "AdminConfig.endpoint": Proven(ADMIN + "test_admin_off_with_enabled_false"),
         "AdminConfig.enabled": Proven(ADMIN + "test_admin_off_with_enabled_false"),
+        "AdminConfig.auth": Proven(ADMIN_WORKERS + "test_bearer_token_guards_every_route_and_top_sends_it"),
+        # Shared by the receivers' `auth` blocks and the admin endpoint's.
+        "AuthConfig.authenticator": Proven(E2E + "test_auth_two_tenants_reach_the_backend_with_their_org_id",
+                                           ADMIN_WORKERS + "test_bearer_token_guards_every_route_and_top_sends_it"),
         "ServiceConfig.reload": Proven(RELOAD + "test_a_changed_config_file_is_reloaded_when_watched"),
         "ReloadConfig.watch": Proven(RELOAD + "test_a_changed_config_file_is_reloaded_when_watched"),
         "ReloadConfig.watch_interval": Proven(RELOAD + "test_a_changed_config_file_is_reloaded_when_watched"),
@@ -356,7 +361,6 @@ EVIDENCE: dict[str, Evidence] = {
             Proven(E2E + "test_request_headers_reach_from_context_only_with_include_metadata"),
         "GrpcConfig.tls": Proven(E2E_TLS + "test_tls_receiver_and_exporters"),
         "GrpcConfig.auth": Proven(E2E + "test_auth_two_tenants_reach_the_backend_with_their_org_id"),
-        "AuthConfig.authenticator": Proven(E2E + "test_auth_two_tenants_reach_the_backend_with_their_org_id"),
         "HttpConfig.endpoint": Proven(RECEIVER + "test_protocols_grpc_and_http_each_listen_on_their_endpoint"),
         "HttpConfig.traces_url_path": Proven(RECEIVER + "test_url_paths_move_each_signal"),
         "HttpConfig.metrics_url_path": Proven(RECEIVER + "test_url_paths_move_each_signal"),

@@ -44,7 +44,7 @@ def server(**htpasswd: str) -> BasicAuthServer:
     ph.sha256_crypt.using(rounds=1000).hash("s3cret"),                             # htpasswd -2 $5$
     ph.sha512_crypt.using(rounds=1000).hash("s3cret"),                             # htpasswd -5 $6$
     "s3cret",                                                                # plaintext, the Collector's inline
-], ids=["bcrypt-2b", "bcrypt-2y", "sha", "ssha", "apr1", "md5", "sha256", "sha512", "plain"])  # salts differ per process
+], ids=["bcrypt-2b", "bcrypt-2y", "sha", "ssha", "apr1", "md5", "sha256", "sha512", "plain"])  # salts vary
 def test_htpasswd_schemes(hashed: str) -> None:
     assert verify("s3cret", hashed)
     assert not verify("s3cret!", hashed)

@@ -17,6 +17,7 @@ from pathlib import Path
 from bench import report
 from bench.loadgen import LoadSpec
 from bench.payload import PayloadSpec
+from bench.profile import per_request
 from bench.profile import summary as profile_summary
 from bench.rateload import RateSpec
 from bench.runner import OWN_TRACES_ENV, RateResult, RunResult, collector_binary, run_one, run_rate
@@ -134,6 +135,7 @@ def main_run(args: argparse.Namespace, argv: list[str] | None) -> int:
                     results.append(r)
                     if prof is not None and prof.exists():
                         print(profile_summary(prof), file=sys.stderr)
+                        print(per_request(prof, r.cpu_seconds, r.accepted // max(1, spans)), file=sys.stderr)
                     print(f"{key} {spans} spans {target} x{n}: {r.status} {r.reason} accepted={r.accepted} "
                           f"delivered={r.delivered} dropped={r.dropped} lost={r.lost} cpu={r.cpu_seconds:.2f}s "
                           f"spans/cpu-s={r.spans_per_cpu_s:,.0f} p99={r.p99_ms:.1f}ms "

@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol
 from bench.payload import PayloadSpec, build_pool, spans_per_trace, stream
 
 TRACES_PATH = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-Transport = Literal["grpc", "http"]
+Transport = Literal["grpc", "http", "http-json"]
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ async def _http(spec: LoadSpec, requests: Iterator[bytes], spans: int, res: Load
     import aiohttp
 
     url = f"http://{spec.target}/v1/traces"
-    headers = {"Content-Type": "application/x-protobuf"}
+    headers = {"Content-Type": "application/json" if spec.transport == "http-json" else "application/x-protobuf"}
     # HTTP/1.1 has one request in flight per connection: a connection per sender, or the senders
     # would queue for a connection inside the client and the latency would measure that queue.
     connector = aiohttp.TCPConnector(limit=max(spec.connections, spec.concurrency))
@@ -122,9 +122,20 @@ async def _http(spec: LoadSpec, requests: Iterator[bytes], spans: int, res: Load
         res.elapsed = time.perf_counter() - t
 
 
+def as_json(pool: list[bytes]) -> list[bytes]:
+    """The pool's requests in OTLP/JSON (hex ids, enums as numbers), as SDKs' JSON exporters send them."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    from pipelines import otlp_json
+
+    return [otlp_json.encode(ExportTraceServiceRequest.FromString(body), integer_enums=True) for body in pool]
+
+
 def run(spec: LoadSpec) -> LoadResult:
     """Send for `spec.duration` seconds; the pool is built before the clock starts."""
     pool = build_pool(spec.payload)
+    if spec.transport == "http-json":
+        pool = as_json(pool)  # encoded before the clock starts, like the protobuf pool
     requests = stream(spec.payload, pool)
     res = LoadResult(spans_per_trace=spans_per_trace(spec.payload, pool))
     send = _grpc if spec.transport == "grpc" else _http

@@ -24,7 +24,7 @@ class Scenario:
     processors: str  # YAML lines under `processors:`
     pipeline_processors: str
     exporters: int = 1  # fan-out: that many OTLP exporters to the sink
-    transport: Literal["grpc", "http"] = "grpc"
+    transport: Literal["grpc", "http", "http-json"] = "grpc"
     persistent: bool = False
     # A tail sampler holding each trace this many seconds (0: none). The payload then has traces of
     # 5-50 spans spread over consecutive requests (bench/payload.py), not one span per trace, and the
@@ -160,5 +160,6 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("g", "load-balancing to 3 endpoints (routing_key traceID)", _BATCH, "batch", loadbalancing=True),
         Scenario("h", "OTTL: filter (name, attribute regex) + 3-statement transform", _OTTL,
                  "filter/drop, transform/tidy, batch"),
+        Scenario("j", "OTLP/HTTP JSON in (batch)", _BATCH, "batch", transport="http-json"),
     )
 }

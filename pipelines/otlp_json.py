@@ -94,12 +94,14 @@ def _base64_ids_to_hex(node: Any) -> None:
 # not name, a number out of range) returns None and the body takes ParseDict's path, which decides
 # it and words its error: the two paths build equal messages (tests/pipelines/test_otlp_json_plain.py).
 
-_MSG, _STR, _BOOL, _INT, _LONG, _FLOAT, _ENUM, _HEX = range(8)
+_MSG, _STR, _BOOL, _INT, _LONG, _FLOAT, _ENUM, _HEX, _KVS = range(9)
 _F = FieldDescriptor
 _KINDS = {_F.TYPE_STRING: _STR, _F.TYPE_BOOL: _BOOL, _F.TYPE_DOUBLE: _FLOAT, _F.TYPE_FLOAT: _FLOAT,
           **dict.fromkeys((_F.TYPE_INT32, _F.TYPE_UINT32, _F.TYPE_SINT32, _F.TYPE_FIXED32, _F.TYPE_SFIXED32), _INT),
           **dict.fromkeys((_F.TYPE_INT64, _F.TYPE_UINT64, _F.TYPE_SINT64, _F.TYPE_FIXED64, _F.TYPE_SFIXED64), _LONG)}
 _HEX_FIELDS = frozenset({"trace_id", "span_id", "parent_span_id"})
+_KEY_VALUE = "opentelemetry.proto.common.v1.KeyValue"
+_STRING_VALUE = frozenset({"stringValue", "string_value"})
 # JSON key -> (field name, kind, repeated, what the kind needs: a sub-table, or an enum's numbers by name)
 _Table = dict[str, tuple[str, int, bool, Any]]
 _TABLES: dict[str, _Table] = {}
@@ -119,6 +121,8 @@ def _table(desc: Descriptor) -> _Table:
         extra: Any = None
         if f.message_type is not None:
             kind, extra = _MSG, _table(f.message_type)
+            if f.message_type.full_name == _KEY_VALUE and f.is_repeated:
+                kind = _KVS
         elif f.enum_type is not None:
             kind, extra = _ENUM, {v.name: v.number for v in f.enum_type.values}
         elif f.type == _F.TYPE_BYTES:
@@ -173,7 +177,9 @@ def _convert(obj: dict[str, Any], table: _Table) -> dict[str, Any]:
         elif repeated:
             if t is not list:
                 raise _NotPlain
-            if kind == _MSG:
+            if kind == _KVS:
+                out[name] = _attributes(value, extra)
+            elif kind == _MSG:
                 out[name] = [_convert(v, extra) if type(v) is dict else _not_plain() for v in value]
             else:
                 out[name] = [_scalar(kind, v, extra) for v in value]
@@ -183,6 +189,22 @@ def _convert(obj: dict[str, Any], table: _Table) -> dict[str, Any]:
             out[name] = _convert(value, extra)
         else:
             out[name] = _scalar(kind, value, extra)
+    return out
+
+
+def _attributes(values: list[Any], table: _Table) -> list[dict[str, Any]]:
+    """A list of KeyValue: most are a key and a string value, taken without the general walk."""
+    out: list[dict[str, Any]] = []
+    append = out.append
+    for kv in values:
+        if type(kv) is dict and len(kv) == 2:
+            key, value = kv.get("key"), kv.get("value")
+            if type(key) is str and type(value) is dict and len(value) == 1:
+                ((vk, vv),) = value.items()
+                if vk in _STRING_VALUE and type(vv) is str:
+                    append({"key": key, "value": {"string_value": vv}})
+                    continue
+        append(_convert(kv, table) if type(kv) is dict else _not_plain())
     return out
 
 

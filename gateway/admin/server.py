@@ -123,7 +123,7 @@ class AdminServer:
         g = self._source.graph
         kinds = self._kinds(g) if g is not None else {}
         components = stats(self._source.telemetry.registry.collect(), kinds,
-                           self._source.component_status().statuses())
+                           self._source.component_status().statuses(), self._source.telemetry.retries)
         return web.json_response({**self._who(), "components": components})
 
     def _edge(self, g: Graph, component: str, direction: Direction) -> tuple[str, list[Any]]:

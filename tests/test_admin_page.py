@@ -131,3 +131,64 @@ def test_with_two_workers_a_trace_over_both_shows_every_span(sink: Sink, browser
                         if t["trace_id"] == trace_id for s in t["spans"]}
                 for index, (_, port) in two_workers.private_ports(gw).items()}
         assert seen == {1: {"GET /cart", "SELECT carts"}, 2: {"load cart"}}
+
+
+def test_before_after_shows_changed_attributes_and_the_filtered_span(sink: Sink, browser: WebDriver) -> None:
+    """One pipeline: `attributes` (update, insert and delete a key), then `filter` (drops "healthcheck"). In
+    before/after mode the attributes processor's spans show their changes and the filter's its dropped span."""
+    ports, admin = Ports.free(), free_port()
+    processors = """attributes:
+    actions:
+      - {key: env, value: prod, action: update}
+      - {key: team, value: payments, action: insert}
+      - {key: secret, action: delete}
+  filter: {traces: {span: ['name == "healthcheck"']}}"""
+    cfg = basic_config(ports, f'  otlp:\n    endpoint: "127.0.0.1:{sink.grpc_port}"\n    tls: {{insecure: true}}\n',
+                       "[otlp]", processors=processors, pipeline_processors="[attributes, filter]")
+    with running(cfg + f'  admin: {{endpoint: "127.0.0.1:{admin}"}}\n', ports):
+        browser.get(f"http://127.0.0.1:{admin}/")
+        wait = WebDriverWait(browser, 30)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '.node[data-key="processor:filter"]'))
+
+        def watch_before_after(key: str) -> None:
+            browser.find_element(By.CSS_SELECTOR, f'.node[data-key="{key}"]').click()
+            wait.until(lambda d: d.find_element(By.ID, "diff-label").is_displayed())
+            if not browser.find_element(By.ID, "diff").is_selected():
+                browser.find_element(By.ID, "diff").click()
+            # The view is open once the list answered from /api/v1/diff for this processor.
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#traces li")
+                       and d.find_element(By.ID, "direction").get_attribute("disabled"))
+
+        # Both views open before the trace is sent (each sees what crosses it from then on).
+        watch_before_after("processor:filter")
+        watch_before_after("processor:attributes")
+        provider = TracerProvider(resource=Resource.create({"service.name": "checkout"}))
+        provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"127.0.0.1:{ports.grpc}",
+                                                                         insecure=True)))
+        tracer = provider.get_tracer("t")
+        with tracer.start_as_current_span("GET /cart", attributes={"env": "dev", "secret": "s3"}) as root:
+            with tracer.start_as_current_span("healthcheck"), tracer.start_as_current_span("SELECT carts"):
+                pass
+            trace_id = format(root.get_span_context().trace_id, "032x")
+        provider.shutdown()
+        row = f'#traces li.trace[data-trace-id="{trace_id}"]'
+        wait.until(lambda d: "3 kept" in "".join(e.text for e in d.find_elements(By.CSS_SELECTOR, row)))
+        browser.find_element(By.CSS_SELECTOR, row).click()
+        root_row = '#waterfall .span-row[data-state="kept"] .changes'
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, root_row))
+        changes = browser.find_element(By.CSS_SELECTOR, root_row).text
+        assert "env: dev → prod" in changes and "+ team = payments" in changes and "\u2212 secret = s3" in changes
+        assert browser.find_element(By.CSS_SELECTOR, "#waterfall .changes .rem").value_of_css_property(
+            "text-decoration-line") == "line-through"
+        # The filter: the healthcheck span dropped (once its grace is over), the others kept.
+        watch_before_after("processor:filter")
+        wait.until(lambda d: "1 dropped" in "".join(e.text for e in d.find_elements(By.CSS_SELECTOR, row)))
+        browser.find_element(By.CSS_SELECTOR, row).click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#waterfall .span-row")) == 3)
+        states = {e.find_element(By.CSS_SELECTOR, ".span-name").text: e.get_attribute("data-state")
+                  for e in browser.find_elements(By.CSS_SELECTOR, "#waterfall .span-row")}
+        assert states == {"GET /cart": "kept", "healthcheck": "dropped", "SELECT carts": "kept"}
+        dropped = browser.find_element(By.CSS_SELECTOR, '#waterfall .span-row[data-state="dropped"]')
+        assert "dropped: filtered" in dropped.text and "not seen at the output after 5s" in dropped.text
+        assert dropped.find_element(By.CSS_SELECTOR, ".span-name").value_of_css_property(
+            "text-decoration-line") == "line-through"

@@ -1,8 +1,9 @@
 """`gateway top` and `gateway tap`: terminal clients of a running gateway's admin endpoint
 (`service::admin`, `gateway.admin.server`), over plain HTTP.
 
-- `top --admin URL [--header K=V]`: every component's rates in and out, refused and dropped (with reasons)
-  and its queue's fill as a bar, refreshed every second; rates are the difference of two reads of `/api/v1/stats`.
+- `top --admin URL [--header K=V]`: every component's rates in and out, refused and dropped (with reasons),
+  its queue's fill as a bar and an exporter's retries (`retrying 3, next in 2.1s: <error>`), refreshed every
+  second; rates are the difference of two reads of `/api/v1/stats`.
 - `tap COMPONENT [--inputs|--outputs] [--limit N] [--format json|line] [--header K=V]`: the sampled items of
   `/api/v1/tap`, one a line, until `--limit` lines (or Ctrl-C).
 """
@@ -55,6 +56,17 @@ def _bar(size: float, capacity: float) -> str:
     return f"[{'#' * full}{'.' * (_BAR - full)}] {size:.0f}/{capacity:.0f}"
 
 
+def retrying(retry: dict[str, Any] | None) -> str:
+    """An exporter's retry state in a few words: `retrying N, next in Xs: <last error>`, or what is left of
+    a failure streak; "-" when all is well."""
+    if not retry or not (retry.get("waiting") or retry.get("failures")):
+        return "-"
+    head = f"retrying {retry['waiting']}" if retry.get("waiting") else f"{retry['failures']} failed in a row"
+    if retry.get("next_in") is not None:
+        head += f", next in {retry['next_in']:.1f}s"
+    return f"{head}: {retry['last_error']}" if retry.get("last_error") else head
+
+
 def _rate(now: dict[str, Any], before: dict[str, Any] | None, field: str, seconds: float) -> str:
     if field not in now:
         return "-"
@@ -72,8 +84,8 @@ def table(now: dict[str, Any], before: dict[str, Any] | None) -> Table:
         who = "one process" if now.get("worker") is None else f"worker {now['worker']}"
     t = Table(title=f"otel gateway: {who} (pid {now.get('pid')})", expand=True)
     for column, width in (("component", 18), ("status", 8), ("in/s", 7), ("out/s", 7), ("refused", 7),
-                          ("dropped (reason: total)", 16), ("queue", 12)):
-        t.add_column(column, min_width=width, no_wrap=column != "dropped (reason: total)")
+                          ("dropped (reason: total)", 16), ("queue", 12), ("retry", 16)):
+        t.add_column(column, min_width=width, no_wrap=column not in ("dropped (reason: total)", "retry"))
     old = before["components"] if before is not None else {}
     for key, c in sorted(now["components"].items(), key=lambda kv: _ORDER.get(kv[1]["kind"], 9)):
         prev = old.get(key)
@@ -83,7 +95,8 @@ def table(now: dict[str, Any], before: dict[str, Any] | None) -> Table:
         refused = f"{c.get('refused', 0):.0f}" if "refused" in c else "-"
         queue = _bar(c.get("queue_size", 0), c.get("queue_capacity", 0))
         status = c.get("status", "").removeprefix("Status")
-        t.add_row(key, status, _rate(c, prev, "in", seconds), _rate(c, prev, "out", seconds), refused, dropped, queue)
+        t.add_row(key, status, _rate(c, prev, "in", seconds), _rate(c, prev, "out", seconds), refused, dropped, queue,
+                  retrying(c.get("retry")) if c["kind"] == "exporter" else "")
     return t
 
 

@@ -18,6 +18,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from gateway.retry_state import RetryState
+
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import SpanProcessor
     from opentelemetry.trace import Tracer
@@ -208,6 +210,8 @@ class Telemetry:
         self.tracer: OwnTracer | None = None
         # Set with `tracer`: where the own spans can be watched; None with own traces off.
         self.own_spans: SpanTap | None = None
+        # Per exporter id, what its retries are doing now (not a metric: the admin endpoint shows it).
+        self.retries: dict[str, RetryState] = {}
         r = self.registry
         if shown("otelcol_process_cpu_seconds", level):
             r.register(ProcessCollector())
@@ -303,6 +307,9 @@ class Telemetry:
         )
         self._unrouted = counters("otelcol_gateway_connector_unrouted", "Items a routing connector sent nowhere "
                                   "(no route matched and no default_pipelines)", ["connector"])
+
+    def retry_state(self, exporter: str) -> RetryState:
+        return self.retries.setdefault(exporter, RetryState())
 
     def ottl_errors(self, processor: str, signal: str) -> CounterLike:
         return self._ottl_errors.labels(processor, signal)

@@ -24,6 +24,7 @@ from gateway.admin.tap import Tap, Taps
 from gateway.config.load import load_files
 from gateway.service import Service
 from pipelines.batch import Batch
+from tests import top_screen
 from tests.harness import REPO, GatewayProcess, Ports, Sink, basic_config, free_port, running, wait_until
 
 
@@ -177,31 +178,21 @@ def test_a_closed_tap_leaves_the_consumer_as_it_was_and_the_bucket_limits() -> N
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 def test_top_shows_the_components_and_a_rate(gateway: tuple[GatewayProcess, int]) -> None:
     gw, admin = gateway
-    session = f"gwtop-{admin}"
-    tmux = ["tmux", "-L", session]  # a server of its own: another server's default-size would win over -x
-    # A COLUMNS inherited from this process would win over the pane's size.
-    command = f"env -u COLUMNS -u LINES {sys.executable} -m gateway top --admin http://127.0.0.1:{admin}"
-    subprocess.run([*tmux, "new-session", "-d", "-s", session, "-x", "160", "-y", "40", "-c", str(REPO), command],
-                   check=True)
     done = threading.Event()
-    sender = _send_until(gw, done, ("GET /cart", "drop-me"))
-    screen = ""
-    try:
-        def shows_a_rate() -> bool:
-            nonlocal screen
-            screen = subprocess.run([*tmux, "capture-pane", "-p", "-t", session], capture_output=True,
-                                    text=True).stdout
-            rows = [r for r in screen.splitlines() if "receiver:otlp" in r]
-            return bool(rows) and any(cell.replace(".", "", 1).isdigit() and float(cell) > 0
-                                      for cell in rows[0].replace("│", " ").split()[2:4])
+    with top_screen.top(admin) as screen:
+        sender = _send_until(gw, done, ("GET /cart", "drop-me"))
+        try:
+            def shows_a_rate() -> bool:
+                rows = screen.rows("receiver:otlp") if screen.read() else []
+                return bool(rows) and any(cell.replace(".", "", 1).isdigit() and float(cell) > 0
+                                          for cell in rows[0].replace("│", " ").split()[2:4])
 
-        wait_until(shows_a_rate, 20, "a non-zero rate on gateway top's screen")
-    finally:
-        done.set()
-        sender.join(10)
-        subprocess.run([*tmux, "kill-server"], check=False)
+            wait_until(shows_a_rate, 20, "a non-zero rate on gateway top's screen")
+        finally:
+            done.set()
+            sender.join(10)
     for key in ("receiver:otlp", "processor:filter", "exporter:otlp", "pipeline:traces", "filtered:"):
-        assert key in screen, screen
+        assert key in screen.text, screen.text
 
 
 def test_admin_off_with_enabled_false(tmp_path: Path) -> None:

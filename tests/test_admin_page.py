@@ -10,6 +10,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -22,6 +23,7 @@ from tests import two_workers
 from tests.harness import REPO, Ports, Sink, basic_config, free_port, running
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -50,6 +52,22 @@ def browser() -> Iterator[WebDriver]:
         driver.quit()
 
 
+# The page redraws its lists every second: a handle found one moment may be stale the next, so waits
+# retry, and clicks and reads run in the page, each in one script.
+_STALE = (StaleElementReferenceException,)
+
+
+def _click(browser: WebDriver, css: str, index: int = 0) -> None:
+    browser.execute_script("document.querySelectorAll(arguments[0])[arguments[1]].click()", css, index)
+
+
+def _read(browser: WebDriver, css: str, what: str) -> list[Any]:
+    """`what` (a JS expression of `e`) for each element matching `css`, read at one moment."""
+    found: list[Any] = browser.execute_script(
+        f"return [...document.querySelectorAll(arguments[0])].map((e) => {what})", css)
+    return found
+
+
 def _send_trace(grpc_port: int) -> str:
     provider = TracerProvider(resource=Resource.create({"service.name": "checkout"}))
     provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"127.0.0.1:{grpc_port}",
@@ -70,7 +88,7 @@ def test_the_page_shows_the_graph_and_a_trace_waterfall(sink: Sink, browser: Web
                        "[otlp]") + f'  admin: {{endpoint: "127.0.0.1:{admin}"}}\n'
     with running(cfg, ports):
         browser.get(f"http://127.0.0.1:{admin}/")
-        wait = WebDriverWait(browser, 20)
+        wait = WebDriverWait(browser, 20, ignored_exceptions=_STALE)
         # The configured pipeline: traces = otlp receiver -> batch -> otlp exporter.
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '.node[data-key="exporter:otlp"]'))
         keys = {e.get_attribute("data-key") for e in browser.find_elements(By.CSS_SELECTOR, ".node")}
@@ -81,14 +99,13 @@ def test_the_page_shows_the_graph_and_a_trace_waterfall(sink: Sink, browser: Web
         trace_id = _send_trace(ports.grpc)
         row = f'#traces li.trace[data-trace-id="{trace_id}"]'
         wait.until(lambda d: "3 spans" in "".join(e.text for e in d.find_elements(By.CSS_SELECTOR, row)))
-        browser.find_element(By.CSS_SELECTOR, row).click()
+        _click(browser, row)
         names = ["GET /cart", "load cart", "SELECT carts"]
         wait.until(lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, "#waterfall .span-name")] == names)
         # Nested: each child is indented further than its parent.
-        pads = [e.value_of_css_property("padding-left") for e in
-                browser.find_elements(By.CSS_SELECTOR, "#waterfall .label")]
+        pads = _read(browser, "#waterfall .label", "getComputedStyle(e).paddingLeft")
         assert pads == sorted(pads, key=lambda p: float(p.removesuffix("px"))) and len(set(pads)) == 3
-        browser.find_elements(By.CSS_SELECTOR, "#waterfall .span-row")[2].click()
+        _click(browser, "#waterfall .span-row", 2)
         wait.until(lambda d: d.find_element(By.ID, "detail").is_displayed()
                    and "slow query" in d.find_element(By.ID, "detail").text)
         detail = browser.find_element(By.ID, "detail").text
@@ -108,7 +125,7 @@ def test_with_two_workers_a_trace_over_both_shows_every_span(sink: Sink, browser
     with running(two_workers.config(ports, sink, f"127.0.0.1:{admin}"), ports) as gw:
         providers, _ = two_workers.providers_by_worker(gw)
         browser.get(f"http://127.0.0.1:{admin}/")
-        wait = WebDriverWait(browser, 20)
+        wait = WebDriverWait(browser, 20, ignored_exceptions=_STALE)
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '.node[data-key="exporter:otlp"]'))
         keys = {e.get_attribute("data-key") for e in browser.find_elements(By.CSS_SELECTOR, ".node")}
         assert keys == {"pipeline:traces", "receiver:otlp", "processor:filter", "exporter:otlp"}
@@ -123,7 +140,7 @@ def test_with_two_workers_a_trace_over_both_shows_every_span(sink: Sink, browser
             p.shutdown()
         row = f'#traces li.trace[data-trace-id="{trace_id}"]'
         wait.until(lambda d: "3 spans" in "".join(e.text for e in d.find_elements(By.CSS_SELECTOR, row)))
-        browser.find_element(By.CSS_SELECTOR, row).click()
+        _click(browser, row)
         wait.until(lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, "#waterfall .span-name")]
                    == ["GET /cart", "load cart", "SELECT carts"])
         # Both workers took part: each has a span of the trace at its own admin server.
@@ -131,3 +148,63 @@ def test_with_two_workers_a_trace_over_both_shows_every_span(sink: Sink, browser
                         if t["trace_id"] == trace_id for s in t["spans"]}
                 for index, (_, port) in two_workers.private_ports(gw).items()}
         assert seen == {1: {"GET /cart", "SELECT carts"}, 2: {"load cart"}}
+
+
+def test_before_after_shows_changed_attributes_and_the_filtered_span(sink: Sink, browser: WebDriver) -> None:
+    """One pipeline: `attributes` (update, insert and delete a key), then `filter` (drops "healthcheck"). In
+    before/after mode the attributes processor's spans show their changes and the filter's its dropped span."""
+    ports, admin = Ports.free(), free_port()
+    processors = """attributes:
+    actions:
+      - {key: env, value: prod, action: update}
+      - {key: team, value: payments, action: insert}
+      - {key: secret, action: delete}
+  filter: {traces: {span: ['name == "healthcheck"']}}"""
+    cfg = basic_config(ports, f'  otlp:\n    endpoint: "127.0.0.1:{sink.grpc_port}"\n    tls: {{insecure: true}}\n',
+                       "[otlp]", processors=processors, pipeline_processors="[attributes, filter]")
+    with running(cfg + f'  admin: {{endpoint: "127.0.0.1:{admin}"}}\n', ports):
+        browser.get(f"http://127.0.0.1:{admin}/")
+        wait = WebDriverWait(browser, 30, ignored_exceptions=_STALE)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '.node[data-key="processor:filter"]'))
+
+        def watch_before_after(key: str) -> None:
+            browser.find_element(By.CSS_SELECTOR, f'.node[data-key="{key}"]').click()
+            wait.until(lambda d: d.find_element(By.ID, "diff-label").is_displayed())
+            if not browser.find_element(By.ID, "diff").is_selected():
+                browser.find_element(By.ID, "diff").click()
+            # The view is open once the list answered from /api/v1/diff for this processor.
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#traces li")
+                       and d.find_element(By.ID, "direction").get_attribute("disabled"))
+
+        # Both views open before the trace is sent (each sees what crosses it from then on).
+        watch_before_after("processor:filter")
+        watch_before_after("processor:attributes")
+        provider = TracerProvider(resource=Resource.create({"service.name": "checkout"}))
+        provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"127.0.0.1:{ports.grpc}",
+                                                                         insecure=True)))
+        tracer = provider.get_tracer("t")
+        with tracer.start_as_current_span("GET /cart", attributes={"env": "dev", "secret": "s3"}) as root:
+            with tracer.start_as_current_span("healthcheck"), tracer.start_as_current_span("SELECT carts"):
+                pass
+            trace_id = format(root.get_span_context().trace_id, "032x")
+        provider.shutdown()
+        row = f'#traces li.trace[data-trace-id="{trace_id}"]'
+        wait.until(lambda d: "3 kept" in "".join(e.text for e in d.find_elements(By.CSS_SELECTOR, row)))
+        _click(browser, row)
+        root_row = '#waterfall .span-row[data-state="kept"] .changes'
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, root_row))
+        changes = _read(browser, root_row, "e.innerText")[0]
+        assert "env: dev → prod" in changes and "+ team = payments" in changes and "\u2212 secret = s3" in changes
+        assert _read(browser, "#waterfall .changes .rem", "getComputedStyle(e).textDecorationLine") == ["line-through"]
+        # The filter: the healthcheck span dropped (once its grace is over), the others kept.
+        watch_before_after("processor:filter")
+        wait.until(lambda d: "1 dropped" in "".join(e.text for e in d.find_elements(By.CSS_SELECTOR, row)))
+        _click(browser, row)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#waterfall .span-row")) == 3)
+        states = dict(_read(browser, "#waterfall .span-row",
+                            "[e.querySelector('.span-name').innerText, e.dataset.state]"))
+        assert states == {"GET /cart": "kept", "healthcheck": "dropped", "SELECT carts": "kept"}
+        dropped = '#waterfall .span-row[data-state="dropped"]'
+        text = _read(browser, dropped, "e.innerText")[0]
+        assert "dropped: filtered" in text and "not seen at the output after 5s" in text
+        assert _read(browser, dropped + " .span-name", "getComputedStyle(e).textDecorationLine") == ["line-through"]

@@ -178,3 +178,31 @@ def test_bearer_token_guards_every_route_and_top_sends_it(sink: Sink) -> None:
         finally:
             subprocess.run([*tmux, "kill-server"], check=False)
         assert "processor:filter" in screen and "401" not in screen, screen
+
+
+def test_a_before_after_view_merges_both_workers(gateway: tuple[GatewayProcess, int]) -> None:
+    gw, admin = gateway
+    assert get(admin, "/api/v1/diff?component=processor:filter")["answered"] == 2  # opens it on both
+    providers, _ = providers_by_worker(gw)
+    for p in providers.values():
+        tracer = p.get_tracer("t")
+        for name in ("GET /cart", "drop-me"):
+            with tracer.start_as_current_span(name):
+                pass
+        p.shutdown()
+    spans: list[dict[str, object]] = []
+
+    def settled() -> bool:
+        nonlocal spans
+        spans = [s for t in get(admin, "/api/v1/diff?component=filter")["traces"] for s in t["spans"]
+                 if s["name"] != "probe"]  # providers_by_worker's
+        return len(spans) == 4 and all(s["state"] != "pending" for s in spans)
+
+    wait_until(settled, 30, "both workers' spans kept or dropped")
+    assert sorted((s["name"], s["state"], s.get("reason")) for s in spans) == [
+        ("GET /cart", "kept", None), ("GET /cart", "kept", None),
+        ("drop-me", "dropped", "filtered"), ("drop-me", "dropped", "filtered")]
+    # Each worker saw both sides of its own filter: two of the four spans each.
+    for _, port in private_ports(gw).values():
+        mine = [s for t in get(port, "/api/v1/diff?component=filter")["traces"] for s in t["spans"]]
+        assert sorted(s["name"] for s in mine if s["name"] != "probe") == ["GET /cart", "drop-me"]

@@ -48,7 +48,8 @@ def guard(lookup: Lookup) -> Middleware:
     return check
 
 
-def application(lookup: Lookup, graph: Handler, stats: Handler, traces: Handler, tap: Handler) -> web.Application:
+def application(lookup: Lookup, graph: Handler, stats: Handler, traces: Handler, tap: Handler,
+                diff: Handler) -> web.Application:
     """The admin routes, every one behind `lookup()`'s authenticator."""
     app = web.Application(middlewares=[guard(lookup)])
     app.router.add_get("/", page)
@@ -56,6 +57,7 @@ def application(lookup: Lookup, graph: Handler, stats: Handler, traces: Handler,
     app.router.add_get("/api/v1/stats", stats)
     app.router.add_get("/api/v1/traces", traces)
     app.router.add_get("/api/v1/tap", tap)
+    app.router.add_get("/api/v1/diff", diff)
     return app
 
 

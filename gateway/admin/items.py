@@ -32,10 +32,11 @@ def items(batch: Batch, limit: int) -> Iterator[dict[str, Any]]:
                 if n >= limit:
                     return
                 n += 1
-                yield _one(batch.signal, service, item)
+                yield one(batch.signal, service, item)
 
 
-def _one(signal: str, service: str, item: Any) -> dict[str, Any]:
+def one(signal: str, service: str, item: Any) -> dict[str, Any]:
+    """One span, log record or metric as a dict (a tap's JSON line)."""
     if signal == "traces":
         return {"signal": signal, "trace_id": item.trace_id.hex(), "span_id": item.span_id.hex(),
                 "parent_span_id": item.parent_span_id.hex(), "name": item.name, "service": service,

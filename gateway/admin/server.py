@@ -8,6 +8,9 @@ request (a reload shows at once), for `gateway top` and `gateway tap`.
   most (`gateway.admin.tap`), until `limit` lines were written or the client leaves;
 - `GET /api/v1/traces?component=ID&direction=in|out`: the recent traces seen there, grouped by trace id,
   from a watch the server keeps open while it is asked for (`gateway.admin.watch`);
+- `GET /api/v1/diff?component=processor:ID`: a before/after view of a processor, the sampled spans it kept
+  (with their attribute changes), dropped or still holds, from a `DiffWatch` kept while it is asked for
+  (`gateway.admin.diff`);
 - `GET /`: the admin page (`gateway/admin/ui/index.html`), the graph with live rates and those traces.
 
 With `service::auth`, every route is behind that server authenticator (`gateway.admin.http.guard`).
@@ -25,14 +28,14 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from gateway.admin import items
+from gateway.admin import diff, items
 from gateway.admin.http import application, tap_query
 from gateway.admin.stats import stats
 from gateway.admin.tap import Direction, Tap, Taps
 from gateway.admin.watch import Watch
 from gateway.auth import Authenticator
 from gateway.component import StatusSource
-from gateway.config.model import AdminConfig
+from gateway.config.model import AdminConfig, GatewayConfig
 from gateway.graph import Graph, ReceiverNode, StageNode
 from gateway.telemetry import Telemetry
 from gateway.transport.http_site import start_site
@@ -47,6 +50,7 @@ class Source(Protocol):
     """What the admin endpoint reads: the service."""
 
     graph: Graph | None
+    config: GatewayConfig
     telemetry: Telemetry
     worker: int | None
 
@@ -65,9 +69,10 @@ class AdminServer:
         self.taps = Taps()
         self._open: set[Tap] = set()
         self._watches: dict[tuple[str, str], Watch] = {}
+        self._diffs: dict[str, diff.DiffWatch] = {}
 
     async def start(self) -> None:
-        app = application(self._authenticator, self._graph, self._stats, self._traces, self._tap)
+        app = application(self._authenticator, self._graph, self._stats, self._traces, self._tap, self._diff)
         try:
             self._runner, self.port = await start_site(app, self.config.endpoint, reuse_port=self._reuse_port)
         except OSError as exc:
@@ -80,6 +85,9 @@ class AdminServer:
         for watch in self._watches.values():
             watch.close()
         self._watches.clear()
+        for view in self._diffs.values():
+            view.close()
+        self._diffs.clear()
         self.taps.close_all()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -123,7 +131,7 @@ class AdminServer:
         g = self._source.graph
         kinds = self._kinds(g) if g is not None else {}
         components = stats(self._source.telemetry.registry.collect(), kinds,
-                           self._source.component_status().statuses())
+                           self._source.component_status().statuses(), self._source.telemetry.retries)
         return web.json_response({**self._who(), "components": components})
 
     def _edge(self, g: Graph, component: str, direction: Direction) -> tuple[str, list[Any]]:
@@ -137,7 +145,7 @@ class AdminServer:
             nodes = g.pipelines[cid]
             found.append((f"pipeline:{cid}", [(nodes[0] if direction == "in" else nodes[-1]).consumer]))
         if kind in ("", "processor"):
-            procs = [n for nodes in g.pipelines.values() for n in nodes if n.kind == "processor" and n.id == cid]
+            procs = _processors(g, cid)
             if procs:
                 found.append((f"processor:{cid}", [_next(n) if direction == "out" else n.consumer for n in procs]))
         if kind in ("", "connector"):
@@ -173,6 +181,28 @@ class AdminServer:
         watch.asked = time.monotonic()
         return web.json_response({**self._who(), "component": key, "direction": direction,
                                   "traces": watch.summary()})
+
+    async def _diff(self, request: web.Request) -> web.Response:
+        g = self._source.graph
+        component = request.query.get("component", "")
+        kind, _, cid = component.rpartition(":")
+        if g is None or not cid or kind not in ("", "processor"):
+            raise web.HTTPBadRequest(text="component=processor:ID (or ID) is required: a before/after view is "
+                                          "of a processor")
+        procs = _processors(g, cid)
+        if not procs:
+            raise web.HTTPNotFound(text=f"no processor {cid!r} in the running graph")
+        key = f"processor:{cid}"
+        view = self._diffs.get(key)
+        if view is None or view.closed:
+            telemetry = self._source.telemetry
+            instances = [diff.Instance(n.pipeline or "", n.consumer, _next(n)) for n in procs]
+            grace = diff.grace(cid.partition("/")[0], self._source.config.processors.get(cid))
+            view = diff.DiffWatch(key, instances, self.taps, grace, lambda: _drops(telemetry, cid))
+            self._diffs[key] = view
+        view.asked = time.monotonic()
+        return web.json_response({**self._who(), "component": key, "grace": view.grace,
+                                  "traces": view.summary()})
 
     async def _tap(self, request: web.Request) -> web.StreamResponse:
         tq = tap_query(request)
@@ -214,6 +244,22 @@ class AdminServer:
             self._open.discard(tap)
             self.taps.close(tap, consumers)
         return resp
+
+
+def _processors(g: Graph, cid: str) -> list[StageNode]:
+    """The processor's instances, one per pipeline listing it."""
+    return [n for nodes in g.pipelines.values() for n in nodes if n.kind == "processor" and n.id == cid]
+
+
+def _drops(telemetry: Telemetry, component: str) -> dict[str, float]:
+    """The component's `otelcol_gateway_dropped_spans_total` by reason."""
+    out: dict[str, float] = {}
+    for metric in telemetry.registry.collect():
+        if metric.name == "otelcol_gateway_dropped_spans":
+            for s in metric.samples:
+                if s.name.endswith("_total") and s.labels.get("component") == component:
+                    out[s.labels["reason"]] = s.value
+    return out
 
 
 def _next(node: StageNode) -> Any:

@@ -8,6 +8,7 @@ from typing import Any
 
 from prometheus_client.metrics_core import Metric
 
+from gateway import retry_state
 from gateway.component import InstanceID, StatusEvent
 
 # family -> (component kind, the label naming it, the field it adds to)
@@ -38,10 +39,11 @@ def _family(name: str) -> str:
     return name
 
 
-def stats(metrics: Iterable[Metric], kinds: Mapping[str, str],
-          statuses: Mapping[InstanceID, StatusEvent]) -> dict[str, Any]:
-    """Per component (`kind:id`): in, out, refused, dropped by reason, queue fill and capacity, status.
-    `kinds` gives every component of the running graph its kind, so each is listed, counted or not."""
+def stats(metrics: Iterable[Metric], kinds: Mapping[str, str], statuses: Mapping[InstanceID, StatusEvent],
+          retries: Mapping[str, retry_state.RetryState] | None = None) -> dict[str, Any]:
+    """Per component (`kind:id`): in, out, refused, dropped by reason, queue fill and capacity, status, and
+    for an exporter its `retry` state (`gateway.retry_state`). `kinds` gives every component of the running
+    graph its kind, so each is listed, counted or not."""
     components: dict[str, dict[str, Any]] = {
         key: {"kind": kind, "id": key.partition(":")[2], "dropped": {}} for key, kind in kinds.items()}
     for metric in metrics:
@@ -63,6 +65,10 @@ def stats(metrics: Iterable[Metric], kinds: Mapping[str, str],
             entry[name] = entry.get(name, 0) + sample.value
     for entry in components.values():
         _in_out(entry)
+    for xid, state in (retries or {}).items():
+        found = components.get(f"exporter:{xid}")
+        if found is not None:
+            found["retry"] = state.view()
     for instance, event in statuses.items():
         found = components.get(instance.key)
         if found is not None:
@@ -85,16 +91,19 @@ def _in_out(entry: dict[str, Any]) -> None:
 # Across workers a component's status is the worst of theirs, with that worker's error.
 _SEVERITY = {"StatusNone": 0, "StatusOK": 0, "StatusStarting": 1, "StatusStopping": 2, "StatusStopped": 3,
              "StatusRecoverableError": 4, "StatusPermanentError": 5, "StatusFatalError": 6}
-_NAMES = frozenset({"kind", "id", "status", "error", "dropped"})
+_NAMES = frozenset({"kind", "id", "status", "error", "dropped", "retry"})
 
 
 def merge(per_worker: Iterable[Mapping[str, Mapping[str, Any]]]) -> dict[str, Any]:
     """Several workers' `stats()` as one: every count and the queues' size and capacity summed, drops by
-    reason summed, the worst status with its error."""
+    reason summed, the worst status with its error, the retry states merged (`retry_state.merge`)."""
     out: dict[str, dict[str, Any]] = {}
+    retries: dict[str, list[dict[str, Any]]] = {}
     for components in per_worker:
         for key, c in components.items():
             entry = out.setdefault(key, {"kind": c["kind"], "id": c["id"], "dropped": {}})
+            if "retry" in c:
+                retries.setdefault(key, []).append(c["retry"])
             for reason, n in c.get("dropped", {}).items():
                 entry["dropped"][reason] = entry["dropped"].get(reason, 0) + n
             for name, value in c.items():
@@ -108,4 +117,6 @@ def merge(per_worker: Iterable[Mapping[str, Mapping[str, Any]]]) -> dict[str, An
                     entry.pop("error", None)
                     if c.get("error"):
                         entry["error"] = c["error"]
+    for key, views in retries.items():
+        out[key]["retry"] = retry_state.merge(views)
     return out

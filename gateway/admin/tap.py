@@ -49,8 +49,12 @@ class Tap:
             return
         take = min(int(tokens), batch.items) or 1
         self._tokens = tokens - take
-        self._held.append((batch.share(), take))
+        self._held.append((self.keep(batch), take))
         self._ready.set()
+
+    def keep(self, batch: Batch) -> Batch:
+        """What the tap holds of a sampled batch for its reader: a new handle, no copy."""
+        return batch.share()
 
     def close(self) -> None:
         self.closed = True

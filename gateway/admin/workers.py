@@ -10,6 +10,8 @@ gateway:
 - `/api/v1/tap`: a tap on every worker, each at its share of `rate` (so the total bound holds), their lines
   merged, `limit` enforced here; the workers' taps close when the client leaves or the limit is reached;
 - `/api/v1/traces`: every worker's recent traces, merged by trace id (`gateway.admin.watch.merge`);
+- `/api/v1/diff`: every worker's before/after view of a processor (each sees both sides of its own
+  instances), merged by trace id (`gateway.admin.diff.merge`);
 - `/`: the page, which reads this API.
 
 The client's headers go on to the workers, whose admin servers check `auth` too: the private ports are no
@@ -31,7 +33,7 @@ from typing import Any, NoReturn
 import aiohttp
 from aiohttp import web
 
-from gateway.admin import stats, watch
+from gateway.admin import diff, stats, watch
 from gateway.admin.http import Lookup, application, tap_query
 from gateway.config.model import AdminConfig
 from gateway.transport.http_site import start_site
@@ -72,7 +74,7 @@ class WorkersAdmin:
         self.port: int | None = None
 
     async def start(self) -> None:
-        app = application(self._authenticator, self._graph, self._stats, self._traces, self._tap)
+        app = application(self._authenticator, self._graph, self._stats, self._traces, self._tap, self._diff)
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=_ASK_TIMEOUT))
         try:
             self._runner, self.port = await start_site(app, self.config.endpoint)
@@ -133,6 +135,12 @@ class WorkersAdmin:
         return web.json_response({**self._who(targets), "component": bodies[0]["component"],
                                   "direction": bodies[0]["direction"], "answered": len(bodies),
                                   "traces": watch.merge([b["traces"] for b in bodies])})
+
+    async def _diff(self, request: web.Request) -> web.Response:
+        targets, bodies = await self._ask_all(request)
+        return web.json_response({**self._who(targets), "component": bodies[0]["component"],
+                                  "grace": bodies[0]["grace"], "answered": len(bodies),
+                                  "traces": diff.merge([b["traces"] for b in bodies])})
 
     async def _open(self, target: Target, request: web.Request,
                     query: dict[str, str]) -> aiohttp.ClientResponse | _Answer | None:

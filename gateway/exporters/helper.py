@@ -152,7 +152,7 @@ class Exporter:
         self._log_gate = _OncePerInterval()
         self._stop = asyncio.Event()
         self.stopping = self._stop  # set once sending must stop (the shutdown deadline, or a persistent queue's drain)
-        self._retry = RetrySender(settings.id, self.retry_config, self._stop)
+        self._retry = RetrySender(settings.id, self.retry_config, self._stop, state=t.retry_state(settings.id))
         self._tracer = t.tracer
         self.policy = self._with_context_keys(BatchPolicy())
         self.queue: SendingQueue | None = None

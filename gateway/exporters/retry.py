@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from gateway.retry_state import RetryState
 from pipelines.batch import Batch
 from pipelines.config_types import Duration
 from pipelines.errors import ConsumerError, PermanentError, RetryableError
@@ -83,21 +84,23 @@ class RetrySender:
     """Calls `push` until it succeeds, fails permanently, or the deadline passes."""
 
     def __init__(self, exporter_id: str, config: RetryConfig, stop: asyncio.Event,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, state: RetryState | None = None) -> None:
         self.id = exporter_id
         self.config = config
         self.stop = stop
         self._clock = clock
         self._last_warning = -1e9
+        self.state = state or RetryState(clock)
 
     async def send(self, push: Callable[[Batch], Awaitable[T]], batch: Batch) -> T:
         if not self.config.enabled:
             return await push(batch)
         start = self._clock()
         backoff = Backoff(self.config)
+        state = self.state
         while True:
             try:
-                return await push(batch)
+                result = await push(batch)
             except (PermanentError, Interrupted):  # Interrupted: the pusher itself saw the stop
                 raise
             except ConsumerError as exc:
@@ -107,6 +110,11 @@ class RetrySender:
                 log.exception("exporter %s: unexpected error while sending", self.id)
                 error = RetryableError(f"unexpected error: {exc!r}")
                 server_delay = None
+            else:
+                if state.failures:
+                    state.succeeded()
+                return result
+            state.failed(error)
             delay = backoff.next_delay()
             if server_delay is not None:
                 delay = server_delay
@@ -121,5 +129,10 @@ class RetrySender:
                 self._last_warning = now
                 log.warning("exporter %s: sending %d %s failed, will retry in %.2fs: %s",
                             self.id, batch.items, batch.signal, delay, error)
-            if await sleep_unless(self.stop, delay):
+            token = state.waiting(delay)
+            try:
+                stopped = await sleep_unless(self.stop, delay)
+            finally:
+                state.woke(token)
+            if stopped:
                 raise Interrupted(str(error))

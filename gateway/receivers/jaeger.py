@@ -119,6 +119,9 @@ class _Grpc(GrpcServer):
 class _ThriftHttp(HttpServer):
     name = "jaeger thrift_http"
 
+    def _fast_lane(self) -> None:
+        return None  # the fast lane's routes are OTLP's
+
     def _route(self, ingest: Ingest) -> Any:
         limit = self.config.max_request_body_size
 

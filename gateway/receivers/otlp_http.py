@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiohttp import web
 from google.rpc import status_pb2
+from multidict import CIMultiDict
 
+from gateway.auth import Identity
 from gateway.receivers.cors import CorsPolicy
 from gateway.receivers.ingest import WIRE_CODES, Ingest, Outcome, Result
 from gateway.receivers.otlp_config import HttpConfig
-from gateway.transport.compression import BadEncoding, BodyTooLarge, decompress
+from gateway.transport.compression import DECODED, BadEncoding, BodyTooLarge, decompress
+from gateway.transport.http_fast import Answer, FastLane, FastRequest, Route
 from gateway.transport.http_guard import request_started
 from gateway.transport.http_site import start_site
 from pipelines import otlp, otlp_json
@@ -51,6 +55,15 @@ async def _read_limited(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _mimetype(content_type: str) -> str:
+    """As aiohttp's `request.content_type` for the two types the receiver takes."""
+    return content_type.partition(";")[0].strip().lower()
+
+
+def _response(answer: Answer) -> web.Response:
+    return web.Response(body=answer.body, status=answer.status, headers=CIMultiDict(answer.headers))
+
+
 def _status_body(result: Result, content_type: str) -> bytes:
     status = status_pb2.Status(code=WIRE_CODES[result.outcome][0], message=result.message)
     if content_type == PROTOBUF:
@@ -63,8 +76,10 @@ class HttpServer:
 
     name = "OTLP/HTTP"
 
-    def __init__(self, config: HttpConfig, ingests: dict[Signal, Ingest], reuse_port: bool) -> None:
+    def __init__(self, config: HttpConfig, ingests: dict[Signal, Ingest], reuse_port: bool, *,
+                 fast: bool = True) -> None:
         self.config = config
+        self._fast = fast  # False only in tests: every request through aiohttp, to compare the answers
         self._ingests = ingests
         self._reuse_port = reuse_port
         self._runner: web.AppRunner | None = None
@@ -75,18 +90,22 @@ class HttpServer:
             log.warning("the CORS configuration specifies allowed headers but no allowed origins, and is "
                         "therefore ignored")
 
-    def _respond(self, ingest: Ingest, result: Result, content_type: str) -> web.Response:
+    def _reply(self, ingest: Ingest, result: Result, content_type: str) -> Answer:
         headers = dict(self.config.response_headers)
         if result.outcome == "ok":
             body = result.response
             if content_type == JSON:
                 body = otlp_json.encode(otlp.SHAPES[ingest.signal].response.FromString(body))
-            return web.Response(body=body, status=200, content_type=content_type, headers=headers)
+            headers["Content-Type"] = content_type
+            return Answer(200, tuple(headers.items()), body)
         if result.retry_after is not None:
             headers["Retry-After"] = str(max(1, round(result.retry_after)))
-        status = WIRE_CODES[result.outcome][1]
         ctype = content_type if content_type in (PROTOBUF, JSON) else JSON
-        return web.Response(body=_status_body(result, ctype), status=status, content_type=ctype, headers=headers)
+        headers["Content-Type"] = ctype
+        return Answer(WIRE_CODES[result.outcome][1], tuple(headers.items()), _status_body(result, ctype))
+
+    def _respond(self, ingest: Ingest, result: Result, content_type: str) -> web.Response:
+        return _response(self._reply(ingest, result, content_type))
 
     def _route(self, ingest: Ingest) -> Any:
         limit = self.config.max_request_body_size
@@ -105,32 +124,74 @@ class HttpServer:
                 return self._respond(ingest, result, JSON)
             try:
                 raw = await _read_body(request, limit, read_timeout)
-                body = decompress(raw, request.headers.get("Content-Encoding", ""), limit)
             except TimeoutError:
                 result = ingest.fail("timeout", f"request body not received within read_timeout ({read_timeout}s)")
                 response = self._respond(ingest, result, content_type)
                 response.force_close()  # the rest of the body may still be on its way
                 return response
             except BodyTooLarge:
-                result = ingest.fail("too_large", f"request body larger than max_request_body_size ({limit} bytes)")
-                return self._respond(ingest, result, content_type)
-            except BadEncoding as exc:
-                return self._respond(ingest, ingest.fail("invalid", str(exc)), content_type)
-            multi: dict[str, tuple[str, ...]] = {}
-            if ingest.include_metadata:
-                for k, v in request.headers.items():
-                    multi[k.lower()] = (*multi.get(k.lower(), ()), v)
-            context = ingest.context(identity, multi)
-            traceparent = headers.get("traceparent") if ingest.traced else None
-            if content_type == JSON:
-                try:
-                    msg = otlp_json.decode(ingest.signal, body)
-                except PermanentError as exc:
-                    return self._respond(ingest, ingest.fail("invalid", str(exc)), content_type)
-                result = await ingest.push(None, msg, context, traceparent)
+                return self._respond(ingest, self._too_large(ingest), content_type)
+            encoding = request.headers.get("Content-Encoding", "")
+            return _response(await self._ingest(ingest, identity, content_type, raw, encoding, headers,
+                                                request.headers.items()))
+
+        return handle
+
+    def _too_large(self, ingest: Ingest) -> Result:
+        limit = self.config.max_request_body_size
+        return ingest.fail("too_large", f"request body larger than max_request_body_size ({limit} bytes)")
+
+    async def _ingest(self, ingest: Ingest, identity: Identity, content_type: str, raw: bytes, encoding: str,
+                      headers: Mapping[str, str], items: Iterable[tuple[str, str]]) -> Answer:
+        """A request past authentication, its body read: inflated, decoded, pushed; both lanes' way on."""
+        try:
+            body = decompress(raw, encoding, self.config.max_request_body_size)
+        except BodyTooLarge:
+            return self._reply(ingest, self._too_large(ingest), content_type)
+        except BadEncoding as exc:
+            return self._reply(ingest, ingest.fail("invalid", str(exc)), content_type)
+        multi: dict[str, tuple[str, ...]] = {}
+        if ingest.include_metadata:
+            for k, v in items:
+                multi[k.lower()] = (*multi.get(k.lower(), ()), v)
+        context = ingest.context(identity, multi)
+        traceparent = headers.get("traceparent") if ingest.traced else None
+        if content_type == JSON:
+            try:
+                msg = otlp_json.decode(ingest.signal, body)
+            except PermanentError as exc:
+                return self._reply(ingest, ingest.fail("invalid", str(exc)), content_type)
+            result = await ingest.push(None, msg, context, traceparent)
+        else:
+            result = await ingest.push(body, None, context, traceparent)
+        return self._reply(ingest, result, content_type)
+
+    def _fast_lane(self) -> FastLane | None:
+        """The requests answered without aiohttp: `_fast_route`'s, with the heads `_fast_accepts` takes."""
+        if not self._fast:
+            return None
+        routes = {self.config.path_for(signal): self._fast_route(ingest) for signal, ingest in self._ingests.items()}
+        return FastLane(routes, self.config.max_request_body_size, self._fast_accepts)
+
+    def _fast_accepts(self, headers: Mapping[str, str]) -> bool:
+        content_type = headers.get("content-type")
+        # With CORS, a request from a browser (Origin) stays with the middleware.
+        return content_type is not None and _mimetype(content_type) in (PROTOBUF, JSON) \
+            and headers.get("content-encoding", "").strip().lower() in DECODED and "origin" not in headers
+
+    def _fast_route(self, ingest: Ingest) -> Route:
+        vary = tuple(self._cors.actual("POST", {}).items()) if self._cors is not None else ()
+
+        async def handle(request: FastRequest) -> Answer:
+            headers = request.headers
+            content_type = _mimetype(headers["content-type"])
+            identity, failure = await ingest.authenticate(headers)
+            if failure is not None:
+                answer = self._reply(ingest, failure, content_type)
             else:
-                result = await ingest.push(body, None, context, traceparent)
-            return self._respond(ingest, result, content_type)
+                answer = await self._ingest(ingest, identity, content_type, request.body,
+                                            headers.get("content-encoding", ""), headers, headers.items())
+            return Answer(answer.status, answer.headers + vary, answer.body) if vary else answer
 
         return handle
 
@@ -170,7 +231,7 @@ class HttpServer:
         # aiohttp must not inflate bodies itself: `decompress` does, under the size limit.
         self._runner, self.port = await start_site(app, self.config.endpoint, ssl_context=ssl_ctx,
                                                    reuse_port=self._reuse_port, backlog=1024, auto_decompress=False,
-                                                   limits=self.config.limits())
+                                                   limits=self.config.limits(), fast=self._fast_lane())
         log.info("%s receiver listening on %s", self.name, self.config.endpoint)
 
     async def shutdown(self) -> None:

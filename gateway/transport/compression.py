@@ -16,6 +16,8 @@ import zstandard
 
 # The codings both inflated and compressed here, besides identity.
 ENCODINGS = ("gzip", "deflate", "zstd")
+# Every Content-Encoding `decompress` takes (lower case, no spaces around it).
+DECODED = frozenset({"", "identity", "x-gzip", *ENCODINGS})
 
 Piece = bytes | bytearray | memoryview
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,12 +154,16 @@ class GuardedHandler(RequestHandler):
         self.force_close()
 
 
+Protocol = Callable[..., GuardedHandler]  # (server, loop=..., **handler options)
+
+
 class GuardedServer(web.Server):
     """aiohttp's Server, making GuardedHandlers, with counters of what the limits ended."""
 
-    def __init__(self, handler: Any, *, limits: ConnectionLimits, **kwargs: Any) -> None:
+    def __init__(self, handler: Any, *, limits: ConnectionLimits, protocol: Protocol, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self.limits = limits
+        self._protocol = protocol
         self.open = 0
         self.refused = 0
         self.header_timeouts = 0
@@ -166,18 +171,23 @@ class GuardedServer(web.Server):
         self.write_timeouts = 0
 
     def __call__(self) -> RequestHandler:
-        return GuardedHandler(self, loop=self._loop, **self._kwargs)
+        return self._protocol(self, loop=self._loop, **self._kwargs)
 
 
 class GuardedRunner(web.AppRunner):
-    def __init__(self, app: web.Application, limits: ConnectionLimits, **kwargs: Any) -> None:
+    """`protocol` makes each connection's handler: a GuardedHandler, or a subclass (`http_fast`)."""
+
+    def __init__(self, app: web.Application, limits: ConnectionLimits, protocol: Protocol = GuardedHandler,
+                 **kwargs: Any) -> None:
         super().__init__(app, keepalive_timeout=limits.idle_timeout or NEVER, max_line_size=MAX_HEADER_BYTES,
                          max_field_size=MAX_HEADER_BYTES, max_headers=MAX_HEADERS, **kwargs)
         self._limits = limits
+        self._protocol = protocol
 
     async def _make_server(self) -> web.Server:
         # aiohttp has no public hook for the protocol class: rebuild its Server as ours, same arguments.
         plain = await super()._make_server()
         return GuardedServer(plain.request_handler, request_factory=plain.request_factory,
                              handler_cancellation=plain.handler_cancellation, limits=self._limits,
+                             protocol=self._protocol,
                              **plain._kwargs)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ssl
+from functools import partial
 from typing import Any
 
 from aiohttp import web
 
-from gateway.transport.http_guard import ConnectionLimits, GuardedRunner
+from gateway.transport.http_fast import FastHandler, FastLane
+from gateway.transport.http_guard import ConnectionLimits, GuardedHandler, GuardedRunner
 
 
 def split_endpoint(endpoint: str) -> tuple[str, int]:
@@ -17,12 +19,17 @@ def split_endpoint(endpoint: str) -> tuple[str, int]:
 
 async def start_site(app: web.Application, endpoint: str, *, ssl_context: ssl.SSLContext | None = None,
                      reuse_port: bool = False, backlog: int = 128, limits: ConnectionLimits | None = None,
-                     **runner_options: Any) -> tuple[web.AppRunner, int]:
+                     fast: FastLane | None = None, **runner_options: Any) -> tuple[web.AppRunner, int]:
     """Serve `app` on `endpoint`; return its runner (to `cleanup()` at shutdown) and the bound port
     (the one the kernel chose for port 0). A runner whose socket cannot be bound is cleaned up here.
-    With `limits`, connections are held to them (see `http_guard`)."""
+    With `limits`, connections are held to them (see `http_guard`); with `fast` too, the requests it
+    takes are answered by its routes without aiohttp (see `http_fast`)."""
     options: dict[str, Any] = {"access_log": None, "handle_signals": False, **runner_options}
-    runner = web.AppRunner(app, **options) if limits is None else GuardedRunner(app, limits, **options)
+    if limits is None:
+        runner = web.AppRunner(app, **options)
+    else:
+        protocol = GuardedHandler if fast is None else partial(FastHandler, lane=fast)
+        runner = GuardedRunner(app, limits, protocol, **options)
     await runner.setup()
     host, port = split_endpoint(endpoint)
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_port=reuse_port or None, backlog=backlog)

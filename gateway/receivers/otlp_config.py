@@ -146,11 +146,23 @@ class HttpConfig:
                 errors.append(f"{key} must not be negative")
         if self.max_connections <= 0:
             errors.append("max_connections must be positive")
+        for name, value in self.response_headers.items():
+            if name.lower() in _FRAMING_HEADERS:
+                errors.append(f"response_headers::{name}: the server sets this header itself (it frames the answer)")
+            elif not name or not name.isascii() or any(c in name for c in " \t\r\n:") or "\r" in value \
+                    or "\n" in value:
+                errors.append(f"response_headers::{name!r}: not a valid header name and value")
         return errors
 
     def path_for(self, signal: Signal) -> str:
         path: str = getattr(self, f"{signal}_url_path")
         return path
+
+
+# Headers that frame an HTTP/1.1 answer: `response_headers` cannot set them (Go's server would send a
+# broken answer; the Collector does not check).
+_FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade",
+                              "te", "trailer"})
 
 
 @dataclass(frozen=True)

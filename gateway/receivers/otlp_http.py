@@ -71,6 +71,9 @@ def _status_body(result: Result, content_type: str) -> bytes:
     return otlp_json.encode(status)
 
 
+_SET_BY_ANSWER = frozenset({"content-type", "retry-after"})
+
+
 class HttpServer:
     """The otlp receiver's HTTP side; another receiver's overrides `_route`."""
 
@@ -91,7 +94,9 @@ class HttpServer:
                         "therefore ignored")
 
     def _reply(self, ingest: Ingest, result: Result, content_type: str) -> Answer:
-        headers = dict(self.config.response_headers)
+        # The configured headers, but those the answer sets itself (as in the Collector, whose handler
+        # sets Content-Type and Retry-After over them): never the same name twice.
+        headers = {k: v for k, v in self.config.response_headers.items() if k.lower() not in _SET_BY_ANSWER}
         if result.outcome == "ok":
             body = result.response
             if content_type == JSON:

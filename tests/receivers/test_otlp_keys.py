@@ -18,7 +18,7 @@ import pytest
 from gateway.component import Settings
 from gateway.config.decode import Errors, decode
 from gateway.receivers import otlp as otlp_receiver
-from gateway.receivers.otlp_config import Config
+from gateway.receivers.otlp_config import Config, HttpConfig
 from gateway.telemetry import Telemetry
 from pipelines.batch import Batch
 from tests.e2e.support import Certs, grpc_export, spans_request
@@ -118,6 +118,24 @@ def test_response_headers_are_added_to_every_answer() -> None:
             assert "X-Served-By" not in (await post(port))[1]
 
     asyncio.run(run())
+
+
+def test_response_headers_never_repeat_what_the_answer_sets_and_framing_headers_are_refused() -> None:
+    (port,) = free_ports(1)
+
+    async def run() -> None:
+        http = {"endpoint": f"127.0.0.1:{port}", "response_headers": {"content-type": "text/x-mine", "X-A": "1"}}
+        async with receiver({"http": http}):
+            for body, status in ((BODIES["traces"], 200), (b"\xff not protobuf", 400)):
+                got, headers = await post(port, body=body)
+                assert got == status and headers.getall("Content-Type") == ["application/x-protobuf"]
+                assert headers["X-A"] == "1"
+
+    asyncio.run(run())
+    for name in ("Content-Length", "transfer-encoding", "Connection"):
+        assert any(f"response_headers::{name}" in e for e in HttpConfig(response_headers={name: "5"}).validate())
+    bad = HttpConfig(response_headers={"X-Bad": "a\r\nInjected: 1"}).validate()
+    assert any("not a valid header" in e for e in bad)
 
 
 @pytest.mark.parametrize("include_metadata", [False, True])

@@ -43,6 +43,9 @@ log = logging.getLogger("gateway.admin")
 # How long a worker may take to answer a question (a tap's stream has no bound).
 _ASK_TIMEOUT = 5.0
 _IDLE_CHECK = 1.0
+# The longest tap line passed on; a longer one (an item with a huge attribute) is replaced by a line saying
+# so. aiohttp's own readline would raise LineTooLong there (not a ClientError), ending that worker's share.
+MAX_LINE = 512 * 1024
 # Not passed on to a worker: they describe the client's connection to this server.
 _HOP_BY_HOP = frozenset({"host", "connection", "keep-alive", "content-length", "transfer-encoding", "te",
                          "upgrade", "accept-encoding"})
@@ -163,12 +166,12 @@ class WorkersAdmin:
         query = {"component": tq.component, "direction": tq.direction, "format": tq.fmt, "limit": str(tq.limit),
                  "rate": str(tq.rate / max(1, len(targets)))}
         opened = await asyncio.gather(*(self._open(t, request, query) for t in targets))
-        streams = [r for r in opened if isinstance(r, aiohttp.ClientResponse)]
+        streams = [(t, r) for t, r in zip(targets, opened, strict=True) if isinstance(r, aiohttp.ClientResponse)]
         if not streams:
             _refuse([a for a in opened if isinstance(a, _Answer)])
         lines: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=256)
-        readers = [asyncio.get_running_loop().create_task(_read(s, lines)) for s in streams]
-        resp = web.StreamResponse(headers={"Content-Type": streams[0].headers.get("Content-Type", "text/plain"),
+        readers = [asyncio.get_running_loop().create_task(_read(r, _Lines(tq.fmt, t), lines)) for t, r in streams]
+        resp = web.StreamResponse(headers={"Content-Type": streams[0][1].headers.get("Content-Type", "text/plain"),
                                            "X-Gateway-Workers": ",".join(str(t.worker) for t in targets)})
         try:
             await resp.prepare(request)
@@ -192,18 +195,75 @@ class WorkersAdmin:
             for task in readers:
                 task.cancel()
             await asyncio.gather(*readers, return_exceptions=True)
-            for s in streams:
-                s.close()
+            for _, r in streams:
+                r.close()
         return resp
 
 
-async def _read(stream: aiohttp.ClientResponse, lines: asyncio.Queue[bytes | None]) -> None:
+class _Lines:
+    """A worker's tap stream cut into lines of at most `MAX_LINE` bytes; a longer item becomes a line
+    saying it was skipped (in the tap's format), so the stream goes on."""
+
+    def __init__(self, fmt: str, target: Target) -> None:
+        self._fmt = fmt
+        self._target = target
+        self._part = bytearray()
+        self._over = 0  # bytes of a line too long, skipped so far
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        out: list[bytes] = []
+        start = 0
+        while start < len(chunk):
+            end = chunk.find(b"\n", start)
+            piece = chunk[start:] if end < 0 else chunk[start:end + 1]
+            start += len(piece)
+            if not self._over and len(self._part) + len(piece) <= MAX_LINE:
+                self._part += piece
+            else:
+                self._over += len(self._part) + len(piece)
+                self._part.clear()
+            if end >= 0:
+                out.append(self._skipped() if self._over else self._line())
+        return out
+
+    def end(self) -> list[bytes]:
+        """What is left when the stream ends: a last line without its newline."""
+        if self._over:
+            return [self._skipped()]
+        return [self._line() + b"\n"] if self._part else []
+
+    def _line(self) -> bytes:
+        line = bytes(self._part)
+        self._part.clear()
+        return line
+
+    def _skipped(self) -> bytes:
+        size, self._over = self._over, 0
+        t = self._target
+        note = f"an item of {size} bytes skipped: over the supervisor's {MAX_LINE} bytes a tap line"
+        if self._fmt != "json":
+            return f"worker {t.worker} (pid {t.pid}): {note}\n".encode()
+        return (json.dumps({"worker": t.worker, "pid": t.pid, "skipped": note, "bytes": size},
+                           separators=(",", ":")) + "\n").encode()
+
+
+async def _read(stream: aiohttp.ClientResponse, cut: _Lines, lines: asyncio.Queue[bytes | None]) -> None:
+    """A worker's tap lines into `lines`, then None however its stream ended (unless the tap is closing:
+    the reader is cancelled then, and nobody reads `lines` any more)."""
     try:
-        async for line in stream.content:
+        while chunk := await stream.content.readany():
+            for line in cut.feed(chunk):
+                await lines.put(line)
+        for line in cut.end():
             await lines.put(line)
     except (aiohttp.ClientError, TimeoutError):
         pass  # the worker went away: its share of the stream ends
-    await lines.put(None)
+    except Exception:
+        log.exception("admin: a worker's tap stream could not be read; its share of the tap ends")
+    finally:
+        task = asyncio.current_task()
+        if task is None or not task.cancelling():
+            await lines.put(None)
 
 
 def _forwarded(request: web.Request) -> dict[str, str]:

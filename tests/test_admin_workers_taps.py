@@ -1,0 +1,81 @@
+"""The supervisor's tap with `service::workers: 2` under stress: an item longer than a line may be, a worker
+that does not answer, many taps open at once, and all traffic on one worker."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+
+from gateway.admin.workers import MAX_LINE, Target, _Lines
+from tests.harness import GatewayProcess, Ports, Sink, free_port, running
+from tests.two_workers import config, providers_by_worker
+
+
+@pytest.fixture
+def gateway(sink: Sink) -> Iterator[tuple[GatewayProcess, int]]:
+    ports, admin = Ports.free(), free_port()
+    with running(config(ports, sink, f"127.0.0.1:{admin}"), ports) as gw:
+        yield gw, admin
+
+
+def _sending(providers: dict[int, TracerProvider], done: threading.Event, blob: int) -> threading.Thread:
+    """Rounds of a span with a `blob`-byte attribute, then a small one, on every worker, until `done`."""
+    def run() -> None:
+        tracers = [p.get_tracer("t") for p in providers.values()]
+        while not done.is_set():
+            for tracer in tracers:
+                with tracer.start_as_current_span("big") as span:
+                    span.set_attribute("blob", "x" * blob)
+                with tracer.start_as_current_span("small"):
+                    pass
+            done.wait(0.05)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_an_item_over_the_line_limit_is_skipped_and_the_tap_goes_on(gateway: tuple[GatewayProcess, int]) -> None:
+    gw, admin = gateway
+    providers, _ = providers_by_worker(gw)
+    done = threading.Event()
+    seen: list[dict[str, object]] = []
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/api/v1/tap?component=receiver:otlp&rate=100",
+                                timeout=30) as resp:
+        sender = _sending(providers, done, MAX_LINE + 100_000)
+        try:
+            # Before the fix the reader died on the long line: its share, and here the whole tap, went silent.
+            for line in resp:
+                seen.append(json.loads(line))
+                skipped = [i for i, item in enumerate(seen) if "skipped" in item]
+                if skipped and any(item.get("name") == "small" for item in seen[skipped[0]:]):
+                    break
+        finally:
+            done.set()
+            sender.join(10)
+            for p in providers.values():
+                p.shutdown()
+    note = next(item for item in seen if "skipped" in item)
+    assert note["worker"] in (1, 2) and int(str(note["bytes"])) > MAX_LINE, note
+    assert f"over the supervisor's {MAX_LINE} bytes" in str(note["skipped"])
+    assert all(item.get("name") != "big" for item in seen)  # each was over the limit
+
+
+def test_lines_are_cut_across_chunks_and_a_long_one_is_replaced() -> None:
+    cut = _Lines("line", Target(2, 77, 0))
+    out = cut.feed(b"one\ntw")
+    out += cut.feed(b"o\n" + b"x" * MAX_LINE)
+    out += cut.feed(b"yy\nthree\nfou")
+    out += cut.end()
+    assert out == [b"one\n", b"two\n", f"worker 2 (pid 77): an item of {MAX_LINE + 3} bytes skipped: over the "
+                   f"supervisor's {MAX_LINE} bytes a tap line\n".encode(), b"three\n", b"fou\n"]
+    exact = _Lines("json", Target(1, 5, 0))
+    assert exact.feed(b"x" * (MAX_LINE - 1) + b"\n") == [b"x" * (MAX_LINE - 1) + b"\n"]
+    assert json.loads(exact.feed(b"x" * MAX_LINE + b"\n")[0]) == {
+        "worker": 1, "pid": 5, "bytes": MAX_LINE + 1,
+        "skipped": f"an item of {MAX_LINE + 1} bytes skipped: over the supervisor's {MAX_LINE} bytes a tap line"}

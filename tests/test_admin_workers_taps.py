@@ -4,6 +4,8 @@ that does not answer, many taps open at once, and all traffic on one worker."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -13,7 +15,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from gateway.admin.workers import MAX_LINE, Target, _Lines
 from tests.harness import GatewayProcess, Ports, Sink, free_port, running
-from tests.two_workers import config, providers_by_worker
+from tests.two_workers import config, get, private_ports, providers_by_worker
 
 
 @pytest.fixture
@@ -64,6 +66,21 @@ def test_an_item_over_the_line_limit_is_skipped_and_the_tap_goes_on(gateway: tup
     assert note["worker"] in (1, 2) and int(str(note["bytes"])) > MAX_LINE, note
     assert f"over the supervisor's {MAX_LINE} bytes" in str(note["skipped"])
     assert all(item.get("name") != "big" for item in seen)  # each was over the limit
+
+
+def test_a_worker_that_does_not_answer_is_left_out_of_a_tap(gateway: tuple[GatewayProcess, int]) -> None:
+    gw, admin = gateway
+    pid, _ = private_ports(gw)[2]
+    os.kill(pid, signal.SIGSTOP)  # its kernel still accepts connections; nothing answers them
+    try:
+        # Before the fix the supervisor waited for its answer forever, and so did the client.
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/api/v1/tap?component=receiver:otlp",
+                                    timeout=30) as resp:
+            assert resp.status == 200 and resp.headers["X-Gateway-Workers"] == "1"
+        assert get(admin, "/api/v1/stats")["answered"] == 1
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert "admin: worker 2 left out of a tap: it did not open one" in gw.stderr()
 
 
 def test_lines_are_cut_across_chunks_and_a_long_one_is_replaced() -> None:

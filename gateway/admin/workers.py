@@ -8,7 +8,8 @@ gateway:
 - `/api/v1/stats`: every worker's stats summed per component (`gateway.admin.stats.merge`), saying which
   workers there are and how many answered;
 - `/api/v1/tap`: a tap on every worker, each at its share of `rate` (so the total bound holds), their lines
-  merged, `limit` enforced here; the workers' taps close when the client leaves or the limit is reached;
+  merged, `limit` enforced here (a worker that does not open its tap in `_ASK_TIMEOUT` is left out, and
+  `X-Gateway-Workers` lists those in it); the workers' taps close when the client leaves or the limit is reached;
 - `/api/v1/traces`: every worker's recent traces, merged by trace id (`gateway.admin.watch.merge`);
 - `/api/v1/diff`: every worker's before/after view of a processor (each sees both sides of its own
   instances), merged by trace id (`gateway.admin.diff.merge`);
@@ -40,7 +41,7 @@ from gateway.transport.http_site import start_site
 
 log = logging.getLogger("gateway.admin")
 
-# How long a worker may take to answer a question (a tap's stream has no bound).
+# How long a worker may take to answer a question, or to open a tap (whose stream then has no bound).
 _ASK_TIMEOUT = 5.0
 _IDLE_CHECK = 1.0
 # The longest tap line passed on; a longer one (an item with a huge attribute) is replaced by a line saying
@@ -149,10 +150,14 @@ class WorkersAdmin:
                     query: dict[str, str]) -> aiohttp.ClientResponse | _Answer | None:
         assert self._session is not None
         try:
-            resp = await self._session.get(f"http://127.0.0.1:{target.port}/api/v1/tap", params=query,
-                                           headers=_forwarded(request))
+            # Bounded: a stopped worker (or one whose loop is stuck) accepts the connection in the kernel
+            # and never answers; the tap goes on without it.
+            resp = await asyncio.wait_for(
+                self._session.get(f"http://127.0.0.1:{target.port}/api/v1/tap", params=query,
+                                  headers=_forwarded(request)), _ASK_TIMEOUT)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            log.debug("admin: worker %d did not open a tap: %s", target.worker, exc)
+            log.warning("admin: worker %d left out of a tap: it did not open one (%s)", target.worker,
+                        exc or type(exc).__name__)
             return None
         if resp.status != 200:
             with contextlib.closing(resp):
@@ -172,7 +177,7 @@ class WorkersAdmin:
         lines: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=256)
         readers = [asyncio.get_running_loop().create_task(_read(r, _Lines(tq.fmt, t), lines)) for t, r in streams]
         resp = web.StreamResponse(headers={"Content-Type": streams[0][1].headers.get("Content-Type", "text/plain"),
-                                           "X-Gateway-Workers": ",".join(str(t.worker) for t in targets)})
+                                           "X-Gateway-Workers": ",".join(str(t.worker) for t, _ in streams)})
         try:
             await resp.prepare(request)
             written, ended = 0, 0

@@ -7,14 +7,15 @@ import json
 import os
 import signal
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
-from gateway.admin.workers import MAX_LINE, Target, _Lines
-from tests.harness import GatewayProcess, Ports, Sink, free_port, running
+from gateway.admin.workers import MAX_LINE, MAX_TAPS, Target, _Lines
+from tests.harness import GatewayProcess, Ports, Sink, free_port, running, wait_until
 from tests.two_workers import config, get, private_ports, providers_by_worker
 
 
@@ -81,6 +82,39 @@ def test_a_worker_that_does_not_answer_is_left_out_of_a_tap(gateway: tuple[Gatew
     finally:
         os.kill(pid, signal.SIGCONT)
     assert "admin: worker 2 left out of a tap: it did not open one" in gw.stderr()
+
+
+def test_open_taps_never_starve_the_other_routes_and_one_too_many_is_refused(
+        gateway: tuple[GatewayProcess, int]) -> None:
+    _, admin = gateway
+    url = f"http://127.0.0.1:{admin}/api/v1/tap?component=receiver:otlp"
+    taps = []
+    try:
+        for _ in range(MAX_TAPS):
+            taps.append(urllib.request.urlopen(url, timeout=30))
+        assert all(t.headers["X-Gateway-Workers"] == "1,2" for t in taps)
+        # Before the fix the taps shared the pool of these questions (100 connections, one per tap and worker).
+        assert get(admin, "/api/v1/stats")["answered"] == 2
+        assert [w["worker"] for w in get(admin, "/api/v1/graph")["workers"]] == [1, 2]
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(url, timeout=30)
+        assert err.value.code == 429
+        assert err.value.read().decode() == (f"admin endpoint: {MAX_TAPS} taps are open, the most at once; "
+                                             f"close one and try again")
+        taps.pop().close()
+
+        def opens() -> bool:  # once the supervisor saw that client leave
+            try:
+                taps.append(urllib.request.urlopen(url, timeout=30))
+            except urllib.error.HTTPError as exc:
+                assert exc.code == 429
+                return False
+            return True
+
+        wait_until(opens, 10, "a tap again once one closed")
+    finally:
+        for t in taps:
+            t.close()
 
 
 def test_lines_are_cut_across_chunks_and_a_long_one_is_replaced() -> None:

@@ -10,6 +10,7 @@ gateway:
 - `/api/v1/tap`: a tap on every worker, each at its share of `rate` (so the total bound holds), their lines
   merged, `limit` enforced here (a worker that does not open its tap in `_ASK_TIMEOUT` is left out, and
   `X-Gateway-Workers` lists those in it); the workers' taps close when the client leaves or the limit is reached;
+  `MAX_TAPS` at once, each on a connection pool apart from the other routes';
 - `/api/v1/traces`: every worker's recent traces, merged by trace id (`gateway.admin.watch.merge`);
 - `/api/v1/diff`: every worker's before/after view of a processor (each sees both sides of its own
   instances), merged by trace id (`gateway.admin.diff.merge`);
@@ -35,7 +36,7 @@ import aiohttp
 from aiohttp import web
 
 from gateway.admin import diff, stats, watch
-from gateway.admin.http import Lookup, application, tap_query
+from gateway.admin.http import Lookup, TapQuery, application, tap_query
 from gateway.config.model import AdminConfig
 from gateway.transport.http_site import start_site
 
@@ -47,6 +48,9 @@ _IDLE_CHECK = 1.0
 # The longest tap line passed on; a longer one (an item with a huge attribute) is replaced by a line saying
 # so. aiohttp's own readline would raise LineTooLong there (not a ClientError), ending that worker's share.
 MAX_LINE = 512 * 1024
+# Taps open at once through the supervisor; one more is refused (429). Each holds a connection to every
+# worker for its whole life, on a pool of its own: the other routes never wait behind taps.
+MAX_TAPS = 32
 # Not passed on to a worker: they describe the client's connection to this server.
 _HOP_BY_HOP = frozenset({"host", "connection", "keep-alive", "content-length", "transfer-encoding", "te",
                          "upgrade", "accept-encoding"})
@@ -75,11 +79,16 @@ class WorkersAdmin:
         self._authenticator = authenticator
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._tap_session: aiohttp.ClientSession | None = None
+        self._taps = 0
         self.port: int | None = None
 
     async def start(self) -> None:
         app = application(self._authenticator, self._graph, self._stats, self._traces, self._tap, self._diff)
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=_ASK_TIMEOUT))
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=_ASK_TIMEOUT))
+        # No pool limit: MAX_TAPS bounds it (times the workers).
+        self._tap_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                                  timeout=aiohttp.ClientTimeout(total=None, sock_connect=_ASK_TIMEOUT))
         try:
             self._runner, self.port = await start_site(app, self.config.endpoint)
         except OSError as exc:
@@ -89,9 +98,10 @@ class WorkersAdmin:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._tap_session):
+            if session is not None:
+                await session.close()
+        self._session = self._tap_session = None
 
     def _who(self, targets: list[Target]) -> dict[str, Any]:
         return {"worker": None, "pid": os.getpid(), "time": time.time(),
@@ -102,8 +112,7 @@ class WorkersAdmin:
         assert self._session is not None
         try:
             async with self._session.get(f"http://127.0.0.1:{target.port}{request.rel_url}",
-                                         headers=_forwarded(request),
-                                         timeout=aiohttp.ClientTimeout(total=_ASK_TIMEOUT)) as resp:
+                                         headers=_forwarded(request)) as resp:
                 return _Answer(target, resp.status, await resp.text())
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.debug("admin: worker %d did not answer: %s", target.worker, exc)
@@ -148,12 +157,12 @@ class WorkersAdmin:
 
     async def _open(self, target: Target, request: web.Request,
                     query: dict[str, str]) -> aiohttp.ClientResponse | _Answer | None:
-        assert self._session is not None
+        assert self._tap_session is not None
         try:
             # Bounded: a stopped worker (or one whose loop is stuck) accepts the connection in the kernel
             # and never answers; the tap goes on without it.
             resp = await asyncio.wait_for(
-                self._session.get(f"http://127.0.0.1:{target.port}/api/v1/tap", params=query,
+                self._tap_session.get(f"http://127.0.0.1:{target.port}/api/v1/tap", params=query,
                                   headers=_forwarded(request)), _ASK_TIMEOUT)
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("admin: worker %d left out of a tap: it did not open one (%s)", target.worker,
@@ -166,6 +175,16 @@ class WorkersAdmin:
 
     async def _tap(self, request: web.Request) -> web.StreamResponse:
         tq = tap_query(request)
+        if self._taps >= MAX_TAPS:
+            raise web.HTTPTooManyRequests(text=f"admin endpoint: {MAX_TAPS} taps are open, the most at once; "
+                                               f"close one and try again")
+        self._taps += 1
+        try:
+            return await self._merged_tap(request, tq)
+        finally:
+            self._taps -= 1
+
+    async def _merged_tap(self, request: web.Request, tq: TapQuery) -> web.StreamResponse:
         targets = self._targets()
         # Each worker's bucket gets its share: together they never pass `rate`.
         query = {"component": tq.component, "direction": tq.direction, "format": tq.fmt, "limit": str(tq.limit),

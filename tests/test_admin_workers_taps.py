@@ -3,6 +3,7 @@ that does not answer, many taps open at once, and all traffic on one worker."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -14,7 +15,8 @@ from collections.abc import Iterator
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
-from gateway.admin.workers import MAX_LINE, MAX_TAPS, Target, _Lines
+from gateway.admin.workers import MAX_LINE, MAX_TAPS, Bucket, Target, _Lines
+from tests.e2e.support import spans_request
 from tests.harness import GatewayProcess, Ports, Sink, free_port, running, wait_until
 from tests.two_workers import config, get, private_ports, providers_by_worker
 
@@ -115,6 +117,33 @@ def test_open_taps_never_starve_the_other_routes_and_one_too_many_is_refused(
     finally:
         for t in taps:
             t.close()
+
+
+def test_a_tap_gets_its_whole_rate_when_all_traffic_reaches_one_worker(gateway: tuple[GatewayProcess, int]) -> None:
+    gw, admin = gateway
+    assert gw.ports is not None
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/api/v1/tap?component=receiver:otlp&rate=10&limit=10",
+                                timeout=30) as resp:
+        conn = http.client.HTTPConnection("127.0.0.1", gw.ports.http, timeout=10)  # one connection: one worker
+        try:
+            conn.request("POST", "/v1/traces", spans_request(40).SerializeToString(),
+                         {"Content-Type": "application/x-protobuf"})
+            assert conn.getresponse().read() is not None
+        finally:
+            conn.close()
+        # One batch of 40 spans: a full bucket (10) of them. Before the fix that worker's tap ran at 10 / 2,
+        # five items, and the tap waited for more.
+        spans = [json.loads(line) for line in resp.read().splitlines()]
+    assert len(spans) == 10 and len({s["worker"] for s in spans}) == 1, spans
+
+
+def test_the_supervisor_bounds_the_merged_rate() -> None:
+    bucket = Bucket(10, now=100.0)
+    assert sum(bucket.take(100.0) for _ in range(30)) == 10  # a burst of `rate`
+    assert sum(bucket.take(100.5) for _ in range(30)) == 5
+    assert sum(bucket.take(200.0) for _ in range(30)) == 10  # never more than one burst
+    slow = Bucket(0.5, now=0.0)
+    assert [slow.take(t) for t in (0.0, 0.0, 1.0, 2.0)] == [True, False, False, True]
 
 
 def test_lines_are_cut_across_chunks_and_a_long_one_is_replaced() -> None:

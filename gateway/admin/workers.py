@@ -7,8 +7,8 @@ gateway:
 - `/api/v1/graph`: from any worker (they run the same config), with the list of workers;
 - `/api/v1/stats`: every worker's stats summed per component (`gateway.admin.stats.merge`), saying which
   workers there are and how many answered;
-- `/api/v1/tap`: a tap on every worker, each at its share of `rate` (so the total bound holds), their lines
-  merged, `limit` enforced here (a worker that does not open its tap in `_ASK_TIMEOUT` is left out, and
+- `/api/v1/tap`: a tap on every worker, each at the full `rate` (traffic may all reach one worker), their
+  lines merged, `rate` and `limit` enforced here (a worker that does not open its tap in `_ASK_TIMEOUT` is left out, and
   `X-Gateway-Workers` lists those in it); the workers' taps close when the client leaves or the limit is reached;
   `MAX_TAPS` at once, each on a connection pool apart from the other routes';
 - `/api/v1/traces`: every worker's recent traces, merged by trace id (`gateway.admin.watch.merge`);
@@ -186,9 +186,10 @@ class WorkersAdmin:
 
     async def _merged_tap(self, request: web.Request, tq: TapQuery) -> web.StreamResponse:
         targets = self._targets()
-        # Each worker's bucket gets its share: together they never pass `rate`.
+        # Each worker's bucket at the full rate (one upstream connection puts all traffic on one worker), so
+        # none is slowed by more than one tap at `rate`; the total is bounded here, over the merged lines.
         query = {"component": tq.component, "direction": tq.direction, "format": tq.fmt, "limit": str(tq.limit),
-                 "rate": str(tq.rate / max(1, len(targets)))}
+                 "rate": str(tq.rate)}
         opened = await asyncio.gather(*(self._open(t, request, query) for t in targets))
         streams = [(t, r) for t, r in zip(targets, opened, strict=True) if isinstance(r, aiohttp.ClientResponse)]
         if not streams:
@@ -197,6 +198,7 @@ class WorkersAdmin:
         readers = [asyncio.get_running_loop().create_task(_read(r, _Lines(tq.fmt, t), lines)) for t, r in streams]
         resp = web.StreamResponse(headers={"Content-Type": streams[0][1].headers.get("Content-Type", "text/plain"),
                                            "X-Gateway-Workers": ",".join(str(t.worker) for t, _ in streams)})
+        bucket = Bucket(tq.rate, time.monotonic())
         try:
             await resp.prepare(request)
             written, ended = 0, 0
@@ -210,6 +212,8 @@ class WorkersAdmin:
                 if line is None:
                     ended += 1
                     continue
+                if not bucket.take(time.monotonic()):
+                    continue
                 await resp.write(line)
                 written += 1
         except ConnectionResetError:
@@ -222,6 +226,25 @@ class WorkersAdmin:
             for _, r in streams:
                 r.close()
         return resp
+
+
+class Bucket:
+    """`rate` tokens a second, bursts of `rate` (at least one), as a worker's tap
+    (`gateway.admin.tap.Tap.offer`)."""
+
+    def __init__(self, rate: float, now: float) -> None:
+        self.rate = rate
+        self._tokens = max(rate, 1.0)
+        self._at = now
+
+    def take(self, now: float) -> bool:
+        """A token if there is one."""
+        self._tokens = min(max(self.rate, 1.0), self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
 
 
 class _Lines:

@@ -6,7 +6,8 @@ gateway:
 
 - `/api/v1/graph`: from any worker (they run the same config), with the list of workers;
 - `/api/v1/stats`: every worker's stats summed per component (`gateway.admin.stats.merge`), saying which
-  workers there are and how many answered;
+  workers there are and how many answered; a worker that misses a read counts with its last answer (listed
+  as `stale`), and one that exited with its totals (`stats.counters`, as `/metrics`), so no total goes back;
 - `/api/v1/tap`: a tap on every worker, each at the full `rate` (traffic may all reach one worker), their
   lines merged, `rate` and `limit` enforced here (a worker that does not open its tap in `_ASK_TIMEOUT` is left out, and
   `X-Gateway-Workers` lists those in it); the workers' taps close when the client leaves or the limit is reached;
@@ -81,6 +82,9 @@ class WorkersAdmin:
         self._session: aiohttp.ClientSession | None = None
         self._tap_session: aiohttp.ClientSession | None = None
         self._taps = 0
+        # Each worker's last stats (by index: its pid and components), and the totals of those that exited.
+        self._last: dict[int, tuple[int, dict[str, Any]]] = {}
+        self._retired: dict[str, Any] = {}
         self.port: int | None = None
 
     async def start(self) -> None:
@@ -139,9 +143,31 @@ class WorkersAdmin:
         _refuse([a for a in answers if a is not None])
 
     async def _stats(self, request: web.Request) -> web.Response:
-        targets, bodies = await self._ask_all(request)
-        return web.json_response({**self._who(targets), "answered": len(bodies),
-                                  "components": stats.merge(b["components"] for b in bodies)})
+        targets = self._targets()
+        answers = await asyncio.gather(*(self._ask(t, request) for t in targets))
+        fresh = {a.target: json.loads(a.text)["components"] for a in answers if a is not None and a.status == 200}
+        if not fresh:
+            _refuse([a for a in answers if a is not None])
+        self._keep(targets, fresh)
+        # A worker that did not answer at all (slow, stopped) counts with its last answer: without it every
+        # total would drop by its share, then jump back at the next read.
+        stale = [t for t, a in zip(targets, answers, strict=True)
+                 if a is None and self._last.get(t.worker, (0, {}))[0] == t.pid]
+        bodies = [*fresh.values(), *(self._last[t.worker][1] for t in stale)]
+        return web.json_response({**self._who(targets), "answered": len(fresh),
+                                  "stale": [{"worker": t.worker, "pid": t.pid} for t in stale],
+                                  "components": stats.merge(bodies, self._retired)})
+
+    def _keep(self, targets: list[Target], fresh: dict[Target, dict[str, Any]]) -> None:
+        """Remember each worker's answer; a process gone (not running, or another pid at its index) leaves
+        its totals to `_retired`."""
+        running = {t.worker: t.pid for t in targets}
+        for index, (pid, components) in list(self._last.items()):
+            if running.get(index) != pid:
+                self._retired = stats.merge([self._retired, stats.counters(components)])
+                del self._last[index]
+        for target, components in fresh.items():
+            self._last[target.worker] = (target.pid, components)
 
     async def _traces(self, request: web.Request) -> web.Response:
         targets, bodies = await self._ask_all(request)

@@ -14,7 +14,8 @@ gateway:
   `MAX_TAPS` at once, each on a connection pool apart from the other routes';
 - `/api/v1/traces`: every worker's recent traces, merged by trace id (`gateway.admin.watch.merge`);
 - `/api/v1/diff`: every worker's before/after view of a processor (each sees both sides of its own
-  instances), merged by trace id (`gateway.admin.diff.merge`);
+  instances), merged by trace id (`gateway.admin.diff.merge`); both bounded (`watch.ANSWER_SPANS`), and
+  parsed, merged and written off this loop;
 - `/`: the page, which reads this API.
 
 The client's headers go on to the workers, whose admin servers check `auth` too: the private ports are no
@@ -122,15 +123,23 @@ class WorkersAdmin:
             log.debug("admin: worker %d did not answer: %s", target.worker, exc)
             return None
 
-    async def _ask_all(self, request: web.Request) -> tuple[list[Target], list[dict[str, Any]]]:
-        """The running workers, and the bodies of those that answered 200; the first refusal is raised
-        when none did (each worker runs the same graph, so they refuse alike)."""
+    async def _merged(self, request: web.Request, merge: Callable[[list[dict[str, Any]]], dict[str, Any]]
+                      ) -> web.Response:
+        """The bodies of the workers that answered 200, merged by `merge`: parsed, merged and written in a
+        thread (traces from 8 workers are megabytes; this loop serves /health and /metrics too). The first
+        refusal is raised when none did (each worker runs the same graph, so they refuse alike)."""
         targets = self._targets()
         answers = [a for a in await asyncio.gather(*(self._ask(t, request) for t in targets)) if a is not None]
-        ok = [json.loads(a.text) for a in answers if a.status == 200]
+        ok = [a.text for a in answers if a.status == 200]
         if not ok:
             _refuse(answers)
-        return targets, ok
+        who = self._who(targets)
+
+        def run() -> bytes:
+            bodies = [json.loads(text) for text in ok]
+            return json.dumps({**who, "answered": len(bodies), **merge(bodies)}).encode()
+
+        return web.Response(body=await asyncio.to_thread(run), content_type="application/json")
 
     async def _graph(self, request: web.Request) -> web.Response:
         targets = self._targets()
@@ -170,16 +179,14 @@ class WorkersAdmin:
             self._last[target.worker] = (target.pid, components)
 
     async def _traces(self, request: web.Request) -> web.Response:
-        targets, bodies = await self._ask_all(request)
-        return web.json_response({**self._who(targets), "component": bodies[0]["component"],
-                                  "direction": bodies[0]["direction"], "answered": len(bodies),
-                                  "traces": watch.merge([b["traces"] for b in bodies])})
+        return await self._merged(request, lambda bodies: {
+            "component": bodies[0]["component"], "direction": bodies[0]["direction"],
+            "traces": watch.merge([b["traces"] for b in bodies])})
 
     async def _diff(self, request: web.Request) -> web.Response:
-        targets, bodies = await self._ask_all(request)
-        return web.json_response({**self._who(targets), "component": bodies[0]["component"],
-                                  "grace": bodies[0]["grace"], "answered": len(bodies),
-                                  "traces": diff.merge([b["traces"] for b in bodies])})
+        return await self._merged(request, lambda bodies: {
+            "component": bodies[0]["component"], "grace": bodies[0]["grace"],
+            "traces": diff.merge([b["traces"] for b in bodies])})
 
     async def _open(self, target: Target, request: web.Request,
                     query: dict[str, str]) -> aiohttp.ClientResponse | _Answer | None:

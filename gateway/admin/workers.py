@@ -152,24 +152,27 @@ class WorkersAdmin:
         _refuse([a for a in answers if a is not None])
 
     async def _stats(self, request: web.Request) -> web.Response:
+        answers = await asyncio.gather(*(self._ask(t, request) for t in self._targets()))
+        # The workers running now, after the answers: one may have exited (or a read begun before its
+        # restart ended after another's), and an answer from a process gone is no longer its worker's.
         targets = self._targets()
-        answers = await asyncio.gather(*(self._ask(t, request) for t in targets))
-        fresh = {a.target: json.loads(a.text)["components"] for a in answers if a is not None and a.status == 200}
+        fresh = {a.target: json.loads(a.text)["components"] for a in answers
+                 if a is not None and a.status == 200 and a.target in targets}
         if not fresh:
             _refuse([a for a in answers if a is not None])
         self._keep(targets, fresh)
-        # A worker that did not answer at all (slow, stopped) counts with its last answer: without it every
-        # total would drop by its share, then jump back at the next read.
-        stale = [t for t, a in zip(targets, answers, strict=True)
-                 if a is None and self._last.get(t.worker, (0, {}))[0] == t.pid]
+        # A worker that did not answer (slow, stopped) counts with its last answer: without it every total
+        # would drop by its share, then jump back at the next read.
+        refused = {a.target for a in answers if a is not None and a.status != 200}
+        stale = [t for t in targets if t not in fresh and t not in refused and t.worker in self._last]
         bodies = [*fresh.values(), *(self._last[t.worker][1] for t in stale)]
         return web.json_response({**self._who(targets), "answered": len(fresh),
                                   "stale": [{"worker": t.worker, "pid": t.pid} for t in stale],
                                   "components": stats.merge(bodies, self._retired)})
 
     def _keep(self, targets: list[Target], fresh: dict[Target, dict[str, Any]]) -> None:
-        """Remember each worker's answer; a process gone (not running, or another pid at its index) leaves
-        its totals to `_retired`."""
+        """Remember each running worker's answer; a process gone (not running, or another pid at its index)
+        leaves its totals to `_retired`."""
         running = {t.worker: t.pid for t in targets}
         for index, (pid, components) in list(self._last.items()):
             if running.get(index) != pid:
@@ -221,8 +224,9 @@ class WorkersAdmin:
         targets = self._targets()
         # Each worker's bucket at the full rate (one upstream connection puts all traffic on one worker), so
         # none is slowed by more than one tap at `rate`; the total is bounded here, over the merged lines.
-        query = {"component": tq.component, "direction": tq.direction, "format": tq.fmt, "limit": str(tq.limit),
-                 "rate": str(tq.rate)}
+        # No limit there: the bucket here may pass fewer lines than they send; their taps end when this one
+        # closes their streams.
+        query = {"component": tq.component, "direction": tq.direction, "format": tq.fmt, "rate": str(tq.rate)}
         opened = await asyncio.gather(*(self._open(t, request, query) for t in targets))
         streams = [(t, r) for t, r in zip(targets, opened, strict=True) if isinstance(r, aiohttp.ClientResponse)]
         if not streams:

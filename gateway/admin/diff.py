@@ -193,8 +193,8 @@ class DiffWatch:
             self.traces.popitem(last=False)
 
     def summary(self) -> list[dict[str, Any]]:
-        """The traces, newest first, each with its spans marked kept, dropped, unknown or pending."""
-        return [_summarize(tid, spans) for tid, spans in reversed(self.traces.items())]
+        """The newest traces (`watch.newest`), each with its spans marked kept, dropped, unknown or pending."""
+        return [_summarize(tid, spans) for tid, spans in watch.newest(reversed(self.traces.items()), watch.spans_of)]
 
 
 def _public(span: dict[str, Any]) -> None:
@@ -247,13 +247,5 @@ def _summarize(trace_id: str, spans: Mapping[str, dict[str, Any]]) -> dict[str, 
 
 def merge(per_worker: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """Several workers' `/api/v1/diff` traces as one: spans unioned by span id and pipeline (each worker
-    saw both sides of its own instances), the newest-ending `watch.TRACES` first."""
-    spans: dict[str, dict[str, dict[str, Any]]] = {}
-    for traces in per_worker:
-        for trace in traces:
-            mine = spans.setdefault(trace["trace_id"], {})
-            for span in trace["spans"]:
-                mine.setdefault(f"{span['span_id']}@{span['pipeline']}", span)
-    out = [_summarize(tid, by_id) for tid, by_id in spans.items()]
-    out.sort(key=lambda t: t["start_unix_nano"] + t["duration_ns"], reverse=True)
-    return out[: watch.TRACES]
+    saw both sides of its own instances), bounded as `watch.merge`'s."""
+    return watch.merged(per_worker, lambda span: f"{span['span_id']}@{span['pipeline']}", _summarize)

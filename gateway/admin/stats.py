@@ -92,11 +92,21 @@ def _in_out(entry: dict[str, Any]) -> None:
 _SEVERITY = {"StatusNone": 0, "StatusOK": 0, "StatusStarting": 1, "StatusStopping": 2, "StatusStopped": 3,
              "StatusRecoverableError": 4, "StatusPermanentError": 5, "StatusFatalError": 6}
 _NAMES = frozenset({"kind", "id", "status", "error", "dropped", "retry"})
+# What says how things are now rather than what was counted: a worker that exited takes it with it.
+_NOW = frozenset({"queue_size", "queue_capacity", "status", "error", "retry"})
 
 
-def merge(per_worker: Iterable[Mapping[str, Mapping[str, Any]]]) -> dict[str, Any]:
+def counters(components: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A worker's `stats()` without what says how things are now (queues, status, retries): the totals a
+    worker that exited had counted, which the sums keep, as `/metrics` does."""
+    return {key: {k: v for k, v in c.items() if k not in _NOW} for key, c in components.items()}
+
+
+def merge(per_worker: Iterable[Mapping[str, Mapping[str, Any]]],
+          retired: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """Several workers' `stats()` as one: every count and the queues' size and capacity summed, drops by
-    reason summed, the worst status with its error, the retry states merged (`retry_state.merge`)."""
+    reason summed, the worst status with its error, the retry states merged (`retry_state.merge`); and the
+    `retired` workers' `counters()` added to the components still there."""
     out: dict[str, dict[str, Any]] = {}
     retries: dict[str, list[dict[str, Any]]] = {}
     for components in per_worker:
@@ -104,11 +114,7 @@ def merge(per_worker: Iterable[Mapping[str, Mapping[str, Any]]]) -> dict[str, An
             entry = out.setdefault(key, {"kind": c["kind"], "id": c["id"], "dropped": {}})
             if "retry" in c:
                 retries.setdefault(key, []).append(c["retry"])
-            for reason, n in c.get("dropped", {}).items():
-                entry["dropped"][reason] = entry["dropped"].get(reason, 0) + n
-            for name, value in c.items():
-                if name not in _NAMES:
-                    entry[name] = entry.get(name, 0) + value
+            _add(entry, c)
             status = c.get("status")
             if status is not None and _SEVERITY.get(status, 0) >= _SEVERITY.get(entry.get("status", ""), -1):
                 worse = _SEVERITY.get(status, 0) > _SEVERITY.get(entry.get("status", ""), -1)
@@ -119,4 +125,15 @@ def merge(per_worker: Iterable[Mapping[str, Mapping[str, Any]]]) -> dict[str, An
                         entry["error"] = c["error"]
     for key, views in retries.items():
         out[key]["retry"] = retry_state.merge(views)
+    for key, c in (retired or {}).items():
+        if key in out:
+            _add(out[key], c)
     return out
+
+
+def _add(entry: dict[str, Any], c: Mapping[str, Any]) -> None:
+    for reason, n in c.get("dropped", {}).items():
+        entry["dropped"][reason] = entry["dropped"].get(reason, 0) + n
+    for name, value in c.items():
+        if name not in _NAMES:
+            entry[name] = entry.get(name, 0) + value

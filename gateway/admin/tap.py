@@ -41,7 +41,7 @@ class Tap:
 
     def offer(self, batch: Batch) -> None:
         now = time.monotonic()
-        # Room for one item at least: a rate under 1 (a supervisor's share among workers) still yields items.
+        # Room for one item at least: a rate under 1 still yields items.
         tokens = min(max(self.rate, 1.0), self._tokens + (now - self._at) * self.rate)
         self._at = now
         if tokens < 1:

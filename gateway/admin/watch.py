@@ -3,7 +3,9 @@
 A watch is a tap (`gateway.admin.tap`, the same token bucket, so it never slows the pipeline) that the
 server keeps open while a page asks for it: each request says it is still wanted, and a watch nobody asked
 for in `IDLE` seconds is closed, its consumers back to what they were. Its reader groups the sampled spans
-by trace id, newest traces kept (`TRACES`, each up to `SPANS` spans).
+by trace id, newest traces kept (`TRACES`, each up to `SPANS` spans). An answer holds at most `ANSWER_SPANS`
+spans in all (the newest traces that fit): the page asks every second, and with workers the supervisor
+parses, merges and writes every worker's answer again.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from typing import Any
+from collections.abc import Callable, Iterable, Sized
+from typing import Any, TypeVar
 
 from gateway.admin import items
 from gateway.admin.tap import Direction, Tap, Taps
@@ -19,6 +22,9 @@ from gateway.admin.tap import Direction, Tap, Taps
 IDLE = 10.0
 TRACES = 50
 SPANS = 500
+ANSWER_SPANS = 2000
+
+_T = TypeVar("_T")
 RATE = 200.0
 
 
@@ -60,8 +66,26 @@ class Watch:
         self._taps.close(self.tap, self._consumers)
 
     def summary(self) -> list[dict[str, Any]]:
-        """The traces, newest first, each with its spans."""
-        return [summarize(trace_id, spans) for trace_id, spans in reversed(self.traces.items())]
+        """The newest traces, each with its spans, as many as `ANSWER_SPANS` allows."""
+        return [summarize(trace_id, spans) for trace_id, spans in newest(reversed(self.traces.items()), spans_of)]
+
+
+def newest(traces: Iterable[_T], size: Callable[[_T], int]) -> list[_T]:
+    """The first `traces` (newest first), up to `TRACES` of them and `ANSWER_SPANS` spans in all (the first
+    whatever its `size`: it holds `SPANS` at most)."""
+    out: list[_T] = []
+    total = 0
+    for trace in traces:
+        total += size(trace)
+        if len(out) == TRACES or (out and total > ANSWER_SPANS):
+            break
+        out.append(trace)
+    return out
+
+
+def spans_of(trace: tuple[str, Sized]) -> int:
+    """How many spans a (trace id, spans) holds."""
+    return len(trace[1])
 
 
 def summarize(trace_id: str, spans: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -80,13 +104,25 @@ def summarize(trace_id: str, spans: dict[str, dict[str, Any]]) -> dict[str, Any]
 
 def merge(per_worker: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """Several workers' `/api/v1/traces` as one: a trace's spans unioned by span id (the SDK may send a
-    trace's spans over several connections, reaching several workers), the newest-ending `TRACES` first."""
+    trace's spans over several connections, reaching several workers), up to `SPANS` a trace, the
+    newest-ending first, as many as `newest` keeps."""
+    return merged(per_worker, lambda span: span["span_id"], summarize)
+
+
+Key = Callable[[dict[str, Any]], str]
+Summarize = Callable[[str, dict[str, dict[str, Any]]], dict[str, Any]]
+
+
+def merged(per_worker: list[list[dict[str, Any]]], key: Key, summarize: Summarize) -> list[dict[str, Any]]:
+    """Workers' traces as one, each trace's spans unioned by `key` (up to `SPANS`) and `summarize`d."""
     spans: dict[str, dict[str, dict[str, Any]]] = {}
     for traces in per_worker:
         for trace in traces:
             mine = spans.setdefault(trace["trace_id"], {})
             for span in trace["spans"]:
-                mine.setdefault(span["span_id"], span)
+                if len(mine) < SPANS:
+                    mine.setdefault(key(span), span)
     out = [summarize(trace_id, by_id) for trace_id, by_id in spans.items()]
     out.sort(key=lambda t: t["start_unix_nano"] + t["duration_ns"], reverse=True)
-    return out[:TRACES]
+    return newest(out, lambda t: len(t["spans"]))
+

@@ -10,7 +10,7 @@ request (a reload shows at once), for `gateway top` and `gateway tap`.
   from a watch the server keeps open while it is asked for (`gateway.admin.watch`);
 - `GET /`: the admin page (`gateway/admin/ui/index.html`), the graph with live rates and those traces.
 
-With `service::auth`, every route is behind that server authenticator (`gateway.admin.http.guard`).
+With `service::admin::auth`, every route is behind that server authenticator (`gateway.admin.http.guard`).
 With `service::workers`, each worker serves it on a private loopback port that it reports to the supervisor,
 which serves the configured endpoint for all of them (`gateway.admin.workers`); every answer and every tap
 item names the worker (`worker`, `pid`).
@@ -32,7 +32,7 @@ from gateway.admin.tap import Direction, Tap, Taps
 from gateway.admin.watch import Watch
 from gateway.auth import Authenticator
 from gateway.component import StatusSource
-from gateway.config.model import AdminConfig
+from gateway.config.model import AdminConfig, GatewayConfig
 from gateway.graph import Graph, ReceiverNode, StageNode
 from gateway.telemetry import Telemetry
 from gateway.transport.http_site import start_site
@@ -47,6 +47,8 @@ class Source(Protocol):
     """What the admin endpoint reads: the service."""
 
     graph: Graph | None
+    # The running config (a reload replaces it): `service::admin::auth` is read from it at each request.
+    config: GatewayConfig
     telemetry: Telemetry
     worker: int | None
 
@@ -57,6 +59,7 @@ class Source(Protocol):
 
 class AdminServer:
     def __init__(self, config: AdminConfig, source: Source, reuse_port: bool = False) -> None:
+        # Where it listens, and how (endpoint, tls): a reload changing those takes effect at the next start.
         self.config = config
         self._source = source
         self._reuse_port = reuse_port
@@ -69,7 +72,9 @@ class AdminServer:
     async def start(self) -> None:
         app = application(self._authenticator, self._graph, self._stats, self._traces, self._tap)
         try:
-            self._runner, self.port = await start_site(app, self.config.endpoint, reuse_port=self._reuse_port)
+            tls = self.config.tls.ssl_context() if self.config.tls is not None else None
+            self._runner, self.port = await start_site(app, self.config.endpoint, ssl_context=tls,
+                                                       reuse_port=self._reuse_port)
         except OSError as exc:
             # A debugging aid never keeps the gateway from running.
             log.warning("admin endpoint %s not started: %s", self.config.endpoint, exc)
@@ -86,12 +91,14 @@ class AdminServer:
             self._runner = None
 
     def _authenticator(self) -> Authenticator | None:
-        """`auth`'s extension in the running graph, looked up at each request (a reload may replace it)."""
-        if self.config.auth is None:
+        """The running config's `auth` and its extension in the running graph, looked up at each request (a
+        reload may add, change or remove either)."""
+        auth = self._source.config.service.admin.auth
+        if auth is None:
             return None
-        ext = self._source.extension(self.config.auth.authenticator)
+        ext = self._source.extension(auth.authenticator)
         if not isinstance(ext, Authenticator):
-            raise KeyError(self.config.auth.authenticator)
+            raise KeyError(auth.authenticator)
         return ext
 
     def _who(self) -> dict[str, Any]:

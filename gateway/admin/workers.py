@@ -75,7 +75,8 @@ class WorkersAdmin:
         app = application(self._authenticator, self._graph, self._stats, self._traces, self._tap)
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=_ASK_TIMEOUT))
         try:
-            self._runner, self.port = await start_site(app, self.config.endpoint)
+            tls = self.config.tls.ssl_context() if self.config.tls is not None else None
+            self._runner, self.port = await start_site(app, self.config.endpoint, ssl_context=tls)
         except OSError as exc:
             log.warning("admin endpoint %s not started: %s", self.config.endpoint, exc)
 

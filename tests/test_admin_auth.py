@@ -1,0 +1,111 @@
+"""The admin endpoint's `auth` and `tls`: a reload that adds auth or rotates a token (one process, and the
+supervisor of `service::workers`), and TLS beyond loopback."""
+
+from __future__ import annotations
+
+import http.client
+import signal
+import ssl
+
+import pytest
+
+from tests.e2e.support import Certs
+from tests.harness import Ports, Sink, basic_config, free_port, running, wait_until
+from tests.two_workers import config as workers_config
+from tests.two_workers import private_ports
+
+TOKEN = "admin-secret-7f3a"
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+_EXPORTER = '  otlp:\n    endpoint: "127.0.0.1:{port}"\n    tls: {{insecure: true}}\n'
+
+
+def _status(port: int, path: str, headers: dict[str, str] | None = None,
+            context: ssl.SSLContext | None = None) -> tuple[int, dict[str, str], str]:
+    conn = (http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context) if context is not None
+            else http.client.HTTPConnection("127.0.0.1", port, timeout=10))
+    try:
+        conn.request("GET", path, headers=headers or {})
+        r = conn.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read().decode(errors="replace")
+    finally:
+        conn.close()
+
+
+def _single(ports: Ports, sink: Sink, admin: str, extension: str = "", admin_extra: str = "") -> str:
+    cfg = basic_config(ports, _EXPORTER.format(port=sink.grpc_port), "[otlp]", extra=extension)
+    if extension:
+        eid = extension.split(":")[0].strip()
+        cfg = cfg.replace("extensions: [health_check]", f"extensions: [health_check, {eid}]")
+    return cfg + f'  admin: {{endpoint: "{admin}"{admin_extra}}}\n'
+
+
+def _bearer(token: str = TOKEN) -> str:
+    return f"  bearertokenauth: {{token: {token}}}\n"
+
+
+def _workers(ports: Ports, sink: Sink, admin: str, token: str = TOKEN, admin_extra: str = "") -> str:
+    cfg = workers_config(ports, sink, admin, extra=_bearer(token),
+                         admin_extra=", auth: {authenticator: bearertokenauth}" + admin_extra)
+    return cfg.replace("extensions: [health_check]", "extensions: [health_check, bearertokenauth]")
+
+
+def test_a_reload_adding_auth_guards_the_endpoint_at_once_and_a_new_endpoint_is_logged(sink: Sink) -> None:
+    ports, admin = Ports.free(), free_port()
+    with running(_single(ports, sink, f"127.0.0.1:{admin}"), ports) as gw:
+        assert _status(admin, "/api/v1/stats")[0] == 200
+        gw.config_path.write_text(_single(ports, sink, f"127.0.0.1:{admin}", _bearer(),
+                                          ", auth: {authenticator: bearertokenauth}"))
+        assert gw.proc is not None
+        gw.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: gw.metric("otelcol_gateway_config_reloads_total", outcome="applied") >= 1, 20,
+                   "the reload")
+        assert _status(admin, "/api/v1/stats")[0] == 401
+        assert _status(admin, "/api/v1/stats", BEARER)[0] == 200
+        # Where it listens changes at the next start only, and the log says so.
+        gw.config_path.write_text(_single(ports, sink, f"127.0.0.1:{free_port()}", _bearer(),
+                                          ", auth: {authenticator: bearertokenauth}"))
+        gw.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: gw.metric("otelcol_gateway_config_reloads_total", outcome="applied") >= 2, 20,
+                   "the second reload")
+        assert "service::admin: a new enabled, endpoint or tls takes effect at the next start" in gw.stderr()
+        assert _status(admin, "/api/v1/stats", BEARER)[0] == 200
+
+
+def test_a_token_rotated_by_reload_is_the_one_the_supervisor_asks_for(sink: Sink) -> None:
+    ports, admin = Ports.free(), free_port()
+    new = {"Authorization": "Bearer rotated-token-1"}
+    with running(_workers(ports, sink, f"127.0.0.1:{admin}"), ports) as gw:
+        assert _status(admin, "/api/v1/stats", BEARER)[0] == 200
+        gw.config_path.write_text(_workers(ports, sink, f"127.0.0.1:{admin}", token="rotated-token-1"))
+        assert gw.proc is not None
+        gw.proc.send_signal(signal.SIGHUP)
+        workers = [port for _, port in private_ports(gw).values()]
+        wait_until(lambda: all(_status(p, "/api/v1/stats", new)[0] == 200 for p in (*workers, admin)), 20,
+                   "the workers and the supervisor took the new token")
+        assert _status(admin, "/api/v1/stats", BEARER)[0] == 401
+
+
+def test_beyond_loopback_the_supervisor_serves_tls(sink: Sink, certs: Certs) -> None:
+    ports, admin = Ports.free(), free_port()
+    tls = f", tls: {{cert_file: {certs.server_cert}, key_file: {certs.server_key}}}"
+    with running(_workers(ports, sink, f"0.0.0.0:{admin}", admin_extra=tls), ports) as gw:
+        context = ssl.create_default_context(cafile=str(certs.ca))
+        assert _status(admin, "/api/v1/stats", BEARER, context)[0] == 200
+        assert _status(admin, "/api/v1/stats", context=context)[0] == 401
+        with pytest.raises((http.client.HTTPException, ConnectionError)):
+            _status(admin, "/api/v1/stats", BEARER)  # in clear: no answer
+        # The supervisor asks its workers over loopback, in clear.
+        _, port = private_ports(gw)[1]
+        assert _status(port, "/api/v1/stats", BEARER)[0] == 200
+
+
+def test_one_process_serves_tls(sink: Sink, certs: Certs) -> None:
+    ports, admin = Ports.free(), free_port()
+    tls = f", tls: {{cert_file: {certs.server_cert}, key_file: {certs.server_key}}}"
+    with running(_single(ports, sink, f"127.0.0.1:{admin}", admin_extra=tls), ports):
+        context = ssl.create_default_context(cafile=str(certs.ca))
+        assert _status(admin, "/api/v1/stats", context=context)[0] == 200
+
+
+
+

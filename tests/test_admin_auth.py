@@ -1,13 +1,15 @@
 """The admin endpoint's `auth` and `tls`: a reload that adds auth or rotates a token (one process, and the
-supervisor of `service::workers`), and TLS beyond loopback."""
+supervisor of `service::workers`), TLS beyond loopback, and the 401 a browser can act on."""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import signal
 import ssl
 
 import pytest
+from passlib import hash as passlib_hash
 
 from tests.e2e.support import Certs
 from tests.harness import Ports, Sink, basic_config, free_port, running, wait_until
@@ -106,6 +108,29 @@ def test_one_process_serves_tls(sink: Sink, certs: Certs) -> None:
         context = ssl.create_default_context(cafile=str(certs.ca))
         assert _status(admin, "/api/v1/stats", context=context)[0] == 200
 
+
+def test_a_401_is_one_a_browser_can_act_on(sink: Sink) -> None:
+    """basicauth: the Basic challenge, so the browser asks. A token: the page comes with the 401 (it asks for
+    the token itself); the API's 401s say why, with the Bearer challenge."""
+    ports, admin = Ports.free(), free_port()
+    hashed = passlib_hash.sha256_crypt.hash("s3cret")
+    basic = f'  basicauth: {{htpasswd: {{inline: "alice:{hashed}"}}}}\n'
+    with running(_single(ports, sink, f"127.0.0.1:{admin}", basic, ", auth: {authenticator: basicauth}"), ports):
+        code, headers, _ = _status(admin, "/")
+        assert code == 401 and headers["www-authenticate"] == 'Basic realm="otel gateway admin"'
+        code, headers, _ = _status(admin, "/api/v1/stats")
+        assert code == 401 and headers["www-authenticate"] == 'Basic realm="otel gateway admin"'
+        alice = {"Authorization": "Basic " + base64.b64encode(b"alice:s3cret").decode()}
+        assert _status(admin, "/api/v1/stats", alice)[0] == 200
+    ports, admin = Ports.free(), free_port()
+    with running(_single(ports, sink, f"127.0.0.1:{admin}", _bearer(), ", auth: {authenticator: bearertokenauth}"),
+                 ports):
+        code, headers, body = _status(admin, "/")
+        assert code == 401 and headers["www-authenticate"] == 'Bearer realm="otel gateway admin"'
+        assert headers["content-type"].startswith("text/html") and "askToken" in body and TOKEN not in body
+        code, headers, body = _status(admin, "/api/v1/graph")
+        assert code == 401 and "admin endpoint: not authenticated" in body and "<html" not in body
+        assert headers["www-authenticate"] == 'Bearer realm="otel gateway admin"'
 
 
 

@@ -1,18 +1,24 @@
 """The admin endpoint's `auth` and `tls`: a reload that adds auth or rotates a token (one process, and the
-supervisor of `service::workers`), TLS beyond loopback, and the 401 a browser can act on."""
+supervisor of `service::workers`), TLS beyond loopback, the 401 a browser can act on, and the secrets
+`gateway top` and `gateway tap` read from a file or the environment instead of the command line."""
 
 from __future__ import annotations
 
 import base64
 import http.client
+import os
 import signal
 import ssl
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from passlib import hash as passlib_hash
 
+from gateway.console import TOKEN_ENV, request_headers
 from tests.e2e.support import Certs
-from tests.harness import Ports, Sink, basic_config, free_port, running, wait_until
+from tests.harness import REPO, Ports, Sink, basic_config, free_port, running, wait_until
 from tests.two_workers import config as workers_config
 from tests.two_workers import private_ports
 
@@ -133,4 +139,30 @@ def test_a_401_is_one_a_browser_can_act_on(sink: Sink) -> None:
         assert headers["www-authenticate"] == 'Bearer realm="otel gateway admin"'
 
 
+def test_request_headers_from_the_environment_a_file_and_the_command_line(tmp_path: Path) -> None:
+    path = tmp_path / "headers"
+    path.write_text("# the admin token\nAuthorization: Bearer from-file\n\nX-Tenant:  a \n")
+    assert request_headers([], [], {TOKEN_ENV: "from-env"}) == {"Authorization": "Bearer from-env"}
+    assert request_headers([], [str(path)], {TOKEN_ENV: "from-env"}) == {"Authorization": "Bearer from-file",
+                                                                        "X-Tenant": "a"}
+    assert request_headers(["Authorization=Bearer cli"], [str(path)], {})["Authorization"] == "Bearer cli"
+    path.write_text("Authorization Bearer secret-xyz\n")
+    with pytest.raises(Exception) as err:
+        request_headers([], [str(path)], {})
+    assert "line 1: want Name: value" in str(err.value) and "secret-xyz" not in str(err.value)
 
+
+def test_tap_sends_the_token_from_a_file_or_the_environment_never_the_command_line(sink: Sink,
+                                                                                    tmp_path: Path) -> None:
+    ports, admin = Ports.free(), free_port()
+    path = tmp_path / "headers"
+    path.write_text(f"Authorization: Bearer {TOKEN}\n")
+    with running(_single(ports, sink, f"127.0.0.1:{admin}", _bearer(), ", auth: {authenticator: bearertokenauth}"),
+                 ports):
+        tap = [sys.executable, "-m", "gateway", "tap", "nope", "--admin", f"http://127.0.0.1:{admin}"]
+        for extra, env in (([], {}), (["--header-file", str(path)], {}), ([], {TOKEN_ENV: TOKEN})):
+            env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV} | env
+            out = subprocess.run([*tap, *extra], capture_output=True, text=True, env=env, cwd=REPO, timeout=30)
+            # Past the authenticator, the tap is refused for its component: the token was sent.
+            want = "404 no component 'nope'" if extra or env.get(TOKEN_ENV) else "401 admin endpoint: not auth"
+            assert out.returncode == 1 and want in out.stderr, (extra, out.stderr)

@@ -1,22 +1,27 @@
 """`gateway top` and `gateway tap`: terminal clients of a running gateway's admin endpoint
-(`service::admin`, `gateway.admin.server`), over plain HTTP.
+(`service::admin`, `gateway.admin.server`), over HTTP (or HTTPS).
 
 - `top --admin URL [--header K=V]`: every component's rates in and out, refused and dropped (with reasons),
   its queue's fill as a bar and an exporter's retries (`retrying 3, next in 2.1s: <error>`), refreshed every
   second; rates are the difference of two reads of `/api/v1/stats`.
 - `tap COMPONENT [--inputs|--outputs] [--limit N] [--format json|line] [--header K=V]`: the sampled items of
   `/api/v1/tap`, one a line, until `--limit` lines (or Ctrl-C).
+
+Secrets stay off the command line (where `ps` shows them): `OTELGW_ADMIN_TOKEN` in the environment is sent as
+`Authorization: Bearer TOKEN`, and `--header-file PATH` holds `Name: value` lines; `--header` wins over both.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
@@ -24,6 +29,8 @@ from rich.live import Live
 from rich.table import Table
 
 DEFAULT_ADMIN = "http://localhost:55690"
+# A bearer token for an admin endpoint behind bearertokenauth or oidc, read from the environment.
+TOKEN_ENV = "OTELGW_ADMIN_TOKEN"
 _BAR = 20
 
 
@@ -45,6 +52,35 @@ def _headers(pairs: list[str]) -> dict[str, str]:
         if not sep or not key.strip():
             raise argparse.ArgumentTypeError(f"--header {pair!r}: want NAME=VALUE")
         out[key.strip()] = value
+    return out
+
+
+def _header_file(path: str) -> dict[str, str]:
+    """`--header-file PATH`: a `Name: value` a line; blank lines and `#` comments skipped. A bad line is named
+    by its number only: it may hold a secret."""
+    out = {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"--header-file {path!r}: {exc.strerror}") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        key, sep, value = line.partition(":")
+        if not sep or not key.strip():
+            raise argparse.ArgumentTypeError(f"--header-file {path!r}: line {number}: want Name: value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def request_headers(pairs: list[str], files: list[str], env: Mapping[str, str]) -> dict[str, str]:
+    """The headers sent with each request: `OTELGW_ADMIN_TOKEN`'s Authorization, then the `--header-file`s',
+    then `--header`'s, each later one winning for a name."""
+    out = {"Authorization": f"Bearer {env[TOKEN_ENV]}"} if env.get(TOKEN_ENV) else {}
+    for path in files:
+        out.update(_header_file(path))
+    out.update(_headers(pairs))
     return out
 
 
@@ -146,6 +182,10 @@ def tap(admin: str, component: str, direction: str, limit: int, fmt: str, rate: 
     return 0
 
 
+_HEADER_FILE = (f"a file of headers, `Name: value` a line (repeatable): for secrets, which --header shows "
+                f"to ps; {TOKEN_ENV} in the environment is sent as Authorization: Bearer TOKEN")
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="otel-gateway")
     sub = p.add_subparsers(dest="command", required=True)
@@ -154,6 +194,7 @@ def main(argv: list[str]) -> int:
     t.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (1)")
     t.add_argument("--header", action="append", default=[], metavar="NAME=VALUE",
                    help="a header sent with each request (repeatable), e.g. Authorization=Bearer TOKEN")
+    t.add_argument("--header-file", action="append", default=[], metavar="PATH", help=_HEADER_FILE)
     a = sub.add_parser("tap", help="print sampled items crossing a component")
     a.add_argument("component", help="a component id, or KIND:ID (receiver, processor, connector, exporter, "
                                      "pipeline)")
@@ -166,9 +207,10 @@ def main(argv: list[str]) -> int:
     a.add_argument("--rate", type=float, default=None, help="items a second at most (the gateway's default: 10)")
     a.add_argument("--header", action="append", default=[], metavar="NAME=VALUE",
                    help="a header sent with the request (repeatable), e.g. Authorization=Bearer TOKEN")
+    a.add_argument("--header-file", action="append", default=[], metavar="PATH", help=_HEADER_FILE)
     args = p.parse_args(argv)
     try:
-        headers = _headers(args.header)
+        headers = request_headers(args.header, args.header_file, os.environ)
     except argparse.ArgumentTypeError as exc:
         p.error(str(exc))
     if args.command == "top":

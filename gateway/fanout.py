@@ -26,7 +26,13 @@ class Counted:
         self._next = next_consumer
 
     def admit(self, batch: Batch) -> None:
-        self._next.admit(batch)
+        try:
+            self._next.admit(batch)
+        except Exception:
+            # Refused when asked before `consume` (a fan-out asks every branch first): counted as when
+            # `consume` is asked at once (one branch), so the count never depends on the fan-out.
+            self._counter.inc(batch.items)
+            raise
 
     async def consume(self, batch: Batch) -> None:
         self._counter.inc(batch.items)

@@ -287,11 +287,11 @@ def _build_pipeline(graph: Graph, config: GatewayConfig, pid: str, entries: Mapp
             joiner = RequestJoiner(f"{prid} in {pid}", nxt, max_items, max_bytes)
             nodes.insert(0, StageNode("join", prid, (signal,), pid, [nodes[0]], consumer=joiner))
             nxt = joiner
-        # processorhelper's in/out counts, for every processor (the Collector's batch processor has none):
-        # bound here once, one `inc` per batch on each side of the stage.
-        stage = factory.create(settings, Counted(telemetry.processor_outgoing(signal, prid), nxt), signal)
-        nxt = Counted(telemetry.processor_incoming(signal, prid), stage)
-        nodes.insert(0, StageNode("processor", prid, (signal,), pid, [nodes[0]], consumer=nxt, stage=stage,
+        # processorhelper's in/out counts (`otelcol_processor_incoming_items`, `_outgoing_items`) are the
+        # stage's own (`Telemetry.processor_items`): no layer around it, so no cost beyond two `+=` a batch.
+        stage = factory.create(settings, nxt, signal)
+        nxt = stage
+        nodes.insert(0, StageNode("processor", prid, (signal,), pid, [nodes[0]], consumer=stage, stage=stage,
                                   policy=policy))
     entry = StageNode("entry", pid, (signal,), pid, [nodes[0]],
                       consumer=Counted(telemetry.pipeline_incoming(pid), nxt))

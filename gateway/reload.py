@@ -40,6 +40,17 @@ log = logging.getLogger("gateway.reload")
 _ROLLBACK_DEADLINE = 5.0
 
 
+def admin_restart_needed(old: GatewayConfig, new: GatewayConfig) -> bool:
+    """Log, and say, whether `service::admin` changed where or how it listens (enabled, endpoint, tls), which
+    takes effect at the next start; its `auth` is read at each request, so a reload changes it at once."""
+    a, b = old.service.admin, new.service.admin
+    if (a.enabled, a.endpoint, a.tls) == (b.enabled, b.endpoint, b.tls):
+        return False
+    log.warning("service::admin: a new enabled, endpoint or tls takes effect at the next start; it keeps "
+                "listening as before (%s), with the new auth", a.endpoint if a.enabled else "not at all")
+    return True
+
+
 class _Keep:
     """`graph.Reuse` over the running graph: what an unchanged config lets run on."""
 
@@ -126,6 +137,7 @@ class _Reload:
         new, keep = self.new, self.keep
         if self.config.metrics_address() != self.old_config.metrics_address():
             log.warning("service::telemetry::metrics: a new address takes effect at the next start")
+        admin_restart_needed(self.old_config, self.config)
         order: list[tuple[str, Component]] = [
             *((f"extension:{eid}", e) for eid, e in new.extensions.items() if eid not in keep.extensions),
             *((x.key, x.component) for xid, x in new.exporters.items()

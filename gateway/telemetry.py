@@ -200,6 +200,41 @@ class ProcessCollector(Collector):
         yield GaugeMetricFamily("otelcol_process_memory_rss", "Total physical memory (resident set size)", value=rss)
 
 
+class ItemCounts:
+    """One processor's incoming and outgoing items (processorhelper's), plain integers its stage adds to: the
+    event loop is their only writer, so no lock, and no layer around the stage. Read at scrape time."""
+
+    __slots__ = ("incoming", "outgoing")
+
+    def __init__(self) -> None:
+        self.incoming = 0
+        self.outgoing = 0
+
+
+class ProcessorItems(Collector):
+    """`otelcol_processor_incoming_items` and `_outgoing_items` from the stages' `ItemCounts`, one per
+    processor and signal: the stages of one processor in several pipelines, and those of the graphs a reload
+    replaced, add to the same one, so the totals never go back."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str], ItemCounts] = {}
+
+    def of(self, processor: str, signal: str) -> ItemCounts:
+        return self._counts.setdefault((processor, signal), ItemCounts())
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        labels = ["processor", "otel_signal"]
+        incoming = CounterMetricFamily("otelcol_processor_incoming_items", "Number of items passed to the processor.",
+                                       labels=labels)
+        outgoing = CounterMetricFamily("otelcol_processor_outgoing_items",
+                                       "Number of items emitted from the processor.", labels=labels)
+        for (processor, signal), counts in list(self._counts.items()):
+            incoming.add_metric([processor, signal], counts.incoming)
+            outgoing.add_metric([processor, signal], counts.outgoing)
+        yield incoming
+        yield outgoing
+
+
 class Telemetry:
     """The metrics of one gateway process, those above `level` left out (see LEVELS)."""
 
@@ -242,10 +277,11 @@ class Telemetry:
         self._exp_enqueue_failed = counters(
             "otelcol_exporter_enqueue_failed", "Items that failed to be added to the sending queue", ["exporter"]
         )
-        self._proc_in = counter("otelcol_processor_incoming_items", "Number of items passed to the processor.",
-                                ["processor", "otel_signal"])
-        self._proc_out = counter("otelcol_processor_outgoing_items", "Number of items emitted from the processor.",
-                                 ["processor", "otel_signal"])
+        # Counted by the stages themselves (one `+=` per batch on each side), exported at scrape time.
+        self._proc_items: ProcessorItems | None = None
+        if shown("otelcol_processor_incoming_items", level):
+            self._proc_items = ProcessorItems()
+            r.register(self._proc_items)
         self._proc_dropped = counters("otelcol_processor_dropped", "Items dropped by a processor", ["processor"])
         self.queue_size = gauge(
             "otelcol_exporter_queue_size",
@@ -332,11 +368,10 @@ class Telemetry:
     def exporter_enqueue_failed(self, signal: str, exporter: str) -> CounterLike:
         return self._exp_enqueue_failed[signal].labels(exporter)
 
-    def processor_incoming(self, signal: str, processor: str) -> CounterLike:
-        return self._proc_in.labels(processor, signal)
-
-    def processor_outgoing(self, signal: str, processor: str) -> CounterLike:
-        return self._proc_out.labels(processor, signal)
+    def processor_items(self, signal: str, processor: str) -> ItemCounts:
+        """Where a processor's stage counts what it is passed and what it emits; at a level that hides
+        them, counts nobody reads."""
+        return self._proc_items.of(processor, signal) if self._proc_items is not None else ItemCounts()
 
     def processor_dropped(self, signal: str, processor: str) -> CounterLike:
         return self._proc_dropped[signal].labels(processor)

@@ -43,6 +43,7 @@ from gateway.config.load import ConfigError, Loaded, load_files
 from gateway.config.model import GatewayConfig
 from gateway.extensions.health import HealthCheck
 from gateway.metrics_server import MetricsServer
+from gateway.reload import admin_restart_needed
 from gateway.serve import serve, setup_logging, stop_event
 from gateway.service import Service
 from gateway.status import StatusHub
@@ -68,7 +69,7 @@ Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 def worker_config(config: GatewayConfig, index: int) -> GatewayConfig:
     """The config worker `index` runs: the same pipelines on the same ports, with its own health, metrics
-    and admin endpoints on private loopback ports (the supervisor serves the configured ones), and its
+    and admin endpoints on private loopback ports, in clear (the supervisor serves the configured ones), and its
     own subdirectory of each file_storage (two processes must never share queue files; a restarted
     worker finds its queue again under the same index) and its own pprof `save_to_file`
     (`cpu.pprof` becomes `cpu.worker-1.pprof`)."""
@@ -84,7 +85,7 @@ def worker_config(config: GatewayConfig, index: int) -> GatewayConfig:
             stem, ext = os.path.splitext(extensions[eid].save_to_file)
             extensions[eid] = replace(extensions[eid], save_to_file=f"{stem}.worker-{index}{ext}")
     metrics = replace(config.service.telemetry.metrics, address="127.0.0.1:0", readers=())
-    admin = replace(config.service.admin, endpoint="127.0.0.1:0")
+    admin = replace(config.service.admin, endpoint="127.0.0.1:0", tls=None)
     service = replace(config.service, workers=1, telemetry=replace(config.service.telemetry, metrics=metrics),
                       admin=admin)
     return replace(config, extensions=extensions, service=service)
@@ -200,6 +201,7 @@ class _Metrics(MetricsServer):
 
 class Supervisor:
     def __init__(self, config_paths: list[str], loaded: Loaded) -> None:
+        self.config_paths = list(config_paths)
         self.config_args = [arg for path in config_paths for arg in ("--config", path)]
         self.config = loaded.config
         self.workers = [_Worker(i) for i in range(1, self.config.service.workers + 1)]
@@ -218,18 +220,24 @@ class Supervisor:
         address = self.config.metrics_address()
         self._metrics = _Metrics(address, self) if address else None
         admin = self.config.service.admin
-        # The admin endpoint's authenticator, run here too: the supervisor answers its routes.
-        self._auth: Extension | None = None
-        if admin.enabled and admin.auth is not None:
-            eid = admin.auth.authenticator
-            self._auth = registry.extension(eid.partition("/")[0]).create(
-                Settings(eid, self.config.extensions[eid], telemetry, self))
+        # The admin endpoint's authenticator, run here too: the supervisor answers its routes. A reload
+        # builds it again from the new config (`_reload_admin`).
+        self._auth = self._admin_auth(self.config)
+        self._admin_config = self.config  # the config `_auth` was built from
         self._admin = WorkersAdmin(admin, self._admin_targets, self._authenticator) if admin.enabled else None
 
     # A Host for the health extension and the admin endpoint's authenticator, which ask for nothing
     # (healthcheckv2 is refused with workers).
     def extension(self, component_id: str) -> Any:
         raise KeyError(component_id)
+
+    def _admin_auth(self, config: GatewayConfig) -> Extension | None:
+        admin = config.service.admin
+        if not admin.enabled or admin.auth is None:
+            return None
+        eid = admin.auth.authenticator
+        return registry.extension(eid.partition("/")[0]).create(
+            Settings(eid, config.extensions[eid], Telemetry(), self))
 
     def _authenticator(self) -> Authenticator | None:
         if self._auth is None:
@@ -377,15 +385,44 @@ class Supervisor:
         }
 
     # -- the whole run
-    def _reload_workers(self) -> None:
+    def _reload(self) -> None:
         """SIGHUP: each worker reads, validates and swaps in the config files itself (`gateway.reload`).
-        A worker still starting may have read the files before they changed: it is told once ready."""
+        A worker still starting may have read the files before they changed: it is told once ready. The
+        supervisor reads them too, for the admin endpoint's `auth` it checks (a rotated token)."""
         log.info("SIGHUP: the workers reload the config")
+        task = asyncio.get_running_loop().create_task(self._reload_admin())
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
         for w in self.workers:
             if w.ready:
                 self._tell_reload(w)
             else:
                 w.reload_due = True
+
+    async def _reload_admin(self) -> None:
+        """The admin endpoint's authenticator built again from the config files, as the workers build
+        theirs; an invalid config changes nothing (each worker logs why)."""
+        try:
+            config = load_files(self.config_paths).config
+        except (ConfigError, OSError):
+            return
+        old, self._admin_config = self._admin_config, config
+        admin_restart_needed(old, config)
+        if _auth_of(old) == _auth_of(config):
+            return
+        auth = self._admin_auth(config) if self._admin is not None else None
+        if auth is not None:
+            try:
+                await auth.start()
+            except Exception as exc:
+                self._admin_config = old
+                log.error("admin endpoint: the reloaded authenticator did not start, the running one stays: %s",
+                          exc)
+                return
+        auth, self._auth = self._auth, auth
+        if auth is not None:
+            with contextlib.suppress(Exception):
+                await auth.shutdown()
 
     @staticmethod
     def _tell_reload(w: _Worker) -> None:
@@ -396,10 +433,12 @@ class Supervisor:
 
     async def run(self) -> int:
         stop = stop_event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._reload_workers)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._reload)
         servers: list[Any] = [*self._health, *([self._metrics] if self._metrics else []),
-                              *([self._auth] if self._auth else []), *([self._admin] if self._admin else [])]
+                              *([self._admin] if self._admin else [])]
         try:
+            if self._auth is not None:
+                await self._auth.start()
             for server in servers:
                 await server.start()
             started = await asyncio.gather(*(self._spawn(w) for w in self.workers))
@@ -450,12 +489,18 @@ class Supervisor:
         return all(c == 0 for c in codes)
 
     async def _close(self, servers: list[Any]) -> None:
-        for server in reversed(servers):
+        for server in [*reversed(servers), *([self._auth] if self._auth else [])]:
             with contextlib.suppress(Exception):
                 await server.shutdown()
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _auth_of(config: GatewayConfig) -> tuple[object, object]:
+    """What the admin endpoint's authenticator is built from: `service::admin::auth` and its extension's config."""
+    auth = config.service.admin.auth
+    return auth, config.extensions.get(auth.authenticator) if auth is not None else None
 
 
 async def supervise(config_paths: list[str], loaded: Loaded) -> int:

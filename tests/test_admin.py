@@ -208,15 +208,23 @@ def test_admin_off_with_enabled_false(tmp_path: Path) -> None:
     assert service.admin is not None and service.admin.config.endpoint == "127.0.0.1:0"
 
 
-def test_the_admin_endpoint_listens_beyond_loopback_only_with_auth() -> None:
+def test_the_admin_endpoint_listens_beyond_loopback_only_with_auth_and_tls() -> None:
     from gateway.config.model import AdminConfig, AuthConfig
+    from gateway.transport.tls import TLSServerConfig
 
     assert AdminConfig().validate() == []
     assert AdminConfig(endpoint="127.0.0.1:1").validate() == []
     assert AdminConfig(endpoint="[::1]:1").validate() == []
     assert "needs auth: {authenticator: ID}" in AdminConfig(endpoint="0.0.0.0:55690").validate()[0]
     assert AdminConfig(endpoint="0.0.0.0:55690", enabled=False).validate() == []
-    assert AdminConfig(endpoint="0.0.0.0:55690", auth=AuthConfig("bearertokenauth")).validate() == []
+    bearer = AuthConfig("bearertokenauth")
+    assert AdminConfig(endpoint="0.0.0.0:55690", auth=bearer).validate() == [
+        "endpoint '0.0.0.0:55690': beyond loopback (localhost, 127.x, ::1) the admin endpoint needs tls: "
+        "{cert_file: ..., key_file: ...} as well as auth: without it its credentials and the span data taps "
+        "show cross the network in clear"]
+    tls = TLSServerConfig(cert_file="c.pem", key_file="k.pem")
+    assert AdminConfig(endpoint="0.0.0.0:55690", auth=bearer, tls=tls).validate() == []
+    assert AdminConfig(endpoint="127.0.0.1:1", tls=tls).validate() == []
 
 
 def test_a_watch_groups_spans_by_trace_and_closes_when_nobody_asks(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -208,3 +208,27 @@ def test_before_after_shows_changed_attributes_and_the_filtered_span(sink: Sink,
         text = _read(browser, dropped, "e.innerText")[0]
         assert "dropped: filtered" in text and "not seen at the output after 5s" in text
         assert _read(browser, dropped + " .span-name", "getComputedStyle(e).textDecorationLine") == ["line-through"]
+
+
+def test_behind_a_bearer_token_the_page_asks_for_it_once_and_sends_it(sink: Sink, browser: WebDriver) -> None:
+    """The 401 of `/` carries the page, which asks for the token, keeps it for the tab (sessionStorage) and
+    sends it with its requests: the graph shows, and again after a reload of the page without asking."""
+    ports, admin, token = Ports.free(), free_port(), "page-token-5c1e"
+    cfg = basic_config(ports, f'  otlp:\n    endpoint: "127.0.0.1:{sink.grpc_port}"\n    tls: {{insecure: true}}\n',
+                       "[otlp]", extra=f"  bearertokenauth: {{token: {token}}}\n")
+    cfg = cfg.replace("extensions: [health_check]", "extensions: [health_check, bearertokenauth]")
+    cfg += f'  admin: {{endpoint: "127.0.0.1:{admin}", auth: {{authenticator: bearertokenauth}}}}\n'
+    with running(cfg, ports):
+        browser.get(f"http://127.0.0.1:{admin}/")
+        wait = WebDriverWait(browser, 20)
+        wait.until(lambda d: d.find_elements(By.ID, "token"))
+        assert len(browser.find_elements(By.ID, "token-form")) == 1  # once, though every poll got a 401
+        assert not browser.find_elements(By.CSS_SELECTOR, ".node")
+        browser.find_element(By.ID, "token").send_keys(token)
+        browser.find_element(By.CSS_SELECTOR, "#token-form button").click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '.node[data-key="exporter:otlp"]'))
+        assert not browser.find_elements(By.ID, "token-form")
+        assert browser.execute_script('return sessionStorage.getItem("otelgw-admin-token")') == token
+        browser.refresh()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '.node[data-key="exporter:otlp"]'))
+        assert not browser.find_elements(By.ID, "token-form")

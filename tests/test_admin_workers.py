@@ -1,6 +1,6 @@
 """The admin endpoint with `service::workers: 2`: the supervisor answers for both workers (stats summed, a
 tap and `gateway top` over both), spans sent by the OpenTelemetry SDK over connections that reach each
-worker; and the endpoint behind `auth` (bearertokenauth) when it listens beyond loopback."""
+worker; and the endpoint behind `auth` (bearertokenauth), which beyond loopback it needs, with `tls`."""
 
 from __future__ import annotations
 
@@ -126,24 +126,34 @@ def test_top_says_two_workers_and_shows_a_processor_rate(gateway: tuple[GatewayP
     assert "2 workers (2 answered)" in screen, screen
 
 
-def test_beyond_loopback_only_with_auth(tmp_path: Path, sink: Sink) -> None:
+def test_beyond_loopback_only_with_auth_and_tls(tmp_path: Path, sink: Sink) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(config(Ports.free(), sink, "0.0.0.0:55690"))
     with pytest.raises(ConfigError) as err:
         load_files([str(path)])
     assert any(e.startswith("service::admin: endpoint '0.0.0.0:55690': beyond loopback") and "needs auth" in e
                for e in err.value.errors), err.value.errors
-    path.write_text(config(Ports.free(), sink, "0.0.0.0:55690", admin_extra=", auth: {authenticator: nope}"))
+    path.write_text(config(Ports.free(), sink, "0.0.0.0:55690", admin_extra=", auth: {authenticator: nope}, "
+                                                                          "tls: {cert_file: c.pem, key_file: k.pem}"))
     with pytest.raises(ConfigError) as err:
         load_files([str(path)])
     assert "service::admin::auth::authenticator: references extension 'nope' which is not configured" \
         in err.value.errors
+    cfg = config(Ports.free(), sink, "0.0.0.0:55690", extra=f"  bearertokenauth: {{token: {TOKEN}}}\n",
+                 admin_extra=", auth: {authenticator: bearertokenauth}")
+    path.write_text(cfg.replace("extensions: [health_check]", "extensions: [health_check, bearertokenauth]"))
+    with pytest.raises(ConfigError) as err:
+        load_files([str(path)])
+    assert err.value.errors == [
+        "service::admin: endpoint '0.0.0.0:55690': beyond loopback (localhost, 127.x, ::1) the admin endpoint "
+        "needs tls: {cert_file: ..., key_file: ...} as well as auth: without it its credentials and the span data "
+        "taps show cross the network in clear"]
 
 
 def test_bearer_token_guards_every_route_and_top_sends_it(sink: Sink) -> None:
     ports, admin = Ports.free(), free_port()
     extra = f"  bearertokenauth: {{token: {TOKEN}}}\n"
-    cfg = config(ports, sink, f"0.0.0.0:{admin}", extra=extra,
+    cfg = config(ports, sink, f"127.0.0.1:{admin}", extra=extra,
                  admin_extra=", auth: {authenticator: bearertokenauth}")
     cfg = cfg.replace("extensions: [health_check]", "extensions: [health_check, bearertokenauth]")
     with running(cfg, ports) as gw:
@@ -154,7 +164,9 @@ def test_bearer_token_guards_every_route_and_top_sends_it(sink: Sink) -> None:
                     urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{admin}{path}",
                                                                   headers=headers), timeout=10)
                 text = err.value.read().decode()
-                assert err.value.code == 401 and "admin endpoint: not authenticated" in text, (path, text)
+                # The page's 401 carries the page, which asks for the token (tests/test_admin_page.py).
+                want = "askToken" if path == "/" else "admin endpoint: not authenticated"
+                assert err.value.code == 401 and want in text, (path, text)
                 assert TOKEN not in text and "wrong" not in text
         assert get(admin, "/api/v1/stats", BEARER)["answered"] == 2
         # A worker's private port asks for the token too.

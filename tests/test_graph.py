@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from gateway.config.model import PipelineConfig, pipeline_order
 from gateway.exporters.helper import Exporter
 from gateway.graph import ExporterNodeData, Graph
 from gateway.service import Service
+from pipelines.errors import RetryableError
+from tests.processors.build import batch_of, span_request
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -173,3 +176,73 @@ service:
     graph = Service(load_text(config, env={}).config).build()
     stage = next(n.stage for n in graph.pipelines["traces"] if n.id == "tail_sampling")
     assert (stage.metadata_keys, stage.read_keys) == (("x-team",), ("x-org",))  # type: ignore[union-attr]
+
+
+COUNTED = """
+receivers:
+  otlp: {protocols: {grpc: {endpoint: "127.0.0.1:1"}}}
+processors:
+  # A limit of its own: no other test's stage shares this limiter.
+  memory_limiter: {check_interval: 1s, limit_mib: 987654}
+  batch: {}
+  attributes/a: {actions: [{key: a, value: b, action: insert}]}
+exporters:
+  debug: {}
+service:
+  telemetry: {metrics: {level: LEVEL}}
+  pipelines:
+    traces/a: {receivers: [otlp], processors: [memory_limiter, attributes/a, batch], exporters: [debug]}
+    traces/b: {receivers: [otlp], processors: [memory_limiter], exporters: [debug]}
+"""
+
+
+def _counted(level: str = "normal") -> tuple[Service, Graph]:
+    service = Service(load_text(COUNTED.replace("LEVEL", level), env={}).config)
+    return service, service.build()
+
+
+def _sample(service: Service, name: str, **labels: str) -> float | None:
+    return service.telemetry.registry.get_sample_value(name, labels)
+
+
+def test_processor_stages_count_their_items_with_no_layer_around_them() -> None:
+    service, g = _counted()
+    procs = [n for n in g.pipelines["traces/a"] if n.kind == "processor"]
+    assert [n.consumer is n.stage for n in procs] == [True, True, True]
+
+    async def run() -> None:
+        await g.pipelines["traces/a"][0].consumer.consume(batch_of(span_request([{}] * 5)))
+
+    asyncio.run(run())
+    for p in ("memory_limiter", "attributes/a", "batch"):
+        labels = {"processor": p, "otel_signal": "traces"}
+        assert _sample(service, "otelcol_processor_incoming_items_total", **labels) == 5, p
+        assert _sample(service, "otelcol_processor_outgoing_items_total", **labels) == 5, p
+
+
+def test_a_level_that_hides_the_processor_counts_registers_none() -> None:
+    service, _ = _counted("none")
+    assert not [m for m in service.telemetry.registry.collect() if m.name.startswith("otelcol_processor_")]
+
+
+def test_a_refusal_on_admission_counts_the_incoming_items_as_with_one_pipeline() -> None:
+    """A receiver feeding two pipelines asks both `admit` first: the memory_limiter that refuses there
+    counts what it was passed, as when one pipeline's `consume` reaches it."""
+    service, g = _counted()
+    limiter = g.pipelines["traces/a"][1].stage.limiter  # type: ignore[union-attr]
+    limiter.state = "hard"
+    fanout = g.receivers["otlp"].targets["traces"]
+
+    async def run() -> None:
+        with pytest.raises(RetryableError):
+            await fanout.consume(batch_of(span_request([{}] * 7)))
+
+    try:
+        asyncio.run(run())
+    finally:
+        limiter.state = "ok"
+    labels = {"processor": "memory_limiter", "otel_signal": "traces"}
+    assert _sample(service, "otelcol_processor_incoming_items_total", **labels) == 7
+    assert _sample(service, "otelcol_processor_outgoing_items_total", **labels) == 0
+    assert _sample(service, "otelcol_processor_refused_spans_total", processor="memory_limiter") == 7
+    assert _sample(service, "otelcol_gateway_pipeline_incoming_items_total", pipeline="traces/a") == 7

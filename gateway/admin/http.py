@@ -13,12 +13,15 @@ from aiohttp.typedefs import Middleware
 
 from gateway.admin.tap import DEFAULT_RATE, MAX_RATE, Direction
 from gateway.auth import Authenticator, AuthError
+from gateway.extensions.basicauth import BasicAuthServer
 from pipelines.errors import RetryableError
 
 log = logging.getLogger("gateway.admin")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Lookup = Callable[[], Authenticator | None]
+
+_REALM = 'realm="otel gateway admin"'
 
 
 def guard(lookup: Lookup) -> Middleware:
@@ -36,16 +39,29 @@ def guard(lookup: Lookup) -> Middleware:
             try:
                 await auth.identify(headers)
             except AuthError as exc:
-                raise web.HTTPUnauthorized(text=f"admin endpoint: not authenticated: {exc}") from None
+                raise _unauthorized(request, auth, f"admin endpoint: not authenticated: {exc}") from None
             except RetryableError as exc:
                 raise web.HTTPServiceUnavailable(text=f"admin endpoint: authentication unavailable, retry later: "
                                                       f"{exc}", headers={"Retry-After": "1"}) from None
             except Exception as exc:  # a bug or odd input in an authenticator: refused, never a crash
                 log.error("admin endpoint: the authenticator failed (%s); request refused", type(exc).__name__)
-                raise web.HTTPUnauthorized(text="admin endpoint: authentication failed") from None
+                raise _unauthorized(request, auth, "admin endpoint: authentication failed") from None
         return await handler(request)
 
     return check
+
+
+def _unauthorized(request: web.Request, auth: Authenticator, text: str) -> web.HTTPUnauthorized:
+    """A 401 a browser can act on. basicauth: the Basic challenge, so it asks for a user and password and sends
+    them with every request after. A token (bearertokenauth, oidc) a browser cannot be made to ask for: the
+    page itself (static, no data in it) comes with the 401, asks for one and sends it with its requests."""
+    if isinstance(auth, BasicAuthServer):
+        return web.HTTPUnauthorized(text=text, headers={"WWW-Authenticate": f"Basic {_REALM}"})
+    headers = {"WWW-Authenticate": f"Bearer {_REALM}"}
+    if request.method == "GET" and request.path == "/":
+        return web.HTTPUnauthorized(text=_page(), content_type="text/html",
+                                    headers={**headers, "Cache-Control": "no-store"})
+    return web.HTTPUnauthorized(text=text, headers=headers)
 
 
 def application(lookup: Lookup, graph: Handler, stats: Handler, traces: Handler, tap: Handler,
@@ -61,9 +77,12 @@ def application(lookup: Lookup, graph: Handler, stats: Handler, traces: Handler,
     return app
 
 
+def _page() -> str:
+    return importlib.resources.files("gateway.admin").joinpath("ui/index.html").read_text("utf-8")
+
+
 async def page(request: web.Request) -> web.Response:
-    text = importlib.resources.files("gateway.admin").joinpath("ui/index.html").read_text("utf-8")
-    return web.Response(text=text, content_type="text/html", headers={"Cache-Control": "no-store"})
+    return web.Response(text=_page(), content_type="text/html", headers={"Cache-Control": "no-store"})
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ request (a reload shows at once), for `gateway top` and `gateway tap`.
   (`gateway.admin.diff`);
 - `GET /`: the admin page (`gateway/admin/ui/index.html`), the graph with live rates and those traces.
 
-With `service::auth`, every route is behind that server authenticator (`gateway.admin.http.guard`).
+With `service::admin::auth`, every route is behind that server authenticator (`gateway.admin.http.guard`).
 With `service::workers`, each worker serves it on a private loopback port that it reports to the supervisor,
 which serves the configured endpoint for all of them (`gateway.admin.workers`); every answer and every tap
 item names the worker (`worker`, `pid`).
@@ -50,6 +50,7 @@ class Source(Protocol):
     """What the admin endpoint reads: the service."""
 
     graph: Graph | None
+    # The running config (a reload replaces it): `service::admin::auth` is read from it at each request.
     config: GatewayConfig
     telemetry: Telemetry
     worker: int | None
@@ -61,6 +62,7 @@ class Source(Protocol):
 
 class AdminServer:
     def __init__(self, config: AdminConfig, source: Source, reuse_port: bool = False) -> None:
+        # Where it listens, and how (endpoint, tls): a reload changing those takes effect at the next start.
         self.config = config
         self._source = source
         self._reuse_port = reuse_port
@@ -74,7 +76,9 @@ class AdminServer:
     async def start(self) -> None:
         app = application(self._authenticator, self._graph, self._stats, self._traces, self._tap, self._diff)
         try:
-            self._runner, self.port = await start_site(app, self.config.endpoint, reuse_port=self._reuse_port)
+            tls = self.config.tls.ssl_context() if self.config.tls is not None else None
+            self._runner, self.port = await start_site(app, self.config.endpoint, ssl_context=tls,
+                                                       reuse_port=self._reuse_port)
         except OSError as exc:
             # A debugging aid never keeps the gateway from running.
             log.warning("admin endpoint %s not started: %s", self.config.endpoint, exc)
@@ -94,12 +98,14 @@ class AdminServer:
             self._runner = None
 
     def _authenticator(self) -> Authenticator | None:
-        """`auth`'s extension in the running graph, looked up at each request (a reload may replace it)."""
-        if self.config.auth is None:
+        """The running config's `auth` and its extension in the running graph, looked up at each request (a
+        reload may add, change or remove either)."""
+        auth = self._source.config.service.admin.auth
+        if auth is None:
             return None
-        ext = self._source.extension(self.config.auth.authenticator)
+        ext = self._source.extension(auth.authenticator)
         if not isinstance(ext, Authenticator):
-            raise KeyError(self.config.auth.authenticator)
+            raise KeyError(auth.authenticator)
         return ext
 
     def _who(self) -> dict[str, Any]:

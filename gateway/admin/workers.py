@@ -95,7 +95,8 @@ class WorkersAdmin:
         self._tap_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
                                                   timeout=aiohttp.ClientTimeout(total=None, sock_connect=_ASK_TIMEOUT))
         try:
-            self._runner, self.port = await start_site(app, self.config.endpoint)
+            tls = self.config.tls.ssl_context() if self.config.tls is not None else None
+            self._runner, self.port = await start_site(app, self.config.endpoint, ssl_context=tls)
         except OSError as exc:
             log.warning("admin endpoint %s not started: %s", self.config.endpoint, exc)
 

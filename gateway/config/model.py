@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.config.telemetry import TelemetryConfig
+from gateway.transport.tls import TLSServerConfig
 from pipelines.config_types import Duration
 
 SIGNALS = ("traces", "metrics", "logs")
@@ -79,15 +80,23 @@ class AdminConfig:
     enabled: bool = True
     # Every route behind this server authenticator (bearertokenauth, basicauth, oidc), as a receiver's.
     auth: AuthConfig | None = None
+    # Served over TLS, with the keys of the OTLP/HTTP receiver's `tls`.
+    tls: TLSServerConfig | None = None
 
     def validate(self) -> list[str]:
         if ":" not in self.endpoint:
             return [f"endpoint {self.endpoint!r}: want host:port"]
         host = self.endpoint.rpartition(":")[0].strip("[]")
-        if self.enabled and self.auth is None and host not in _LOOPBACK and not host.startswith("127."):
-            # A tap shows span data: beyond loopback only behind an authenticator.
+        if not self.enabled or host in _LOOPBACK or host.startswith("127."):
+            return []
+        # A tap shows span data: beyond loopback only behind an authenticator, and over TLS.
+        if self.auth is None:
             return [f"endpoint {self.endpoint!r}: beyond loopback (localhost, 127.x, ::1) the admin endpoint "
                     "needs auth: {authenticator: ID}, as taps show span data"]
+        if self.tls is None:
+            return [f"endpoint {self.endpoint!r}: beyond loopback (localhost, 127.x, ::1) the admin endpoint "
+                    "needs tls: {cert_file: ..., key_file: ...} as well as auth: without it its credentials "
+                    "and the span data taps show cross the network in clear"]
         return []
 
 

@@ -20,9 +20,10 @@ from pipelines.processors.batch import BatchPolicy, Config, policy
 class BatchStage:
     """The stage in the pipeline: a pass-through (its work is the exporters' batching policy)."""
 
-    def __init__(self, settings: Settings[Config], next_consumer: Consumer) -> None:
+    def __init__(self, settings: Settings[Config], next_consumer: Consumer, signal: Signal) -> None:
         self.id = settings.id
         self._next = next_consumer
+        self.items = settings.telemetry.processor_items(signal, settings.id)
 
     async def start(self) -> None:
         pass
@@ -31,6 +32,8 @@ class BatchStage:
         self._next.admit(batch)
 
     async def consume(self, batch: Batch) -> None:
+        self.items.incoming += batch.items
+        self.items.outgoing += batch.items
         await self._next.consume(batch)
 
     async def shutdown(self) -> None:
@@ -38,7 +41,7 @@ class BatchStage:
 
 
 def create(settings: Settings[Config], next_consumer: Consumer, signal: Signal) -> BatchStage:
-    return BatchStage(settings, next_consumer)
+    return BatchStage(settings, next_consumer, signal)
 
 
 def batching(settings: Settings[Config]) -> BatchPolicy:

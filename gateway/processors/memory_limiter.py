@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from gateway.component import Consumer, ProcessorFactory, Settings
 from gateway.telemetry import read_rss
@@ -129,22 +130,29 @@ class MemoryLimiterStage:
         self._next = next_consumer
         self.limiter = _LIMITERS.setdefault(settings.config, MemoryLimiter(settings.config))
         self._refused = settings.telemetry.processor_refused(signal, settings.id)
+        self.items = settings.telemetry.processor_items(signal, settings.id)
 
     async def start(self) -> None:
         self.limiter.acquire()
 
     def admit(self, batch: Batch) -> None:
         if self.limiter.state != "ok":
-            self._refused.inc(batch.items)
-            raise RetryableError(
-                f"{self.id}: memory usage {self.limiter.rss >> 20} MiB is above the limit "
-                f"{self.limiter.limits.soft >> 20} MiB", RETRY_AFTER
-            )
+            # Passed to the processor and refused, as when `consume` is asked first (one pipeline): a fan-out
+            # asks every branch `admit` before any `consume`.
+            self.items.incoming += batch.items
+            self._refuse(batch)
         self._next.admit(batch)
 
+    def _refuse(self, batch: Batch) -> NoReturn:
+        self._refused.inc(batch.items)
+        raise RetryableError(f"{self.id}: memory usage {self.limiter.rss >> 20} MiB is above the limit "
+                             f"{self.limiter.limits.soft >> 20} MiB", RETRY_AFTER)
+
     async def consume(self, batch: Batch) -> None:
+        self.items.incoming += batch.items
         if self.limiter.state != "ok":
-            self.admit(batch)
+            self._refuse(batch)
+        self.items.outgoing += batch.items
         await self._next.consume(batch)
 
     async def shutdown(self) -> None:

@@ -1,4 +1,4 @@
-"""Runs a pure processor from `pipelines` as a pipeline stage, counting what it drops."""
+"""Runs a pure processor from `pipelines` as a pipeline stage, counting what it takes, emits and drops."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ class ProcessorStage:
         self.id = settings.id
         self.processor = processor
         self._next = next_consumer
+        self.items = settings.telemetry.processor_items(signal, settings.id)
         reason: DropReason = "sampled_out" if settings.type in _SAMPLERS else "filtered"
         self._dropped = settings.telemetry.dropped_spans(
             signal, settings.id, reason, settings.telemetry.processor_dropped(signal, settings.id))
@@ -31,11 +32,13 @@ class ProcessorStage:
 
     async def consume(self, batch: Batch) -> None:
         before = batch.items
+        self.items.incoming += before
         out = self.processor.process(batch)
         after = out.items if out is not None else 0
         if after < before:
             self._dropped.inc(before - after)
         if out is not None and after > 0:
+            self.items.outgoing += after
             await self._next.consume(out)
 
     async def shutdown(self) -> None:

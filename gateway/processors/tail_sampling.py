@@ -77,6 +77,7 @@ class TailSamplingStage:
         self._dropped = settings.telemetry.dropped_spans(
             "traces", settings.id, "sampled_out", settings.telemetry.processor_dropped("traces", settings.id))
         self._refused = settings.telemetry.processor_refused("traces", settings.id)
+        self.items = settings.telemetry.processor_items("traces", settings.id)
         self.store: PendingStore | None = None
         # Kept traces the next consumer refused for now: held and offered again at the next tick.
         self._outbox: list[Decided] = []
@@ -109,6 +110,14 @@ class TailSamplingStage:
 
     # ---------------------------------------------------------------- taking data
     def admit(self, batch: Batch) -> None:
+        try:
+            self._check(batch)
+        except RetryableError:
+            # Passed to the processor and refused, as when `consume` is asked first (one pipeline).
+            self.items.incoming += batch.items
+            raise
+
+    def _check(self, batch: Batch) -> None:
         nbytes = batch.nbytes() + PIECE_OVERHEAD
         if not self.engine.fits(nbytes + self._outbox_bytes):
             self._need = max(self._need, nbytes)
@@ -128,7 +137,8 @@ class TailSamplingStage:
         raise RetryableError(f"{self.id}: {why}", RETRY_AFTER)
 
     async def consume(self, batch: Batch) -> None:
-        self.admit(batch)
+        self.items.incoming += batch.items
+        self._check(batch)
         pieces = split(batch.message())
         engine = self.engine
         context = batch.context
@@ -139,6 +149,7 @@ class TailSamplingStage:
             kept = [p for p in late if engine.remembered(trace_key(context, p.trace_id)) == pol.SAMPLED]
             if kept:
                 n = sum(p.spans for p in kept)
+                self.items.outgoing += n
                 await self._next.consume(Batch("traces", join_pieces([p.data for p in kept]), n, batch.context))
                 self.metrics.inc("early_releases", n, "true")
             dropped = sum(p.spans for p in late) - sum(p.spans for p in kept)
@@ -225,6 +236,7 @@ class TailSamplingStage:
             context, parts = group[0][1].context, [p for _, p in group]
             spans = sum(p.spans for p in parts)
             try:
+                self.items.outgoing += spans
                 await self._next.consume(Batch("traces", join_pieces([p.data for p in parts]), spans, context))
             except RetryableError as exc:
                 log.debug("%s: %d kept span(s) refused downstream, held for the next tick: %s", self.id, spans, exc)

@@ -135,6 +135,7 @@ GRAPH = "tests/test_graph.py::"
 WORKERS = "tests/test_workers.py::"
 ADMIN = "tests/test_admin.py::"
 ADMIN_WORKERS = "tests/test_admin_workers.py::"
+ADMIN_AUTH = "tests/test_admin_auth.py::"
 TELEMETRY = "tests/test_service_telemetry.py::"
 OWN = "tests/test_own_telemetry.py::"
 OWN_ARRIVE = OWN + "test_own_spans_and_metrics_arrive_at_a_backend_with_resource_headers_and_link"
@@ -224,6 +225,8 @@ EVIDENCE: dict[str, Evidence] = {
         "AdminConfig.endpoint": Proven(ADMIN + "test_admin_off_with_enabled_false"),
         "AdminConfig.enabled": Proven(ADMIN + "test_admin_off_with_enabled_false"),
         "AdminConfig.auth": Proven(ADMIN_WORKERS + "test_bearer_token_guards_every_route_and_top_sends_it"),
+        "AdminConfig.tls": Proven(ADMIN_AUTH + "test_beyond_loopback_the_supervisor_serves_tls",
+                                  ADMIN_AUTH + "test_one_process_serves_tls"),
         # Shared by the receivers' `auth` blocks and the admin endpoint's.
         "AuthConfig.authenticator": Proven(E2E + "test_auth_two_tenants_reach_the_backend_with_their_org_id",
                                            ADMIN_WORKERS + "test_bearer_token_guards_every_route_and_top_sends_it"),

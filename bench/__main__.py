@@ -20,7 +20,7 @@ from bench.payload import PayloadSpec
 from bench.profile import per_request
 from bench.profile import summary as profile_summary
 from bench.rateload import RateSpec
-from bench.runner import OWN_TRACES_ENV, RateResult, RunResult, collector_binary, run_one, run_rate
+from bench.runner import OWN_TRACES_ENV, TAP_ENV, RateResult, RunResult, collector_binary, run_one, run_rate
 from bench.scenarios import SCENARIOS, Target
 
 
@@ -49,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--own-traces", type=float, default=None, metavar="RATIO",
                    help="the gateway also traces itself at RATIO (service::telemetry::traces, to a sink of its "
                         "own): what its own telemetry costs, beside a run without")
+    r.add_argument("--tap", default=None, metavar="COMPONENT",
+                   help="keep a tap open on COMPONENT's inputs (e.g. exporter:otlp) at its default rate during "
+                        "the gateway's runs: what an open tap costs, beside a run without")
     r.add_argument("--profile", type=Path, default=None,
                    help="record the gateway with py-spy into DIR/<scenario>.txt and print the hot spots")
     q = sub.add_parser("rate", help="open loop: many connections at a fixed rate; the target's CPU share")
@@ -116,6 +119,8 @@ def main_run(args: argparse.Namespace, argv: list[str] | None) -> int:
         args.spans = "50" if args.smoke else "512"
     if args.own_traces is not None:
         os.environ[OWN_TRACES_ENV] = str(args.own_traces)
+    if args.tap is not None:
+        os.environ[TAP_ENV] = args.tap
     sizes = [int(s) for s in args.spans.split(",") if s.strip()]
     if args.smoke:
         args.duration = min(args.duration, 2.0)

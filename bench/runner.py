@@ -17,6 +17,7 @@ dropped by processors (sampler) x fan-out - delivered.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import multiprocessing as mp
 import os
 import queue
@@ -30,6 +31,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
@@ -347,6 +349,51 @@ def with_own_traces(config: str, ratio: float, port: int) -> str:
     return config.replace("\n  telemetry:\n", "\n  telemetry:\n" + block, 1)
 
 
+# `python -m bench run --tap COMPONENT`: a tap stays open on COMPONENT's inputs at its default rate
+# while the load runs (the admin endpoint on a free port), to measure what an open tap costs.
+TAP_ENV = "OTELGW_BENCH_TAP"
+
+
+def with_admin(config: str, port: int) -> str:
+    """The config with the admin endpoint on `port`."""
+    assert "\nservice:\n" in config, "the scenario's config has no service section"
+    return config.replace("\nservice:\n", f'\nservice:\n  admin: {{endpoint: "127.0.0.1:{port}"}}\n', 1)
+
+
+class TapReader(threading.Thread):
+    """Reads a tap's stream (`/api/v1/tap`) until `stop`, counting its lines."""
+
+    def __init__(self, port: int, component: str) -> None:
+        super().__init__(daemon=True)
+        self.path = f"/api/v1/tap?component={urllib.parse.quote(component)}&direction=in"
+        self.lines = 0
+        self.error = ""
+        self._conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self._stopping = False
+
+    def run(self) -> None:
+        try:
+            self._conn.request("GET", self.path)
+            resp = self._conn.getresponse()
+            if resp.status != 200:
+                self.error = f"tap refused: HTTP {resp.status} {resp.read(200)!r}"
+                return
+            for _ in resp:
+                self.lines += 1
+        except (OSError, http.client.HTTPException) as exc:
+            if not self._stopping:
+                self.error = f"tap failed: {type(exc).__name__}: {exc}"
+
+    def stop(self) -> str:
+        self._stopping = True
+        if self._conn.sock is not None:
+            with contextlib.suppress(OSError):
+                self._conn.sock.shutdown(socket.SHUT_RDWR)
+        self.join(5)
+        self._conn.close()
+        return self.error or f"{self.lines} lines"
+
+
 class _Running(NamedTuple):
     proc: subprocess.Popen[bytes]
     ports: Ports
@@ -366,12 +413,16 @@ def _run_target(res: Outcome, scenario: Scenario, workers: int, keep: bool, prof
     (workdir / "storage").mkdir()
     ports = Ports(free_port(), free_port(), free_port(), free_port())
     own = os.environ.get(OWN_TRACES_ENV) if target == "gateway" else None
+    tap = os.environ.get(TAP_ENV) if target == "gateway" else None
     try:
         with CountingSink() as sink, (CountingSink() if own else contextlib.nullcontext()) as own_sink:
             config = workdir / "config.yaml"
             text = scenario.config(target, ports, sink.port, str(workdir), workers)
             if own and own_sink is not None:
                 text = with_own_traces(text, float(own), own_sink.port)
+            admin_port = free_port()
+            if tap:
+                text = with_admin(text, admin_port)
             config.write_text(text)
             if target == "gateway":
                 problem = _validate(config)
@@ -386,7 +437,14 @@ def _run_target(res: Outcome, scenario: Scenario, workers: int, keep: bool, prof
                         res.status, res.reason = "failed", f"not healthy (exit {proc.poll()}): {_tail(workdir)}"
                         return
                     time.sleep(0.05)
+                reader = TapReader(admin_port, tap) if tap else None
+                if reader is not None:
+                    reader.start()
                 measure(_Running(proc, ports, sink, workdir))
+                if reader is not None:
+                    got = reader.stop()
+                    if res.status == "ok":
+                        res.reason = f"{res.reason}; tap open on {tap}: {got}".lstrip("; ")
             finally:
                 res.exit_code = _stop(proc, profile is not None and target == "gateway")
                 if res.status == "ok" and res.exit_code != 0:

@@ -20,7 +20,7 @@ from bench import report
 from bench.loadgen import LoadSpec
 from bench.payload import PayloadSpec
 from bench.rateload import RateSpec
-from bench.runner import RateResult, RunResult, run_one, run_rate
+from bench.runner import TAP_ENV, RateResult, RunResult, run_one, run_rate
 from bench.scenarios import SCENARIOS
 from tests.harness import REPO
 from tests.peers import peer_path
@@ -157,3 +157,17 @@ def test_each_command_keeps_the_other_commands_section(tmp_path: Path) -> None:
 ])
 def test_connections_are_shared_over_sender_processes(connections: int, senders: int, shares: list[int]) -> None:
     assert RateSpec(connections=connections, senders=senders).shares() == shares
+
+
+def test_a_tap_stays_open_through_a_run_and_reads_its_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`bench run --tap COMPONENT`: the gateway's admin endpoint on a free port, a tap open on the component
+    at its default rate while the load runs, its line count in the run's notes."""
+    monkeypatch.setenv(TAP_ENV, "receiver:otlp")
+    load = LoadSpec("", "grpc", 4, 2, 2.0, PayloadSpec(10, pool=4))
+    r = run_one(SCENARIOS["a"], "gateway", load)
+    assert r.status == "ok" and r.lost == 0, r
+    lines = r.reason.rpartition("tap open on receiver:otlp: ")[2]
+    assert lines.endswith(" lines") and int(lines.split()[0]) > 0, r.reason
+    monkeypatch.setenv(TAP_ENV, "exporter:nope")
+    r = run_one(SCENARIOS["a"], "gateway", load)
+    assert "tap refused: HTTP 404" in r.reason, r.reason

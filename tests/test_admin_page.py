@@ -150,7 +150,8 @@ def test_with_two_workers_a_trace_over_both_shows_every_span(sink: Sink, browser
         assert seen == {1: {"GET /cart", "SELECT carts"}, 2: {"load cart"}}
 
 
-def test_before_after_shows_changed_attributes_and_the_filtered_span(sink: Sink, browser: WebDriver) -> None:
+def test_before_after_shows_changed_attributes_and_the_filtered_span(sink: Sink, browser: WebDriver,
+                                                                    tmp_path: Path) -> None:
     """One pipeline: `attributes` (update, insert and delete a key), then `filter` (drops "healthcheck"). In
     before/after mode the attributes processor's spans show their changes and the filter's its dropped span."""
     ports, admin = Ports.free(), free_port()
@@ -208,6 +209,9 @@ def test_before_after_shows_changed_attributes_and_the_filtered_span(sink: Sink,
         text = _read(browser, dropped, "e.innerText")[0]
         assert "dropped: filtered" in text and "not seen at the output after 5s" in text
         assert _read(browser, dropped + " .span-name", "getComputedStyle(e).textDecorationLine") == ["line-through"]
+        assert browser.save_screenshot(str(tmp_path / "admin-before-after.png"))
+        if os.environ.get("UPDATE_SCREENSHOTS"):
+            shutil.copyfile(tmp_path / "admin-before-after.png", SCREENSHOT.with_name("admin-before-after.png"))
 
 
 def test_behind_a_bearer_token_the_page_asks_for_it_once_and_sends_it(sink: Sink, browser: WebDriver) -> None:

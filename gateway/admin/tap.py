@@ -116,9 +116,10 @@ class Taps:
 
 
 def _hook(consume: _Consume, taps: list[Tap]) -> _Consume:
-    async def tapped(batch: Batch) -> None:
+    # Not a coroutine of its own: the caller awaits the consumer's, so a tap adds no frame to the await.
+    def tapped(batch: Batch) -> Awaitable[None]:
         for tap in taps:
             tap.offer(batch)
-        await consume(batch)
+        return consume(batch)
 
     return tapped

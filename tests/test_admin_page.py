@@ -167,6 +167,10 @@ def test_before_after_shows_changed_attributes_and_the_filtered_span(sink: Sink,
         browser.get(f"http://127.0.0.1:{admin}/")
         wait = WebDriverWait(browser, 30, ignored_exceptions=_STALE)
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '.node[data-key="processor:filter"]'))
+        # The processors are drawn as the chain they are: attributes, then filter to its right.
+        x = {key: browser.find_element(By.CSS_SELECTOR, f'.node[data-key="{key}"]').location["x"]
+             for key in ("receiver:otlp", "processor:attributes", "processor:filter", "exporter:otlp")}
+        assert x["receiver:otlp"] < x["processor:attributes"] < x["processor:filter"] < x["exporter:otlp"], x
 
         def watch_before_after(key: str) -> None:
             browser.find_element(By.CSS_SELECTOR, f'.node[data-key="{key}"]').click()

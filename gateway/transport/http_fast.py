@@ -54,6 +54,9 @@ class Answer:
 
 Route = Callable[[FastRequest], Awaitable[Answer]]
 
+_INTERNAL_ERROR = Answer(500, (("Content-Type", "text/plain; charset=utf-8"), ("Connection", "close")),
+                         b"500 Internal Server Error\n\nServer got itself in trouble")
+
 
 @dataclass(frozen=True)
 class FastLane:
@@ -99,11 +102,17 @@ def parse_head(head: bytes) -> _Head | None:
 
 
 def encode(answer: Answer) -> bytes:
-    """The bytes aiohttp writes for this answer to a keep-alive HTTP/1.1 request."""
+    """The bytes aiohttp writes for this answer to a keep-alive HTTP/1.1 request: its Date and Server
+    unless the answer has its own (a configured `response_headers`), as aiohttp does."""
     lines = [f"HTTP/1.1 {answer.status} {HTTPStatus(answer.status).phrase}"]
     lines.extend(f"{name}: {value}" for name, value in answer.headers)
-    lines.append(f"Content-Length: {len(answer.body)}\r\nDate: {rfc822_formatted_time()}\r\n"
-                 f"Server: {SERVER_SOFTWARE}\r\n\r\n")
+    lines.append(f"Content-Length: {len(answer.body)}")
+    names = {name.lower() for name, _ in answer.headers}
+    if "date" not in names:
+        lines.append(f"Date: {rfc822_formatted_time()}")
+    if "server" not in names:
+        lines.append(f"Server: {SERVER_SOFTWARE}")
+    lines.append("\r\n")
     return "\r\n".join(lines).encode("utf-8") + answer.body
 
 
@@ -124,7 +133,9 @@ class FastHandler(GuardedHandler):
         self._aiohttp_only = False
 
     def data_received(self, data: bytes) -> None:
-        if self._aiohttp_only:
+        if self._aiohttp_only or not data:
+            # b"": aiohttp restarting its own parser (after its queue of 32 requests, or a body past its
+            # high-water mark, drained): always aiohttp's, or its parser stays paused for good.
             super().data_received(data)
             return
         if self._force_close or self._close:
@@ -215,10 +226,11 @@ class FastHandler(GuardedHandler):
 
     async def _serve(self, route: Route, request: FastRequest) -> None:
         try:
-            answer: Answer | None = await route(request)
+            answer: Answer = await route(request)
         except Exception:
-            log.exception("the fast lane's handler failed; connection closed")
-            answer = None
+            # A bug: answered as aiohttp answers a handler's exception, then the connection is closed.
+            log.exception("the fast lane's handler failed")
+            answer = _INTERNAL_ERROR
         finally:
             self._request_in_progress = False
             waiter = self._handler_waiter
@@ -227,10 +239,10 @@ class FastHandler(GuardedHandler):
         transport = self.transport
         if transport is None or transport.is_closing():
             return  # the connection went (or the write timeout ended it): what is pending goes with it
-        if answer is None:
+        transport.write(encode(answer))
+        if answer is _INTERNAL_ERROR:
             self.force_close()
             return
-        transport.write(encode(answer))
         if self.writing_paused:
             try:
                 await self._drain_helper()

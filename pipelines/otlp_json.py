@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from math import isfinite
 from typing import Any
 
 from google.protobuf import json_format
@@ -39,9 +40,15 @@ def _hex_ids_to_base64(node: Any) -> None:
                 _hex_ids_to_base64(item)
 
 
+def _not_json(literal: str) -> Any:
+    # Python's json reads NaN, Infinity and -Infinity; JSON has no such literals (ParseDict and the
+    # Collector refuse them: the protobuf JSON mapping writes them as strings, "NaN").
+    raise ValueError(f"{literal} is not JSON (write a non-finite double as a string, \"{literal}\")")
+
+
 def decode(signal: str, body: bytes) -> Any:
     try:
-        tree = json.loads(body)
+        tree = json.loads(body, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError) as exc:
         raise PermanentError(f"cannot decode OTLP/JSON: {exc}") from exc
     except RecursionError:
@@ -56,7 +63,7 @@ def decode(signal: str, body: bytes) -> Any:
     try:
         _hex_ids_to_base64(tree)
         json_format.ParseDict(tree, msg, ignore_unknown_fields=True)
-    except (json_format.ParseError, binascii.Error, ValueError, TypeError) as exc:
+    except (json_format.ParseError, binascii.Error, ValueError, TypeError, OverflowError) as exc:
         raise PermanentError(f"cannot decode OTLP/JSON: {exc}") from exc
     except RecursionError:
         raise PermanentError(_TOO_DEEP) from None
@@ -102,8 +109,21 @@ _KINDS = {_F.TYPE_STRING: _STR, _F.TYPE_BOOL: _BOOL, _F.TYPE_DOUBLE: _FLOAT, _F.
 _HEX_FIELDS = frozenset({"trace_id", "span_id", "parent_span_id"})
 _KEY_VALUE = "opentelemetry.proto.common.v1.KeyValue"
 _STRING_VALUE = frozenset({"stringValue", "string_value"})
-# JSON key -> (field name, kind, repeated, what the kind needs: a sub-table, or an enum's numbers by name)
-_Table = dict[str, tuple[str, int, bool, Any]]
+# Deeper than this many messages, a body is ParseDict's (which refuses past 100, as upb's parse does).
+_MAX_DEPTH = 64
+
+
+class _Table(dict[str, tuple[str, int, bool, Any]]):
+    """JSON key -> (field name, kind, repeated, what the kind needs: a sub-table, or an enum's numbers
+    by name); `oneofs`, the field names of each of the message's oneofs (one of each may be set)."""
+
+    __slots__ = ("oneofs",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.oneofs: tuple[frozenset[str], ...] = ()
+
+
 _TABLES: dict[str, _Table] = {}
 
 
@@ -115,8 +135,9 @@ def _table(desc: Descriptor) -> _Table:
     found = _TABLES.get(desc.full_name)
     if found is not None:
         return found
-    table: _Table = {}
+    table = _Table()
     _TABLES[desc.full_name] = table  # before the fields: the schema is recursive (AnyValue)
+    table.oneofs = tuple(frozenset(f.name for f in o.fields) for o in desc.oneofs if len(o.fields) > 1)
     for f in desc.fields:
         extra: Any = None
         if f.message_type is not None:
@@ -146,7 +167,7 @@ def _scalar(kind: int, value: Any, extra: Any) -> Any:
         if t is str and value.isascii() and (value[1:] if value[:1] == "-" else value).isdigit():
             return int(value)  # the constructor refuses what the field's range does not hold
     elif kind == _FLOAT:
-        if t is float or t is int:
+        if t is int or (t is float and isfinite(value)):  # NaN and infinities are strings in JSON: ParseDict's
             return value
     elif kind == _HEX:
         if t is str:
@@ -162,7 +183,10 @@ def _scalar(kind: int, value: Any, extra: Any) -> Any:
     raise _NotPlain
 
 
-def _convert(obj: dict[str, Any], table: _Table) -> dict[str, Any]:
+def _convert(obj: dict[str, Any], table: _Table, depth: int = 0) -> dict[str, Any]:
+    if depth > _MAX_DEPTH:
+        raise _NotPlain
+    depth += 1
     out: dict[str, Any] = {}
     for key, value in obj.items():
         spec = table.get(key)
@@ -178,21 +202,24 @@ def _convert(obj: dict[str, Any], table: _Table) -> dict[str, Any]:
             if t is not list:
                 raise _NotPlain
             if kind == _KVS:
-                out[name] = _attributes(value, extra)
+                out[name] = _attributes(value, extra, depth)
             elif kind == _MSG:
-                out[name] = [_convert(v, extra) if type(v) is dict else _not_plain() for v in value]
+                out[name] = [_convert(v, extra, depth) if type(v) is dict else _not_plain() for v in value]
             else:
                 out[name] = [_scalar(kind, v, extra) for v in value]
         elif kind == _MSG:
             if t is not dict:
                 raise _NotPlain
-            out[name] = _convert(value, extra)
+            out[name] = _convert(value, extra, depth)
         else:
             out[name] = _scalar(kind, value, extra)
+    for oneof in table.oneofs:  # two members of one oneof: ParseDict refuses it, the constructor would not
+        if len(oneof.intersection(out)) > 1:
+            raise _NotPlain
     return out
 
 
-def _attributes(values: list[Any], table: _Table) -> list[dict[str, Any]]:
+def _attributes(values: list[Any], table: _Table, depth: int) -> list[dict[str, Any]]:
     """A list of KeyValue: most are a key and a string value, taken without the general walk."""
     out: list[dict[str, Any]] = []
     append = out.append
@@ -204,7 +231,7 @@ def _attributes(values: list[Any], table: _Table) -> list[dict[str, Any]]:
                 if vk in _STRING_VALUE and type(vv) is str:
                     append({"key": key, "value": {"string_value": vv}})
                     continue
-        append(_convert(kv, table) if type(kv) is dict else _not_plain())
+        append(_convert(kv, table, depth) if type(kv) is dict else _not_plain())
     return out
 
 
@@ -216,5 +243,5 @@ def plain(request: Any, tree: dict[str, Any]) -> Any:
     """`tree` as a `request` message if it is plain (above), else None."""
     try:
         return request(**_convert(tree, _table(request.DESCRIPTOR)))
-    except (_NotPlain, ValueError, TypeError, RecursionError):
+    except (_NotPlain, ValueError, TypeError, RecursionError, OverflowError):
         return None

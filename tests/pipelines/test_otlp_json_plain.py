@@ -161,7 +161,7 @@ def disturb(tree: dict[str, Any], how: str, pick: int) -> None:
     elif how == "nan":
         d[key] = "NaN"
     elif how == "both_names":
-        d[_to_snake(key) if _to_snake(key) != key else key + "X"] = d[key]
+        d[_to_snake(key) if _to_snake(key) != key else key + "X"] = copy.deepcopy(d[key])  # parsed JSON never aliases
     elif how == "unknown_key":
         d["noSuchField"] = {"a": [1, None]}
     elif how == "bad_hex":

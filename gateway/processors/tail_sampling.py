@@ -149,8 +149,8 @@ class TailSamplingStage:
             kept = [p for p in late if engine.remembered(trace_key(context, p.trace_id)) == pol.SAMPLED]
             if kept:
                 n = sum(p.spans for p in kept)
-                self.items.outgoing += n
                 await self._next.consume(Batch("traces", join_pieces([p.data for p in kept]), n, batch.context))
+                self.items.outgoing += n
                 self.metrics.inc("early_releases", n, "true")
             dropped = sum(p.spans for p in late) - sum(p.spans for p in kept)
             self.metrics.inc("early_releases", dropped, "false")
@@ -236,8 +236,8 @@ class TailSamplingStage:
             context, parts = group[0][1].context, [p for _, p in group]
             spans = sum(p.spans for p in parts)
             try:
-                self.items.outgoing += spans
                 await self._next.consume(Batch("traces", join_pieces([p.data for p in parts]), spans, context))
+                self.items.outgoing += spans  # once taken: spans held and offered again count once
             except RetryableError as exc:
                 log.debug("%s: %d kept span(s) refused downstream, held for the next tick: %s", self.id, spans, exc)
                 for owner, p in group:

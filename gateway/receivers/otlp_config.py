@@ -149,9 +149,9 @@ class HttpConfig:
         for name, value in self.response_headers.items():
             if name.lower() in _FRAMING_HEADERS:
                 errors.append(f"response_headers::{name}: the server sets this header itself (it frames the answer)")
-            elif not name or not name.isascii() or any(c in name for c in " \t\r\n:") or "\r" in value \
-                    or "\n" in value:
-                errors.append(f"response_headers::{name!r}: not a valid header name and value")
+            elif not name or name.strip(_TCHAR) or any((c < " " and c != "\t") or c == "\x7f" for c in value):
+                errors.append(f"response_headers::{name!r}: not a valid header name and value (RFC 9110: a "
+                              "name of token characters, a value without control characters)")
         return errors
 
     def path_for(self, signal: Signal) -> str:
@@ -159,6 +159,7 @@ class HttpConfig:
         return path
 
 
+_TCHAR = "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 # Headers that frame an HTTP/1.1 answer: `response_headers` cannot set them (Go's server would send a
 # broken answer; the Collector does not check).
 _FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade",

@@ -134,8 +134,10 @@ def test_response_headers_never_repeat_what_the_answer_sets_and_framing_headers_
     asyncio.run(run())
     for name in ("Content-Length", "transfer-encoding", "Connection"):
         assert any(f"response_headers::{name}" in e for e in HttpConfig(response_headers={name: "5"}).validate())
-    bad = HttpConfig(response_headers={"X-Bad": "a\r\nInjected: 1"}).validate()
-    assert any("not a valid header" in e for e in bad)
+    for headers in ({"X-Bad": "a\r\nInjected: 1"}, {"X-Nul": "a\x00b"}, {"X-Del": "\x7f"}, {"Bad(Name)": "v"},
+                    {"Sp ace": "v"}, {"": "v"}):
+        assert any("not a valid header" in e for e in HttpConfig(response_headers=headers).validate()), headers
+    assert HttpConfig(response_headers={"X-Ok_1.~": "tab\there, utf-8 é"}).validate() == []
 
 
 @pytest.mark.parametrize("include_metadata", [False, True])

@@ -8,38 +8,20 @@ the input (separate reads); no assertion depends on them."""
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Any
 
 import pytest
 
-from tests.receivers.test_http_fast import DATE, post, receiver
+from tests.receivers.test_http_fast import exchange, post, receiver
 
 
 async def answers_of(port: int, writes: list[bytes], n: int, pause: float = 0, wait: float = 3) -> list[bytes]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    answers: list[bytes] = []
+    """`exchange`'s answers, or those read before `wait` seconds then b"<TIMEOUT>" (a stalled connection)."""
     try:
-        for chunk in writes:
-            writer.write(chunk)
-            await writer.drain()
-            if pause:
-                await asyncio.sleep(pause)
-        try:
-            async with asyncio.timeout(wait):
-                while len(answers) < n:
-                    try:
-                        head = await reader.readuntil(b"\r\n\r\n")
-                    except asyncio.IncompleteReadError:
-                        break
-                    length = re.search(rb"Content-Length: (\d+)", head)
-                    body = await reader.readexactly(int(length[1]) if length else 0)
-                    answers.append(DATE.sub(b"\r\nDate: -\r\n", head) + body)
-        except TimeoutError:
-            answers.append(b"<TIMEOUT>")
-        return answers
-    finally:
-        writer.close()
+        async with asyncio.timeout(wait):
+            return await exchange(port, writes, n, pause)
+    except TimeoutError:
+        return [b"<TIMEOUT>"]
 
 
 async def both(writes: list[bytes], n: int, pause: float = 0, wait: float = 3, **options: Any):

@@ -66,6 +66,7 @@ _PARTS: tuple[tuple[str, str, str], ...] = (
     ("HTTP/2 + gRPC framing (server)", "", "gateway/transport/frames.py"),
     ("HTTP/1.1 (aiohttp and our guard)", "", "aiohttp/"),
     ("HTTP/1.1 (aiohttp and our guard)", "", "gateway/transport/http_guard.py"),
+    ("HTTP/1.1 (our fast lane)", "", "gateway/transport/http_fast.py"),
     ("HTTP/1.1 (aiohttp and our guard)", "", "multidict/"),
     ("HTTP/1.1 (aiohttp and our guard)", "", "yarl/"),
     ("export: queue, batching, gRPC client", "", "gateway/exporters/"),

@@ -62,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--duration", type=float, default=30.0, help="seconds of the measurement window")
     q.add_argument("--warmup", type=float, default=2.0, help="seconds of load before the window opens")
     q.add_argument("--jitter", type=float, default=0.1, help="each send moves by up to this fraction of the period")
+    q.add_argument("--profile", type=Path, default=None,
+                   help="record the gateway with py-spy into DIR/rate-<scenario>.txt; print the CPU a request "
+                        "costs by part")
     q.add_argument("--senders", type=int, default=0, help="sender processes (0: one per 250 connections, at most 4)")
     q.add_argument("--smoke", action="store_true",
                    help="20 connections, 2 s, output to a temp dir (a check that it works, not a figure)")
@@ -174,8 +177,16 @@ def main_rate(args: argparse.Namespace, argv: list[str] | None) -> int:
                         payload)
         for target in targets:
             for n in workers if target == "gateway" else [1]:
-                r = run_rate(SCENARIOS[key], target, spec, n, keep=args.keep)
+                prof = None
+                if args.profile is not None and target == "gateway":
+                    args.profile.mkdir(parents=True, exist_ok=True)
+                    prof = args.profile / f"rate-{key}-x{n}.txt"
+                r = run_rate(SCENARIOS[key], target, spec, n, keep=args.keep, profile=prof)
                 results.append(r)
+                if prof is not None and prof.exists():
+                    # The profile spans the whole run (warm-up included); the CPU is the window's.
+                    print(per_request(prof, r.cpu_share * args.duration, int(r.achieved_per_s * args.duration)),
+                          file=sys.stderr)
                 print(f"{key} {target} x{n}: {r.status} {r.reason} connected={r.connected} "
                       f"established={r.established} offered={r.offered_per_s:,.0f}/s "
                       f"achieved={r.achieved_per_s:,.0f}/s lag_p99={r.lag_p99_ms:.1f}ms sent={r.sent} "

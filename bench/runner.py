@@ -541,13 +541,13 @@ def _decided(metrics_port: int, decision_wait: float) -> None:
 
 
 def run_rate(scenario: Scenario, target: Target, load: rateload.RateSpec, workers: int = 1,
-             keep: bool = False) -> RateResult:
+             keep: bool = False, profile: Path | None = None) -> RateResult:
     res = RateResult(scenario.key, target, workers, load.payload.spans_per_request, connections=load.connections,
                      rate=load.rate, senders=len(load.shares()))
     if scenario.transport != "grpc":
         res.status, res.reason = "skipped", "the fixed-rate load speaks OTLP/gRPC only"
         return res
-    _run_target(res, scenario, workers, keep, None, lambda t: _measure_rate(res, scenario, t, load))
+    _run_target(res, scenario, workers, keep, profile, lambda t: _measure_rate(res, scenario, t, load))
     return res
 
 

@@ -38,8 +38,22 @@ def _request(admin: str, path: str, headers: dict[str, str]) -> urllib.request.R
     return urllib.request.Request(f"{admin.rstrip('/')}{path}", headers=headers)
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """The admin endpoint never redirects; following one would carry the credentials to wherever it points."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> None:
+        raise urllib.error.HTTPError(req.full_url, code, f"{msg} (redirects are not followed)", headers, fp)
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects())
+
+
+def _open(request: urllib.request.Request, timeout: float | None = None) -> Any:
+    return _OPENER.open(request, timeout=timeout)
+
+
 def _get(admin: str, path: str, headers: dict[str, str]) -> dict[str, Any]:
-    with urllib.request.urlopen(_request(admin, path, headers), timeout=5) as resp:
+    with _open(_request(admin, path, headers), timeout=5) as resp:
         body: dict[str, Any] = json.load(resp)
         return body
 
@@ -77,10 +91,15 @@ def _header_file(path: str) -> dict[str, str]:
 def request_headers(pairs: list[str], files: list[str], env: Mapping[str, str]) -> dict[str, str]:
     """The headers sent with each request: `OTELGW_ADMIN_TOKEN`'s Authorization, then the `--header-file`s',
     then `--header`'s, each later one winning for a name."""
-    out = {"Authorization": f"Bearer {env[TOKEN_ENV]}"} if env.get(TOKEN_ENV) else {}
+    token = env.get(TOKEN_ENV, "").strip()  # a file's trailing CR/LF, read with $(cat file)
+    out = {"Authorization": f"Bearer {token}"} if token else {}
     for path in files:
         out.update(_header_file(path))
     out.update(_headers(pairs))
+    for name, value in out.items():
+        if any((c < " " and c != "\t") or c == "\x7f" for c in name + value):
+            # Named, never shown: the value may be a secret.
+            raise argparse.ArgumentTypeError(f"header {name!r}: its value has a control character")
     return out
 
 
@@ -164,7 +183,7 @@ def tap(admin: str, component: str, direction: str, limit: int, fmt: str, rate: 
         query["rate"] = str(rate)
     written = 0
     try:
-        with urllib.request.urlopen(_request(admin, f"/api/v1/tap?{urllib.parse.urlencode(query)}", headers)) as resp:
+        with _open(_request(admin, f"/api/v1/tap?{urllib.parse.urlencode(query)}", headers)) as resp:
             for raw in resp:
                 sys.stdout.write(raw.decode(errors="replace"))
                 sys.stdout.flush()

@@ -51,6 +51,17 @@ def admin_restart_needed(old: GatewayConfig, new: GatewayConfig) -> bool:
     return True
 
 
+def admin_reload_error(old: GatewayConfig, new: GatewayConfig) -> str | None:
+    """Why a reload from `old` to `new` is refused for the admin endpoint: it keeps listening as it started
+    (a new endpoint, enabled or tls waits for the next start) with the new `auth`, so a reload that drops
+    `auth` would leave a listener validate let out only with it open to anyone."""
+    a, b = old.service.admin, new.service.admin
+    if a.enabled and a.auth is not None and b.auth is None:
+        return ("service::admin::auth: a reload cannot remove the admin endpoint's auth: the endpoint keeps "
+                f"listening as it started ({a.endpoint}) until the next start; restart the gateway to remove it")
+    return None
+
+
 class _Keep:
     """`graph.Reuse` over the running graph: what an unchanged config lets run on."""
 
@@ -317,6 +328,10 @@ class Reloader:
             return "invalid"
         for warning in loaded.warnings:
             log.warning("%s", warning)
+        refused = admin_reload_error(self.service.config, self.transform(loaded.config))
+        if refused is not None:
+            log.error("config reload refused, the running config stays: %s", refused)
+            return "invalid"
         gc.unfreeze()  # the running graph was frozen at start: let the retired one be collected
         try:
             await apply(self.service, self.transform(loaded.config))

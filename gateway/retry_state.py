@@ -15,12 +15,16 @@ from typing import Any
 
 # The longest last error kept, in characters.
 ERROR_CHARS = 160
+# A name whose value is a secret: any x- header (x-honeycomb-team, x-api-key...), or one that says so.
+_SENSITIVE = (r"(?:x-[\w.-]+|[\w.-]*(?:token|secret|passw|api[-_]?key|apikey|cookie|session|credential|auth"
+              r"|signature)[\w.-]*)")
 _REDACT = (
-    (re.compile(r"(\w+://)[^/@\s]*@"), r"\1"),  # user:password@ in a URL
-    (re.compile(r"(https?://[^\s?#]*)[?#][^\s]*"), r"\1"),  # a query string may carry an api key
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 <redacted>"),
-    (re.compile(r"(?i)\b(authorization|api[-_]?key|x-[a-z-]*(?:key|token|team)|token|password|secret)"
-                r"(['\"]?\s*[:=]\s*['\"]?)[^\s,;'\"}]+"), r"\1\2<redacted>"),
+    (re.compile(r"(\w+://)[^\s/]*@"), r"\1"),  # user:password@ in a URL (up to its last @: a raw @ in a password)
+    (re.compile(r"(https?://[^\s?#;]*)[?#;][^\s]*"), r"\1"),  # a query string or ;params may carry a key
+    # A sensitive name and its whole value: quoted, to the closing quote; else to the next separator.
+    (re.compile(rf"(?i)({_SENSITIVE}['\"]?\s*[:=]\s*)(['\"])(?:\\.|(?!\2).)*\2"), r"\1\2<redacted>\2"),
+    (re.compile(rf"(?i)({_SENSITIVE}['\"]?\s*[:=]\s*)[^'\",;&}}\s][^'\",;&}}]*"), r"\1<redacted>"),
+    (re.compile(r"(?i)\b(bearer|basic)\s+\S+"), r"\1 <redacted>"),
 )
 
 

@@ -43,7 +43,7 @@ from gateway.config.load import ConfigError, Loaded, load_files
 from gateway.config.model import GatewayConfig
 from gateway.extensions.health import HealthCheck
 from gateway.metrics_server import MetricsServer
-from gateway.reload import admin_restart_needed
+from gateway.reload import admin_reload_error, admin_restart_needed
 from gateway.serve import serve, setup_logging, stop_event
 from gateway.service import Service
 from gateway.status import StatusHub
@@ -224,6 +224,7 @@ class Supervisor:
         # builds it again from the new config (`_reload_admin`).
         self._auth = self._admin_auth(self.config)
         self._admin_config = self.config  # the config `_auth` was built from
+        self._admin_reloading = asyncio.Lock()
         self._admin = WorkersAdmin(admin, self._admin_targets, self._authenticator) if admin.enabled else None
 
     # A Host for the health extension and the admin endpoint's authenticator, which ask for nothing
@@ -401,11 +402,17 @@ class Supervisor:
 
     async def _reload_admin(self) -> None:
         """The admin endpoint's authenticator built again from the config files, as the workers build
-        theirs; an invalid config changes nothing (each worker logs why)."""
+        theirs; an invalid config changes nothing (each worker logs why). One at a time, in SIGHUP order."""
+        async with self._admin_reloading:
+            await self._reload_admin_now()
+
+    async def _reload_admin_now(self) -> None:
         try:
             config = load_files(self.config_paths).config
         except (ConfigError, OSError):
             return
+        if admin_reload_error(self._admin_config, config) is not None:
+            return  # refused: each worker logs why, and the running auth stays
         old, self._admin_config = self._admin_config, config
         admin_restart_needed(old, config)
         if _auth_of(old) == _auth_of(config):

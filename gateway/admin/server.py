@@ -70,8 +70,9 @@ class AdminServer:
         self.port: int | None = None
         self.taps = Taps()
         self._open: set[Tap] = set()
-        self._watches: dict[tuple[str, str], Watch] = {}
-        self._diffs: dict[str, diff.DiffWatch] = {}
+        # Each with the graph it hooks: a reload's new graph gets a view of its own, the old one is closed.
+        self._watches: dict[tuple[str, str], tuple[Graph, Watch]] = {}
+        self._diffs: dict[str, tuple[Graph, diff.DiffWatch]] = {}
 
     async def start(self) -> None:
         app = application(self._authenticator, self._graph, self._stats, self._traces, self._tap, self._diff)
@@ -86,10 +87,10 @@ class AdminServer:
     async def shutdown(self) -> None:
         for tap in list(self._open):
             tap.close()
-        for watch in self._watches.values():
+        for _, watch in self._watches.values():
             watch.close()
         self._watches.clear()
-        for view in self._diffs.values():
+        for _, view in self._diffs.values():
             view.close()
         self._diffs.clear()
         self.taps.close_all()
@@ -180,10 +181,13 @@ class AdminServer:
             key, consumers = self._edge(g, q["component"], "in" if direction == "in" else "out")
         except ValueError as exc:
             raise web.HTTPNotFound(text=str(exc)) from None
-        watch = self._watches.get((key, direction))
+        held = self._watches.get((key, direction))
+        watch = held[1] if held is not None and held[0] is g else None
+        if held is not None and watch is None:
+            held[1].close()  # hooked on a graph a reload retired
         if watch is None or watch.tap.closed:
             watch = Watch(key, "in" if direction == "in" else "out", consumers, self.taps)
-            self._watches[(key, direction)] = watch
+            self._watches[(key, direction)] = (g, watch)
         watch.asked = time.monotonic()
         return web.json_response({**self._who(), "component": key, "direction": direction,
                                   "traces": watch.summary()})
@@ -199,13 +203,16 @@ class AdminServer:
         if not procs:
             raise web.HTTPNotFound(text=f"no processor {cid!r} in the running graph")
         key = f"processor:{cid}"
-        view = self._diffs.get(key)
+        held_view = self._diffs.get(key)
+        view = held_view[1] if held_view is not None and held_view[0] is g else None
+        if held_view is not None and view is None:
+            held_view[1].close()  # hooked on a graph a reload retired
         if view is None or view.closed:
             telemetry = self._source.telemetry
             instances = [diff.Instance(n.pipeline or "", n.consumer, _next(n)) for n in procs]
             grace = diff.grace(cid.partition("/")[0], self._source.config.processors.get(cid))
             view = diff.DiffWatch(key, instances, self.taps, grace, lambda: _drops(telemetry, cid))
-            self._diffs[key] = view
+            self._diffs[key] = (g, view)
         view.asked = time.monotonic()
         return web.json_response({**self._who(), "component": key, "grace": view.grace,
                                   "traces": view.summary()})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -87,7 +88,7 @@ class AdminConfig:
         if ":" not in self.endpoint:
             return [f"endpoint {self.endpoint!r}: want host:port"]
         host = self.endpoint.rpartition(":")[0].strip("[]")
-        if not self.enabled or host in _LOOPBACK or host.startswith("127."):
+        if not self.enabled or _loopback(host):
             return []
         # A tap shows span data: beyond loopback only behind an authenticator, and over TLS.
         if self.auth is None:
@@ -101,6 +102,16 @@ class AdminConfig:
 
 
 _LOOPBACK = frozenset({"localhost", "::1"})
+
+
+def _loopback(host: str) -> bool:
+    """`localhost` or a loopback address (127.0.0.0/8, ::1); a name that merely starts with "127." is not."""
+    if host in _LOOPBACK:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)

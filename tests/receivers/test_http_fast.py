@@ -56,16 +56,22 @@ class Sink:
         self.contexts: list[RequestContext] = []
         self.busy = False
         self.delays: list[float] = []
+        # Set as a consume ends: whoever awaits it resumes after the rest of that request's task step (its
+        # answer written, or not), since the step runs on to its next await before any other task.
+        self.consumed = asyncio.Event()
 
     async def admit(self, batch: Batch) -> None:
         pass
 
     async def consume(self, batch: Batch) -> None:
-        if self.delays:
-            await asyncio.sleep(self.delays.pop(0))
-        if self.busy:
-            raise RetryableError("the queue is full", delay=2.4)
-        self.contexts.append(batch.context)
+        try:
+            if self.delays:
+                await asyncio.sleep(self.delays.pop(0))
+            if self.busy:
+                raise RetryableError("the queue is full", delay=2.4)
+            self.contexts.append(batch.context)
+        finally:
+            self.consumed.set()
 
 
 class Bearer:
@@ -287,7 +293,7 @@ def test_write_timeout_ends_a_late_answer_of_the_lane(monkeypatch: pytest.Monkey
             writer.write(post())
             got = await asyncio.wait_for(reader.read(), 3)
             writer.close()
-            await asyncio.sleep(0.6)  # the request ends; its answer has nowhere to go
+            await asyncio.wait_for(sink.consumed.wait(), 5)  # the request ended; its answer had nowhere to go
             return got
 
     assert asyncio.run(run()) == b""

@@ -28,6 +28,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from gateway.transport.fields import has_control
+
 DEFAULT_ADMIN = "http://localhost:55690"
 # A bearer token for an admin endpoint behind bearertokenauth or oidc, read from the environment.
 TOKEN_ENV = "OTELGW_ADMIN_TOKEN"
@@ -97,7 +99,7 @@ def request_headers(pairs: list[str], files: list[str], env: Mapping[str, str]) 
         out.update(_header_file(path))
     out.update(_headers(pairs))
     for name, value in out.items():
-        if any((c < " " and c != "\t") or c == "\x7f" for c in name + value):
+        if has_control(name + value):
             # Named, never shown: the value may be a secret.
             raise argparse.ArgumentTypeError(f"header {name!r}: its value has a control character")
     return out

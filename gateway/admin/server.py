@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 
@@ -181,10 +181,7 @@ class AdminServer:
             key, consumers = self._edge(g, q["component"], "in" if direction == "in" else "out")
         except ValueError as exc:
             raise web.HTTPNotFound(text=str(exc)) from None
-        held = self._watches.get((key, direction))
-        watch = held[1] if held is not None and held[0] is g else None
-        if held is not None and watch is None:
-            held[1].close()  # hooked on a graph a reload retired
+        watch = _on_graph(self._watches.get((key, direction)), g)
         if watch is None or watch.tap.closed:
             watch = Watch(key, "in" if direction == "in" else "out", consumers, self.taps)
             self._watches[(key, direction)] = (g, watch)
@@ -203,10 +200,7 @@ class AdminServer:
         if not procs:
             raise web.HTTPNotFound(text=f"no processor {cid!r} in the running graph")
         key = f"processor:{cid}"
-        held_view = self._diffs.get(key)
-        view = held_view[1] if held_view is not None and held_view[0] is g else None
-        if held_view is not None and view is None:
-            held_view[1].close()  # hooked on a graph a reload retired
+        view = _on_graph(self._diffs.get(key), g)
         if view is None or view.closed:
             telemetry = self._source.telemetry
             instances = [diff.Instance(n.pipeline or "", n.consumer, _next(n)) for n in procs]
@@ -273,6 +267,19 @@ def _drops(telemetry: Telemetry, component: str) -> dict[str, float]:
                 if s.name.endswith("_total") and s.labels.get("component") == component:
                     out[s.labels["reason"]] = s.value
     return out
+
+
+_View = TypeVar("_View", Watch, diff.DiffWatch)
+
+
+def _on_graph(held: tuple[Graph, _View] | None, g: Graph) -> _View | None:
+    """The view held, if it hooks `g`; one hooked on a graph a reload retired is closed, and None."""
+    if held is None:
+        return None
+    if held[0] is g:
+        return held[1]
+    held[1].close()
+    return None
 
 
 def _next(node: StageNode) -> Any:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gateway.config.model import AuthConfig
+from gateway.transport.fields import has_control, is_token
 from gateway.transport.h2_lifecycle import INFINITY, ServerLimits
 from gateway.transport.http_guard import ConnectionLimits
 from gateway.transport.tls import TLSServerConfig
@@ -149,7 +150,7 @@ class HttpConfig:
         for name, value in self.response_headers.items():
             if name.lower() in _FRAMING_HEADERS:
                 errors.append(f"response_headers::{name}: the server sets this header itself (it frames the answer)")
-            elif not name or name.strip(_TCHAR) or any((c < " " and c != "\t") or c == "\x7f" for c in value):
+            elif not is_token(name) or has_control(value):
                 errors.append(f"response_headers::{name!r}: not a valid header name and value (RFC 9110: a "
                               "name of token characters, a value without control characters)")
         return errors
@@ -159,7 +160,6 @@ class HttpConfig:
         return path
 
 
-_TCHAR = "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 # Headers that frame an HTTP/1.1 answer: `response_headers` cannot set them (Go's server would send a
 # broken answer; the Collector does not check).
 _FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade",

@@ -27,13 +27,14 @@ from typing import Any
 from aiohttp.helpers import rfc822_formatted_time
 from aiohttp.http import SERVER_SOFTWARE
 
+from gateway.transport.fields import TOKEN_CHARS
 from gateway.transport.http_guard import MAX_HEADER_BYTES, MAX_HEADERS, GuardedHandler, GuardedServer
 
 log = logging.getLogger("gateway.transport.http")
 
 MAX_PENDING = 1 << 20  # bytes held behind the lane's running request past which the connection stops being read
 
-_TOKEN = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_TOKEN = TOKEN_CHARS.encode("ascii")
 _HEAD_BYTES = bytes([9, 10, 13, *range(0x20, 0x7F), *range(0x80, 0x100)])  # no NUL or other control byte
 # Present, these leave a request to aiohttp: other framing, an interim answer, another protocol.
 _AIOHTTP_HEADERS = frozenset({"transfer-encoding", "expect", "upgrade", "sec-websocket-key1"})

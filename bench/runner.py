@@ -365,6 +365,7 @@ class TapReader(threading.Thread):
 
     def __init__(self, port: int, component: str) -> None:
         super().__init__(daemon=True)
+        self.port = port
         self.path = f"/api/v1/tap?component={urllib.parse.quote(component)}&direction=in"
         self.lines = 0
         self.error = ""
@@ -420,9 +421,9 @@ def _run_target(res: Outcome, scenario: Scenario, workers: int, keep: bool, prof
             text = scenario.config(target, ports, sink.port, str(workdir), workers)
             if own and own_sink is not None:
                 text = with_own_traces(text, float(own), own_sink.port)
-            admin_port = free_port()
-            if tap:
-                text = with_admin(text, admin_port)
+            reader = TapReader(free_port(), tap) if tap else None
+            if reader is not None:
+                text = with_admin(text, reader.port)
             config.write_text(text)
             if target == "gateway":
                 problem = _validate(config)
@@ -437,7 +438,6 @@ def _run_target(res: Outcome, scenario: Scenario, workers: int, keep: bool, prof
                         res.status, res.reason = "failed", f"not healthy (exit {proc.poll()}): {_tail(workdir)}"
                         return
                     time.sleep(0.05)
-                reader = TapReader(admin_port, tap) if tap else None
                 if reader is not None:
                     reader.start()
                 measure(_Running(proc, ports, sink, workdir))
